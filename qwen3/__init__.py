@@ -1,0 +1,35 @@
+"""qwen3: a hackable implementation of the Qwen3 system (arXiv 2505.09388).
+
+The data's path through the package: ``qwen3.model`` -> ``qwen3.engine`` -> ``qwen3.serve``, with the text layer in
+``qwen3.tokenizer`` and ``qwen3.chat``, training in ``qwen3.train``, evaluation in ``qwen3.eval`` and end-to-end
+recipes in ``qwen3.recipes``.
+
+Public names are imported lazily so that ``import qwen3`` stays cheap (the CLI and the server start fast).
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+__version__ = "0.1.0"
+
+# public name -> "module:attribute"
+_LAZY: dict[str, str] = {}
+
+
+def __getattr__(name: str) -> Any:
+    target = _LAZY.get(name)
+    if target is None:
+        raise AttributeError(f"module 'qwen3' has no attribute {name!r}")
+    module_name, attr = target.split(":")
+    value = getattr(importlib.import_module(module_name), attr)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_LAZY])
+
+
+__all__ = ["__version__", *_LAZY]

@@ -1,0 +1,3 @@
+from qwen3.cli import main
+
+raise SystemExit(main())

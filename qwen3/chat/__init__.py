@@ -1,0 +1,1 @@
+"""The Qwen3 chat format: rendering conversations and parsing model output."""

@@ -1,0 +1,1 @@
+"""The inference engine: LLM, SamplingParams, scheduler, KV cache, model runner."""

@@ -1,0 +1,1 @@
+"""The Qwen3 byte-level BPE tokenizer."""

@@ -1,0 +1,1 @@
+"""Training: data, trainer, checkpoints and one module per Qwen3 stage."""
