@@ -53,3 +53,15 @@ def test_remove_stale_temporaries(tmp_path):
     removed = remove_stale_temporaries(tmp_path)
     assert len(removed) == 2
     assert sorted(os.listdir(tmp_path)) == ["keep"]
+
+
+def test_atomic_writes_use_umask_permissions(tmp_path):
+    umask = os.umask(0o022)
+    try:
+        atomic_write_text(tmp_path / "f", "x")
+        with atomic_directory(tmp_path / "d") as tmp:
+            (tmp / "w").write_text("x")
+    finally:
+        os.umask(umask)
+    assert (tmp_path / "f").stat().st_mode & 0o777 == 0o644
+    assert (tmp_path / "d").stat().st_mode & 0o777 == 0o755
