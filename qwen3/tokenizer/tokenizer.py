@@ -12,6 +12,7 @@ added tokens (``<think>``, ``<tool_call>``, ...) stay atomic in both modes, as t
 from __future__ import annotations
 
 import json
+import operator
 import os
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -170,7 +171,8 @@ class Qwen3Tokenizer:
         return self._token_bytes
 
     def _checked_ids(self, ids: Iterable[int]) -> list[int]:
-        ids = ids.tolist() if hasattr(ids, "tolist") else list(ids)  # accepts tensors and arrays too
+        # Accepts tensors, arrays and numpy integers too; operator.index rejects floats instead of truncating them.
+        ids = list(map(operator.index, ids.tolist() if hasattr(ids, "tolist") else ids))
         if ids and (min(ids) < 0 or max(ids) >= self.vocab_size):
             self._check_id(next(i for i in ids if not 0 <= i < self.vocab_size))
         return ids

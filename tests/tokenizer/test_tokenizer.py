@@ -216,3 +216,15 @@ def test_missing_control_tokens_are_named(qwen3_tokenizer, tmp_path):
     (tmp_path / "tokenizer.json").write_text(json.dumps(data))
     with pytest.raises(TokenizerLoadError, match=r"lack the Qwen3 control tokens <\|im_end\|>, <think>"):
         load_tokenizer(tmp_path)
+
+
+def test_decode_accepts_arrays_and_tensors(qwen3_tokenizer):
+    import numpy as np
+    import torch
+
+    ids = qwen3_tokenizer.encode("hello <think>")
+    assert qwen3_tokenizer.decode(np.array(ids)) == "hello <think>"
+    assert qwen3_tokenizer.decode(torch.tensor(ids)) == "hello <think>"
+    assert qwen3_tokenizer.decode([np.int64(i) for i in ids]) == "hello <think>"
+    with pytest.raises(TypeError):
+        qwen3_tokenizer.decode([1.5])
