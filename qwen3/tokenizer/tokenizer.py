@@ -26,6 +26,8 @@ from qwen3.utils.atomic import atomic_write_json, atomic_write_text
 
 TOKENIZER_FILE = "tokenizer.json"
 TOKENIZER_CONFIG_FILE = "tokenizer_config.json"
+VOCAB_FILE = "vocab.json"
+MERGES_FILE = "merges.txt"
 CHAT_TEMPLATE_FILE = "chat_template.jinja"
 # model_max_length of the 2504 tokenizer_config is not verified (facts section 3); 131,072 is Qwen3's context
 # length with YaRN (facts section 1.1).
@@ -211,15 +213,24 @@ class Qwen3Tokenizer:
         chat_template: str | None = None,
         model_max_length: int = DEFAULT_MODEL_MAX_LENGTH,
     ) -> Path:
-        """Write tokenizer.json and tokenizer_config.json that ``transformers.AutoTokenizer`` loads.
+        """Write the official file set: tokenizer.json, tokenizer_config.json, vocab.json and merges.txt.
 
+        ``transformers.AutoTokenizer`` loads the directory (tools that read only vocab.json + merges.txt do too).
         ``chat_template`` defaults to this tokenizer's own template (if any). Each file is written atomically.
         """
         directory = Path(directory)
         template = chat_template if chat_template is not None else self.chat_template
-        atomic_write_text(directory / TOKENIZER_FILE, tokenizer_json(self._tokenizer))
+        serialized = tokenizer_json(self._tokenizer)
+        model = json.loads(serialized)["model"]
+        vocab = dict(sorted(model["vocab"].items(), key=lambda item: item[1]))
+        merges = (merge if isinstance(merge, str) else " ".join(merge) for merge in model["merges"])
+        atomic_write_text(directory / TOKENIZER_FILE, serialized)
         atomic_write_json(
             directory / TOKENIZER_CONFIG_FILE, self._tokenizer_config(template, model_max_length)
+        )
+        atomic_write_json(directory / VOCAB_FILE, vocab, indent=None)
+        atomic_write_text(
+            directory / MERGES_FILE, "#version: 0.2\n" + "".join(f"{merge}\n" for merge in merges)
         )
         return directory
 

@@ -28,13 +28,17 @@ def qwen3_tokenizer(rank_file) -> Qwen3Tokenizer:
 
 
 @pytest.fixture(scope="session")
-def hf_qwen3_tokenizer(qwen3_tokenizer, tmp_path_factory):
+def saved_qwen3_dir(qwen3_tokenizer, tmp_path_factory):
+    """A directory written by save_pretrained (read-only for the tests that share it)."""
+    directory = tmp_path_factory.mktemp("qwen3-tokenizer")
+    return qwen3_tokenizer.save_pretrained(directory, chat_template="{{ x }}", model_max_length=40960)
+
+
+@pytest.fixture(scope="session")
+def hf_qwen3_tokenizer(saved_qwen3_dir):
     """transformers.AutoTokenizer loaded from the directory our save_pretrained wrote."""
     transformers = pytest.importorskip("transformers")
-    directory = qwen3_tokenizer.save_pretrained(
-        tmp_path_factory.mktemp("qwen3-tokenizer"), chat_template="{{ x }}"
-    )
-    return transformers.AutoTokenizer.from_pretrained(directory)
+    return transformers.AutoTokenizer.from_pretrained(saved_qwen3_dir)
 
 
 # Characters from many scripts and the classes the pre-tokenizer regex cares about.

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from hypothesis import given, settings
 
 from qwen3.tokenizer.special import ADDED_TOKENS, ADDITIONAL_SPECIAL_TOKENS
@@ -34,9 +35,8 @@ def test_transformers_sees_qwen3_special_tokens(hf_qwen3_tokenizer):
     assert hf.chat_template == "{{ x }}"
 
 
-def test_tokenizer_config_fields(qwen3_tokenizer, tmp_path):
-    qwen3_tokenizer.save_pretrained(tmp_path, chat_template="T", model_max_length=40960)
-    config = json.loads((tmp_path / "tokenizer_config.json").read_text())
+def test_tokenizer_config_fields(saved_qwen3_dir):
+    config = json.loads((saved_qwen3_dir / "tokenizer_config.json").read_text())
     assert config["tokenizer_class"] == "Qwen2Tokenizer"
     assert (config["eos_token"], config["pad_token"], config["bos_token"], config["unk_token"]) == (
         "<|im_end|>",
@@ -46,7 +46,7 @@ def test_tokenizer_config_fields(qwen3_tokenizer, tmp_path):
     )
     assert config["errors"] == "replace" and config["split_special_tokens"] is False
     assert config["add_prefix_space"] is False and config["clean_up_tokenization_spaces"] is False
-    assert config["chat_template"] == "T" and config["model_max_length"] == 40960
+    assert config["chat_template"] == "{{ x }}" and config["model_max_length"] == 40960
     assert config["additional_special_tokens"] == list(ADDITIONAL_SPECIAL_TOKENS)
     assert len(ADDITIONAL_SPECIAL_TOKENS) == 13
     decoder = config["added_tokens_decoder"]
@@ -62,9 +62,8 @@ def test_tokenizer_config_fields(qwen3_tokenizer, tmp_path):
         }
 
 
-def test_tokenizer_json_has_the_official_pipeline(qwen3_tokenizer, tmp_path):
-    qwen3_tokenizer.save_pretrained(tmp_path)
-    data = json.loads((tmp_path / "tokenizer.json").read_text())
+def test_tokenizer_json_has_the_official_pipeline(saved_qwen3_dir):
+    data = json.loads((saved_qwen3_dir / "tokenizer.json").read_text())
     assert data["normalizer"] == {"type": "NFC"}
     split, byte_level = data["pre_tokenizer"]["pretokenizers"]
     assert split["behavior"] == "Isolated" and split["pattern"]["Regex"].startswith(
@@ -85,3 +84,14 @@ def test_tokenizer_json_has_the_official_pipeline(qwen3_tokenizer, tmp_path):
         False,
     )
     assert len(model["vocab"]) == 151643 and len(model["merges"]) == 151387
+
+
+def test_vocab_and_merges_files_alone_give_the_same_ids(qwen3_tokenizer, tmp_path):
+    transformers = pytest.importorskip("transformers")
+    qwen3_tokenizer.save_pretrained(tmp_path)
+    assert (tmp_path / "merges.txt").read_text().splitlines()[:3] == ["#version: 0.2", "Ġ Ġ", "ĠĠ ĠĠ"]
+    (tmp_path / "tokenizer.json").unlink()  # transformers must rebuild from vocab.json + merges.txt
+    hf = transformers.AutoTokenizer.from_pretrained(tmp_path)
+    assert len(hf) == 151669
+    for text in ["Hello <|im_start|>user\n<think>\nhi</think> 你好 12345 🫠 naïve", "  \r\n\tx'LL y's  "]:
+        assert hf.encode(text, add_special_tokens=False) == qwen3_tokenizer.encode(text)
