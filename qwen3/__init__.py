@@ -15,7 +15,10 @@ from typing import Any
 __version__ = "0.1.0"
 
 # public name -> "module:attribute"
-_LAZY: dict[str, str] = {}
+_LAZY: dict[str, str] = {
+    "load_tokenizer": "qwen3.tokenizer.tokenizer:load_tokenizer",
+    "Qwen3Tokenizer": "qwen3.tokenizer.tokenizer:Qwen3Tokenizer",
+}
 
 
 def __getattr__(name: str) -> Any:
