@@ -147,7 +147,8 @@ class StreamingParser:
         if tokenizer is not None:
             from qwen3.tokenizer.streaming import IncrementalDetokenizer
 
-            self._detokenizer = IncrementalDetokenizer(tokenizer)
+            # Special tokens (a trailing <|im_end|>) are not text; <think>, <tool_call>, ... are not special.
+            self._detokenizer = IncrementalDetokenizer(tokenizer, skip_special_tokens=True)
 
     def feed(self, text: str) -> list[DeltaMessage]:
         if self._finished:
