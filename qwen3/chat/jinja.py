@@ -55,15 +55,25 @@ class _Namespace(jinja2.utils.Namespace):
     @staticmethod
     def _check_name(name: Any) -> None:
         if isinstance(name, str) and name.startswith("_"):
-            raise jinja2.exceptions.SecurityError(f"a chat template cannot set the namespace attribute {name!r}")
+            raise jinja2.exceptions.SecurityError(
+                f"a chat template cannot set the namespace attribute {name!r}"
+            )
 
 
 def _raise_exception(message: str) -> None:
     raise jinja2.exceptions.TemplateError(message)
 
 
-def _tojson(value: Any, ensure_ascii: bool = False, indent: Any = None, separators: Any = None, sort_keys: bool = False) -> str:
-    return json.dumps(value, ensure_ascii=ensure_ascii, indent=indent, separators=separators, sort_keys=sort_keys)
+def _tojson(
+    value: Any,
+    ensure_ascii: bool = False,
+    indent: Any = None,
+    separators: Any = None,
+    sort_keys: bool = False,
+) -> str:
+    return json.dumps(
+        value, ensure_ascii=ensure_ascii, indent=indent, separators=separators, sort_keys=sort_keys
+    )
 
 
 def _strftime_now(format: str) -> str:
@@ -81,7 +91,10 @@ def compile_template(template: str) -> jinja2.Template:
     )
     env.filters["tojson"] = _tojson
     env.globals.update(
-        raise_exception=_raise_exception, strftime_now=_strftime_now, dict=_template_dict, namespace=_Namespace
+        raise_exception=_raise_exception,
+        strftime_now=_strftime_now,
+        dict=_template_dict,
+        namespace=_Namespace,
     )
     return env.from_string(template)
 

@@ -64,10 +64,14 @@ def content_text(content: Any, where: str) -> str | None:
                     f"{part_where}.type: only text parts are supported by the text models, got {part.get('type')!r}"
                 )
             if not isinstance(part.get("text"), str):
-                raise ValueError(f"{part_where}.text: must be a string, got {type(part.get('text')).__name__}")
+                raise ValueError(
+                    f"{part_where}.text: must be a string, got {type(part.get('text')).__name__}"
+                )
             texts.append(part["text"])
         return "\n".join(texts)
-    raise ValueError(f"{where}: content must be a string, None or a list of text parts, got {type(content).__name__}")
+    raise ValueError(
+        f"{where}: content must be a string, None or a list of text parts, got {type(content).__name__}"
+    )
 
 
 def _reasoning(message: Mapping[str, Any], where: str) -> str | None:
@@ -134,6 +138,8 @@ def normalize_tools(tools: Any) -> list[str]:
     texts = []
     for index, tool in enumerate(tools):
         if not isinstance(tool, Mapping):
-            raise ValueError(f"tools[{index}]: a tool must be a dict (a JSON schema), got {type(tool).__name__}")
+            raise ValueError(
+                f"tools[{index}]: a tool must be a dict (a JSON schema), got {type(tool).__name__}"
+            )
         texts.append(to_json(dict(tool)))
     return texts

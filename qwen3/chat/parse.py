@@ -139,7 +139,9 @@ def extract_tool_calls(text: str) -> tuple[str, list[FunctionCall]]:
     return "".join(content), calls
 
 
-def parse(text: str, enable_thinking: bool = True, tool_call_id: ToolCallIdFactory | None = None) -> ParsedOutput:
+def parse(
+    text: str, enable_thinking: bool = True, tool_call_id: ToolCallIdFactory | None = None
+) -> ParsedOutput:
     """Parse a completion (the text after the prompt, stop token removed) into reasoning, content and tool calls.
 
     ``enable_thinking`` is the mode the reply was generated in (see :func:`qwen3.chat.resolve_thinking`).

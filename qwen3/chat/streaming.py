@@ -73,7 +73,8 @@ def accumulate(deltas: list[DeltaMessage]) -> ParsedOutput:
                 call["name"] = call["name"] or part.function.name
                 call["arguments"] += part.function.arguments
     tool_calls = [
-        ToolCall(call["id"], FunctionCall(call["name"], call["arguments"])) for _, call in sorted(calls.items())
+        ToolCall(call["id"], FunctionCall(call["name"], call["arguments"]))
+        for _, call in sorted(calls.items())
     ]
     return ParsedOutput(reasoning or None, content or None, tool_calls)
 
@@ -133,7 +134,10 @@ class StreamingParser:
     """
 
     def __init__(
-        self, enable_thinking: bool = True, tokenizer: Any = None, tool_call_id: ToolCallIdFactory | None = None
+        self,
+        enable_thinking: bool = True,
+        tokenizer: Any = None,
+        tool_call_id: ToolCallIdFactory | None = None,
     ) -> None:
         self._state = "think_start" if enable_thinking else "content"
         self._buffer = ""
@@ -152,13 +156,17 @@ class StreamingParser:
 
     def feed(self, text: str) -> list[DeltaMessage]:
         if self._finished:
-            raise RuntimeError("StreamingParser.feed after finish(): create a new parser for a new completion")
+            raise RuntimeError(
+                "StreamingParser.feed after finish(): create a new parser for a new completion"
+            )
         self._buffer += text
         return self._advance(final=False)
 
     def feed_tokens(self, token_ids: list[int]) -> list[DeltaMessage]:
         if self._detokenizer is None:
-            raise ValueError("StreamingParser.feed_tokens needs the tokenizer: StreamingParser(tokenizer=...)")
+            raise ValueError(
+                "StreamingParser.feed_tokens needs the tokenizer: StreamingParser(tokenizer=...)"
+            )
         return self.feed(self._detokenizer.push(list(token_ids)))
 
     def finish(self) -> list[DeltaMessage]:

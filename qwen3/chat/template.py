@@ -134,7 +134,11 @@ def render_segments(
             opens = index == 0 or turns[index - 1].role != "tool"
             closes = index == last_index or turns[index + 1].role != "tool"
             text = f"\n{TOOL_RESPONSE_START}\n{message.content}\n{TOOL_RESPONSE_END}"
-            segments.append(Segment(("<|im_start|>user" if opens else "") + text + (IM_END + "\n" if closes else ""), index))
+            segments.append(
+                Segment(
+                    ("<|im_start|>user" if opens else "") + text + (IM_END + "\n" if closes else ""), index
+                )
+            )
     if add_generation_prompt:
         prompt = f"{IM_START}assistant\n" + (EMPTY_THINK_BLOCK if enable_thinking is False else "")
         segments.append(Segment(prompt, None))
@@ -155,4 +159,7 @@ def render(
     think block so that each rendering is a byte prefix of the next one in a multi-turn conversation.
     Raises ValueError naming the message index and field for malformed input.
     """
-    return "".join(s.text for s in render_segments(messages, tools, add_generation_prompt, enable_thinking, prefix_preserving))
+    return "".join(
+        s.text
+        for s in render_segments(messages, tools, add_generation_prompt, enable_thinking, prefix_preserving)
+    )

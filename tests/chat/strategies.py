@@ -31,7 +31,9 @@ FRAGMENTS = [
 plain_text = st.text(st.characters(blacklist_categories=("Cs",)), max_size=12)
 edge_newlines = st.sampled_from(["", "", "\n", "\n\n"])
 text = st.tuples(
-    edge_newlines, st.lists(st.one_of(plain_text, st.sampled_from(FRAGMENTS)), max_size=5).map("".join), edge_newlines
+    edge_newlines,
+    st.lists(st.one_of(plain_text, st.sampled_from(FRAGMENTS)), max_size=5).map("".join),
+    edge_newlines,
 ).map("".join)
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers(-1000, 1000) | plain_text,
@@ -98,7 +100,10 @@ def system_message() -> st.SearchStrategy[dict]:
 
 
 tool_schema = st.fixed_dictionaries(
-    {"type": st.just("function"), "function": st.fixed_dictionaries({"name": plain_text, "description": text})}
+    {
+        "type": st.just("function"),
+        "function": st.fixed_dictionaries({"name": plain_text, "description": text}),
+    }
 )
 tools = st.one_of(st.none(), st.just([]), st.lists(tool_schema, min_size=1, max_size=2))
 

@@ -9,13 +9,17 @@ from tests.chat.strategies import official_template
 
 
 def test_tojson_keeps_unicode_and_accepts_the_transformers_options():
-    template = "{{ x | tojson }}|{{ x | tojson(indent=1) }}|{{ x | tojson(separators=(',', ':'), sort_keys=true) }}"
+    template = (
+        "{{ x | tojson }}|{{ x | tojson(indent=1) }}|{{ x | tojson(separators=(',', ':'), sort_keys=true) }}"
+    )
     out = render_jinja(template, [], x={"b": "é<>&", "a": 1})
     assert out == '{"b": "é<>&", "a": 1}|{\n "b": "é<>&",\n "a": 1\n}|{"a":1,"b":"é<>&"}'
 
 
 def test_trim_and_lstrip_blocks_and_loop_controls():
-    template = "  {% for m in messages %}\n{% if loop.index > 1 %}{% break %}{% endif %}{{ m.role }}\n  {% endfor %}"
+    template = (
+        "  {% for m in messages %}\n{% if loop.index > 1 %}{% break %}{% endif %}{{ m.role }}\n  {% endfor %}"
+    )
     assert render_jinja(template, [{"role": "user"}, {"role": "assistant"}]) == "user\n"
 
 
@@ -48,8 +52,13 @@ def test_generation_tags_render_their_body():
     # TRL's training variant of the Qwen3 template marks assistant output with {% generation %}.
     import trl
 
-    training = (Path(trl.__file__).parent / "chat_templates" / "qwen3_training.jinja").read_text(encoding="utf-8")
-    messages = [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a", "reasoning_content": "r"}]
+    training = (Path(trl.__file__).parent / "chat_templates" / "qwen3_training.jinja").read_text(
+        encoding="utf-8"
+    )
+    messages = [
+        {"role": "user", "content": "q"},
+        {"role": "assistant", "content": "a", "reasoning_content": "r"},
+    ]
     assert render_jinja(training, messages) == render(messages)
 
 

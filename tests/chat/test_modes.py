@@ -19,7 +19,12 @@ def test_hard_switch_overrides_every_flag():
 
 def test_last_flag_wins_across_messages_and_within_a_message():
     assert resolve_thinking([user("Hi /no_think")]) is False
-    assert resolve_thinking([user("Hi /no_think"), {"role": "assistant", "content": "a"}, user("Really? /think")]) is True
+    assert (
+        resolve_thinking(
+            [user("Hi /no_think"), {"role": "assistant", "content": "a"}, user("Really? /think")]
+        )
+        is True
+    )
     assert resolve_thinking([user("/think first, then /no_think")]) is False
     assert resolve_thinking([{"role": "system", "content": "Be brief. /no_think"}, user("Hi")]) is False
     # A later message without a flag does not reset the mode.

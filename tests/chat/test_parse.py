@@ -11,7 +11,10 @@ def numbered(index: int) -> str:
 
 
 def calls(*pairs: tuple[str, dict]) -> list[ToolCall]:
-    return [ToolCall(numbered(i), FunctionCall(name, json.dumps(args, ensure_ascii=False))) for i, (name, args) in enumerate(pairs)]
+    return [
+        ToolCall(numbered(i), FunctionCall(name, json.dumps(args, ensure_ascii=False)))
+        for i, (name, args) in enumerate(pairs)
+    ]
 
 
 CALL_F = '<tool_call>\n{"name": "f", "arguments": {"x": 1}}\n</tool_call>'
@@ -38,14 +41,26 @@ CALL_G = '<tool_call>\n{"name": "g", "arguments": "{\\"y\\": \\"é\\"}"}\n</tool
         # only newlines are stripped, and only at the ends
         ("\n\n  r \n\n</think>\n\n  c \n\n", True, ParsedOutput("  r ", "  c ")),
         # tool calls after the reasoning; text between and around calls is content
-        (f"<think>\nr\n</think>\n\n{CALL_F}\n{CALL_G}", True, ParsedOutput("r", None, calls(("f", {"x": 1}), ("g", {"y": "é"})))),
-        (f"Let me look.\n\n{CALL_F}\nand more", False, ParsedOutput(None, "Let me look.\n\n\nand more", calls(("f", {"x": 1})))),
+        (
+            f"<think>\nr\n</think>\n\n{CALL_F}\n{CALL_G}",
+            True,
+            ParsedOutput("r", None, calls(("f", {"x": 1}), ("g", {"y": "é"}))),
+        ),
+        (
+            f"Let me look.\n\n{CALL_F}\nand more",
+            False,
+            ParsedOutput(None, "Let me look.\n\n\nand more", calls(("f", {"x": 1}))),
+        ),
         # a tool call before any </think> ends the reasoning
         (f"thinking\n{CALL_F}", True, ParsedOutput("thinking", None, calls(("f", {"x": 1})))),
         # ... unless a </think> follows: then the call was part of the reasoning
         (f"thinking\n{CALL_F}\n</think>\n\nok", True, ParsedOutput(f"thinking\n{CALL_F}", "ok")),
         # a missing final </tool_call> is tolerated
-        ('<tool_call>\n{"name": "f", "arguments": {"x": 1}}\n', False, ParsedOutput(None, None, calls(("f", {"x": 1})))),
+        (
+            '<tool_call>\n{"name": "f", "arguments": {"x": 1}}\n',
+            False,
+            ParsedOutput(None, None, calls(("f", {"x": 1}))),
+        ),
     ],
 )
 def test_rules(text, enable_thinking, expected):
@@ -96,4 +111,6 @@ def test_parsed_message_renders_back_to_the_generated_text():
     generated = f'<think>\nr\n</think>\n\nI will call.\n{CALL_F}\n<tool_call>\n{{"name": "g", "arguments": {{"y": "é"}}}}\n</tool_call>'
     message = parse(generated, True).to_message()
     assert message["tool_calls"][1]["function"] == {"name": "g", "arguments": '{"y": "é"}'}
-    assert render([*prompt, message]) == render(prompt, add_generation_prompt=True) + generated + "<|im_end|>\n"
+    assert (
+        render([*prompt, message]) == render(prompt, add_generation_prompt=True) + generated + "<|im_end|>\n"
+    )

@@ -21,7 +21,7 @@ OUTPUTS = [
     f"Text.\n{CALL}\n{CALL}\nmore",
     f"think {CALL}",
     f"think {CALL} </think>\n\nok",
-    f"think <tool_call>\n{{oops</think>c",
+    "think <tool_call>\n{oops</think>c",
     f"{BAD} b\n\n",
     '<tool_call>{"name": "f", "arguments": {}}',
     "<tool_call>{unterminated",
@@ -55,7 +55,20 @@ def test_every_pair_of_split_points_gives_the_parse_result(text, enable_thinking
 
 
 fragments = st.sampled_from(
-    ["<think>", "</think>", "<tool_call>", "</tool_call>", "\n", "\n\n", CALL, BAD, '{"name": "g", "arguments": {}}', "<", "</", " "]
+    [
+        "<think>",
+        "</think>",
+        "<tool_call>",
+        "</tool_call>",
+        "\n",
+        "\n\n",
+        CALL,
+        BAD,
+        '{"name": "g", "arguments": {}}',
+        "<",
+        "</",
+        " ",
+    ]
 )
 outputs = st.lists(st.one_of(fragments, st.text(max_size=6)), max_size=12).map("".join)
 
@@ -72,7 +85,7 @@ def test_random_chunkings_give_the_parse_result(text, enable_thinking, data):
 
 def test_text_streams_without_waiting_for_more_than_a_possible_tag():
     parser = StreamingParser(enable_thinking=True)
-    assert parser.feed("<think>\nLet me") [0].reasoning_content == "Let me"
+    assert parser.feed("<think>\nLet me")[0].reasoning_content == "Let me"
     assert parser.feed(" see </thi")[0].reasoning_content == " see "
     out = parser.feed("nk>\n\nHello <tool")
     assert [d.content for d in out] == ["Hello "]
@@ -115,5 +128,7 @@ def test_token_deltas(tokenizer):
     expected = parse(text, True, tool_call_id=ids)
     for size in (1, 2, 3):
         parser = StreamingParser(True, tokenizer=tokenizer, tool_call_id=ids)
-        deltas = [d for i in range(0, len(token_ids), size) for d in parser.feed_tokens(token_ids[i : i + size])]
+        deltas = [
+            d for i in range(0, len(token_ids), size) for d in parser.feed_tokens(token_ids[i : i + size])
+        ]
         assert accumulate(deltas + parser.finish()) == expected

@@ -11,7 +11,10 @@ OURS = qwen3_template()
 SYSTEM = {"role": "system", "content": "You are a helpful assistant."}
 WEATHER_TOOL = {
     "type": "function",
-    "function": {"name": "get_weather", "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}},
+    "function": {
+        "name": "get_weather",
+        "parameters": {"type": "object", "properties": {"city": {"type": "string"}}},
+    },
 }
 
 
@@ -22,7 +25,9 @@ def test_generation_prompt_thinking_and_hard_switch():
     messages = [SYSTEM, {"role": "user", "content": "Hi"}]
     head = "<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n<|im_start|>user\nHi<|im_end|>\n"
     assert render(messages, add_generation_prompt=True) == head + "<|im_start|>assistant\n"
-    assert render(messages, add_generation_prompt=True, enable_thinking=True) == head + "<|im_start|>assistant\n"
+    assert (
+        render(messages, add_generation_prompt=True, enable_thinking=True) == head + "<|im_start|>assistant\n"
+    )
     assert (
         render(messages, add_generation_prompt=True, enable_thinking=False)
         == head + "<|im_start|>assistant\n<think>\n\n</think>\n\n"
@@ -30,7 +35,10 @@ def test_generation_prompt_thinking_and_hard_switch():
 
 
 def test_final_turn_keeps_thinking_and_earlier_turns_lose_it():
-    final = [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "<think>\nreasoning A\n</think>\n\nAnswer A"}]
+    final = [
+        {"role": "user", "content": "Hi"},
+        {"role": "assistant", "content": "<think>\nreasoning A\n</think>\n\nAnswer A"},
+    ]
     assert render(final) == (
         "<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n<think>\nreasoning A\n</think>\n\nAnswer A<|im_end|>\n"
     )
@@ -52,7 +60,11 @@ def test_tools_header_tool_call_and_merged_tool_results():
             "content": None,
             "reasoning_content": "need tool",
             "tool_calls": [
-                {"id": "call_1", "type": "function", "function": {"name": "get_weather", "arguments": {"city": "Paris"}}},
+                {
+                    "id": "call_1",
+                    "type": "function",
+                    "function": {"name": "get_weather", "arguments": {"city": "Paris"}},
+                },
                 {"name": "get_weather", "arguments": '{"city": "Rome"}'},
             ],
         },
@@ -73,8 +85,8 @@ def test_tools_header_tool_call_and_merged_tool_results():
         "<|im_start|>assistant\n<think>\nneed tool\n</think>\n\n"
         '<tool_call>\n{"name": "get_weather", "arguments": {"city": "Paris"}}\n</tool_call>\n'
         '<tool_call>\n{"name": "get_weather", "arguments": {"city": "Rome"}}\n</tool_call><|im_end|>\n'
-        "<|im_start|>user\n<tool_response>\n{\"temp\": 20}\n</tool_response>\n"
-        "<tool_response>\n{\"temp\": 25}\n</tool_response><|im_end|>\n<|im_start|>assistant\n"
+        '<|im_start|>user\n<tool_response>\n{"temp": 20}\n</tool_response>\n'
+        '<tool_response>\n{"temp": 25}\n</tool_response><|im_end|>\n<|im_start|>assistant\n'
     )
     assert text == render_jinja(OFFICIAL, messages, tools=[WEATHER_TOOL], add_generation_prompt=True)
 
@@ -87,7 +99,12 @@ def test_system_content_goes_before_the_tools_block():
 def test_wrapped_tool_response_in_a_user_turn_is_not_a_query():
     messages = [
         {"role": "user", "content": "q"},
-        {"role": "assistant", "content": "", "reasoning_content": "step 1", "tool_calls": [{"name": "f", "arguments": {}}]},
+        {
+            "role": "assistant",
+            "content": "",
+            "reasoning_content": "step 1",
+            "tool_calls": [{"name": "f", "arguments": {}}],
+        },
         {"role": "user", "content": "<tool_response>\nok\n</tool_response>"},
         {"role": "assistant", "content": "done", "reasoning_content": "step 2"},
     ]
@@ -105,7 +122,11 @@ def test_newline_only_reasoning_of_an_intermediate_step():
         ({"content": "x", "reasoning_content": "\n", **step}, True),
         ({"content": "<think>\n\n</think>\n\nx", **step}, False),
     ):
-        messages = [{"role": "user", "content": "q"}, {"role": "assistant", **assistant}, {"role": "tool", "content": "r"}]
+        messages = [
+            {"role": "user", "content": "q"},
+            {"role": "assistant", **assistant},
+            {"role": "tool", "content": "r"},
+        ]
         text = render(messages)
         assert ("<|im_start|>assistant\n<think>\n\n</think>\n\nx\n<tool_call>" in text) is kept
         assert text == render_jinja(OFFICIAL, messages) == render_jinja(OURS, messages)
@@ -144,14 +165,19 @@ def test_contentless_leading_system_renders_empty_where_the_official_template_fa
 
 def test_reasoning_aliases():
     base = [{"role": "user", "content": "q"}]
-    expected = render([*base, {"role": "assistant", "content": "a", "reasoning_content": "r"}], add_generation_prompt=False)
+    expected = render(
+        [*base, {"role": "assistant", "content": "a", "reasoning_content": "r"}], add_generation_prompt=False
+    )
     for name in ("reasoning", "thinking"):
         assert render([*base, {"role": "assistant", "content": "a", name: "r"}]) == expected
         assert render_jinja(OURS, [*base, {"role": "assistant", "content": "a", name: "r"}]) == expected
 
 
 def test_reasoning_field_wins_over_inline_think_and_keeps_content_verbatim():
-    messages = [{"role": "user", "content": "q"}, {"role": "assistant", "content": "<think>x</think>y", "reasoning_content": "r"}]
+    messages = [
+        {"role": "user", "content": "q"},
+        {"role": "assistant", "content": "<think>x</think>y", "reasoning_content": "r"},
+    ]
     assert render(messages).endswith("<think>\nr\n</think>\n\n<think>x</think>y<|im_end|>\n")
     assert render(messages) == render_jinja(OFFICIAL, messages)
 
@@ -167,9 +193,17 @@ def test_reasoning_field_wins_over_inline_think_and_keeps_content_verbatim():
         ([{"role": "user", "content": 3}], r"messages\[0\]\.content: content must be"),
         ([{"role": "user", "content": [{"type": "image_url"}]}], r"messages\[0\]\.content\[0\]\.type"),
         ([{"role": "user", "content": [{"type": "text", "text": 1}]}], r"messages\[0\]\.content\[0\]\.text"),
-        ([{"role": "user", "content": "x"}, {"role": "assistant", "tool_calls": [{"function": {"arguments": {}}}]}],
-         r"messages\[1\]\.tool_calls\[0\]\.function\.name"),
-        ([{"role": "assistant", "tool_calls": [{"name": "f", "arguments": 3}]}], r"messages\[0\]\.tool_calls\[0\]\.arguments"),
+        (
+            [
+                {"role": "user", "content": "x"},
+                {"role": "assistant", "tool_calls": [{"function": {"arguments": {}}}]},
+            ],
+            r"messages\[1\]\.tool_calls\[0\]\.function\.name",
+        ),
+        (
+            [{"role": "assistant", "tool_calls": [{"name": "f", "arguments": 3}]}],
+            r"messages\[0\]\.tool_calls\[0\]\.arguments",
+        ),
         ([{"role": "assistant", "reasoning_content": ["x"]}], r"messages\[0\]\.reasoning_content"),
         (["hello"], r"messages\[0\]: a message must be a dict"),
     ],
@@ -199,20 +233,34 @@ def test_our_template_raises_on_unknown_roles_too():
     add_generation_prompt=st.booleans(),
     enable_thinking=st.sampled_from([None, True, False]),
 )
-def test_render_matches_the_official_template_byte_for_byte(messages, tools, add_generation_prompt, enable_thinking):
+def test_render_matches_the_official_template_byte_for_byte(
+    messages, tools, add_generation_prompt, enable_thinking
+):
     kwargs = {"tools": tools, "add_generation_prompt": add_generation_prompt}
     if enable_thinking is not None:
         kwargs["enable_thinking"] = enable_thinking
     official = render_jinja(OFFICIAL, for_official_template(messages), **kwargs)
-    assert render(messages, enable_thinking=enable_thinking, tools=tools, add_generation_prompt=add_generation_prompt) == official
+    assert (
+        render(
+            messages,
+            enable_thinking=enable_thinking,
+            tools=tools,
+            add_generation_prompt=add_generation_prompt,
+        )
+        == official
+    )
     assert render_jinja(OURS, messages, **kwargs) == official
 
 
 @settings(max_examples=100, deadline=None)
 @given(messages=conversation(), tools=tools, add_generation_prompt=st.booleans())
 def test_our_template_matches_render_in_prefix_preserving_mode(messages, tools, add_generation_prompt):
-    expected = render(messages, tools=tools, add_generation_prompt=add_generation_prompt, prefix_preserving=True)
+    expected = render(
+        messages, tools=tools, add_generation_prompt=add_generation_prompt, prefix_preserving=True
+    )
     assert (
-        render_jinja(OURS, messages, tools=tools, add_generation_prompt=add_generation_prompt, prefix_preserving=True)
+        render_jinja(
+            OURS, messages, tools=tools, add_generation_prompt=add_generation_prompt, prefix_preserving=True
+        )
         == expected
     )
