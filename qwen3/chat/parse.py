@@ -29,11 +29,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from qwen3.chat.messages import to_json
-
-THINK_START = "<think>"
-THINK_END = "</think>"
-TOOL_CALL_START = "<tool_call>"
-TOOL_CALL_END = "</tool_call>"
+from qwen3.tokenizer.special import THINK_END, THINK_START, TOOL_CALL_END, TOOL_CALL_START
 
 ToolCallIdFactory = Callable[[int], str]
 

@@ -20,10 +20,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from qwen3.chat.parse import (
-    THINK_END,
-    THINK_START,
-    TOOL_CALL_END,
-    TOOL_CALL_START,
     FunctionCall,
     ParsedOutput,
     ToolCall,
@@ -31,6 +27,7 @@ from qwen3.chat.parse import (
     decode_tool_call,
     random_tool_call_id,
 )
+from qwen3.tokenizer.special import THINK_END, THINK_START, TOOL_CALL_END, TOOL_CALL_START
 
 
 @dataclass

@@ -23,13 +23,15 @@ from dataclasses import dataclass
 from typing import Any
 
 from qwen3.chat.messages import Message, normalize_messages, normalize_tools
+from qwen3.tokenizer.special import (
+    IM_END,
+    IM_START,
+    THINK_END,
+    THINK_START,
+    TOOL_RESPONSE_END,
+    TOOL_RESPONSE_START,
+)
 
-IM_START = "<|im_start|>"
-IM_END = "<|im_end|>"
-THINK_START = "<think>"
-THINK_END = "</think>"
-TOOL_RESPONSE_START = "<tool_response>"
-TOOL_RESPONSE_END = "</tool_response>"
 EMPTY_THINK_BLOCK = "<think>\n\n</think>\n\n"
 
 TOOLS_PREAMBLE = (
@@ -133,12 +135,11 @@ def render_segments(
         elif role == "tool":
             opens = index == 0 or turns[index - 1].role != "tool"
             closes = index == last_index or turns[index + 1].role != "tool"
-            text = f"\n{TOOL_RESPONSE_START}\n{message.content}\n{TOOL_RESPONSE_END}"
-            segments.append(
-                Segment(
-                    ("<|im_start|>user" if opens else "") + text + (IM_END + "\n" if closes else ""), index
-                )
-            )
+            # A run of tool results is one user turn: the first opens it, the last closes it.
+            opening = f"{IM_START}user" if opens else ""
+            closing = f"{IM_END}\n" if closes else ""
+            response = f"\n{TOOL_RESPONSE_START}\n{message.content}\n{TOOL_RESPONSE_END}"
+            segments.append(Segment(opening + response + closing, index))
     if add_generation_prompt:
         prompt = f"{IM_START}assistant\n" + (EMPTY_THINK_BLOCK if enable_thinking is False else "")
         segments.append(Segment(prompt, None))
