@@ -3,9 +3,14 @@ from pathlib import Path
 
 import jinja2
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from qwen3.chat import qwen3_template, render, render_jinja
-from tests.chat.strategies import official_template
+from tests.chat.strategies import conversation, for_official_template, official_template, tools
+
+OFFICIAL = official_template()
+OURS = qwen3_template()
 
 
 def test_tojson_keeps_unicode_and_accepts_the_transformers_options():
@@ -63,8 +68,29 @@ def test_generation_tags_render_their_body():
 
 
 def test_our_template_is_our_own_text_and_renders_no_stray_whitespace():
-    ours, official = qwen3_template(), official_template()
+    ours, official = OURS, OFFICIAL
     assert ours != official
     assert "prefix_preserving" in ours
     # No stray whitespace from the template text (trim_blocks/lstrip_blocks and "-" markers leave none).
     assert render_jinja(ours, [{"role": "user", "content": "x"}]) == "<|im_start|>user\nx<|im_end|>\n"
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    messages=conversation(), tools=tools, add_generation_prompt=st.booleans(), enable_thinking=st.booleans()
+)
+def test_transformers_renders_both_templates_as_we_do(
+    messages, tools, add_generation_prompt, enable_thinking
+):
+    from transformers.utils.chat_template_utils import render_jinja_template
+
+    kwargs = {
+        "tools": tools,
+        "add_generation_prompt": add_generation_prompt,
+        "enable_thinking": enable_thinking,
+    }
+    expected = render(messages, **kwargs)
+    for template, conversation_for_it in ((OFFICIAL, for_official_template(messages)), (OURS, messages)):
+        rendered, _ = render_jinja_template([conversation_for_it], chat_template=template, **kwargs)
+        assert rendered[0] == expected
+        assert render_jinja(template, conversation_for_it, **kwargs) == expected
