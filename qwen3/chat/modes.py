@@ -11,6 +11,9 @@ A flag is the literal ``/think`` or ``/no_think`` standing on its own: the chara
 character or ``/`` and the character after it must not be a word character or ``/``. So ``"Really? /think"``,
 ``"/no_think."`` and ``"(/think)"`` are flags, while ``/thinking``, ``/think_more``, ``a/think`` and the path
 ``/think/x`` are not.
+
+The mode decides sampling settings and whether a thinking budget applies. It is not the ``enable_thinking`` of
+:func:`qwen3.chat.parse`: under a soft ``/no_think`` the model still writes an empty think block.
 """
 
 from __future__ import annotations

@@ -140,7 +140,8 @@ def parse(
 ) -> ParsedOutput:
     """Parse a completion (the text after the prompt, stop token removed) into reasoning, content and tool calls.
 
-    ``enable_thinking`` is the mode the reply was generated in (see :func:`qwen3.chat.resolve_thinking`).
+    ``enable_thinking=False`` only when the prompt was rendered with the hard switch (it ends in an empty think
+    block); under a soft ``/no_think`` the model writes its own empty think block, so keep True.
     ``tool_call_id(index)`` names each call; the default gives random ``call_...`` ids.
     """
     make_id = tool_call_id or random_tool_call_id

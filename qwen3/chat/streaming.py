@@ -126,8 +126,8 @@ class _Deltas:
 class StreamingParser:
     """Feed text (``feed``) or token ids (``feed_tokens``, needs ``tokenizer``), then call ``finish`` once.
 
-    ``enable_thinking`` is the mode the reply is generated in; ``tool_call_id(index)`` names the calls (random
-    ``call_...`` ids by default).
+    ``enable_thinking`` is as in :func:`qwen3.chat.parse` (False only under the hard switch);
+    ``tool_call_id(index)`` names the calls (random ``call_...`` ids by default).
     """
 
     def __init__(
