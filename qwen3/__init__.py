@@ -14,10 +14,11 @@ from typing import Any
 
 __version__ = "0.1.0"
 
-# public name -> "module:attribute"
+# public name -> "module:attribute" (or just "module" for a subpackage)
 _LAZY: dict[str, str] = {
     "load_tokenizer": "qwen3.tokenizer.tokenizer:load_tokenizer",
     "Qwen3Tokenizer": "qwen3.tokenizer.tokenizer:Qwen3Tokenizer",
+    "chat": "qwen3.chat",
 }
 
 
@@ -25,8 +26,10 @@ def __getattr__(name: str) -> Any:
     target = _LAZY.get(name)
     if target is None:
         raise AttributeError(f"module 'qwen3' has no attribute {name!r}")
-    module_name, attr = target.split(":")
-    value = getattr(importlib.import_module(module_name), attr)
+    # "package.module" names a subpackage, "package.module:attribute" a name inside it.
+    module_name, _, attr = target.partition(":")
+    module = importlib.import_module(module_name)
+    value = getattr(module, attr) if attr else module
     globals()[name] = value
     return value
 
