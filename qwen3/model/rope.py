@@ -77,10 +77,12 @@ def rope_parameters(config: Qwen3Config, device: torch.device | str | None = Non
 class RotaryEmbedding(nn.Module):
     """cos/sin tables for given absolute positions; inv_freq is a non-persistent fp32 buffer."""
 
-    def __init__(self, config: Qwen3Config, device: torch.device | str | None = None):
+    def __init__(self, config: Qwen3Config):
         super().__init__()
         self.config = config
-        inv_freq, self.attention_scaling = rope_parameters(config, device)
+        # Always computed on the CPU, even while the model is built on the meta device (where the math would
+        # import torch._dynamo); ``reset_buffers`` or ``.to()`` moves it.
+        inv_freq, self.attention_scaling = rope_parameters(config, "cpu")
         self.register_buffer("inv_freq", inv_freq, persistent=False)
 
     def reset_buffers(self, device: torch.device | str) -> None:
