@@ -77,7 +77,7 @@ def init_model(
     device: torch.device | str = "cpu",
     seed: int = 0,
 ) -> Qwen3ForCausalLM:
-    dtype = resolve_dtype(dtype, config.torch_dtype or "float32")
+    dtype = resolve_dtype(dtype, config.torch_dtype if config.torch_dtype in DTYPE_NAMES else "float32")
     model = _empty_model(config, dtype, device)
     model.init_weights(torch.Generator().manual_seed(seed))
     return model.eval()
@@ -98,7 +98,8 @@ def load_checkpoint(
     with torch.device("meta"):
         shapes = {name: tuple(p.shape) for name, p in Qwen3ForCausalLM(config).named_parameters()}
     plan = plan_tensors(directory, config, shapes, stored)
-    dtype = resolve_dtype(dtype, config.torch_dtype or FILE_DTYPES[next(iter(stored.values())).dtype])
+    stored_dtype = FILE_DTYPES[next(iter(stored.values())).dtype]
+    dtype = resolve_dtype(dtype, config.torch_dtype if config.torch_dtype in DTYPE_NAMES else stored_dtype)
     model = _empty_model(config.replace(torch_dtype=_dtype_name(dtype)), dtype, device)
     params = dict(model.named_parameters())
     reader = TensorReader()

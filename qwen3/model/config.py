@@ -20,7 +20,14 @@ from qwen3.model.validation import MODEL_TYPES, ConfigError, validate
 from qwen3.utils.atomic import atomic_write_json
 
 # Keys derived from the fields on writing, or read into a field under another name.
-_CONSUMED_KEYS = {"architectures", "model_type", "rope_parameters", "num_local_experts", "dtype"}
+_CONSUMED_KEYS = {
+    "architectures",
+    "model_type",
+    "rope_parameters",
+    "num_local_experts",
+    "dtype",
+    "layer_types",
+}
 _MOE_FIELDS = (
     "num_experts",
     "num_experts_per_tok",
@@ -139,6 +146,7 @@ class Qwen3Config:
         _merge_alias(d, "num_local_experts", "num_experts", source)
         _merge_alias(d, "dtype", "torch_dtype", source)
         _merge_rope_parameters(d, source)
+        _check_layer_types(d, source)
         names = {f.name for f in dataclasses.fields(cls)} - {"extra"}
         kwargs = {k: v for k, v in d.items() if k in names}
         extra = {k: v for k, v in d.items() if k not in names and k not in _CONSUMED_KEYS}
@@ -230,6 +238,16 @@ def _merge_rope_parameters(d: dict[str, Any], source: str) -> None:
             f"{source}: rope_parameters ({params!r}) contradicts rope_scaling ({d['rope_scaling']!r})"
         )
     d["rope_scaling"] = scaling
+
+
+def _check_layer_types(d: dict[str, Any], source: str) -> None:
+    """transformers v5 dense configs list an attention type per layer; Qwen3 uses full attention everywhere.
+    The list is derived, so it is not kept (it would go stale if num_hidden_layers changed)."""
+    layer_types = d.get("layer_types")
+    if layer_types is not None and set(layer_types) - {"full_attention"}:
+        raise ConfigError(
+            f"{source}: layer_types {sorted(set(layer_types))} is not supported (only full_attention)"
+        )
 
 
 def _normalise_rope_scaling(scaling: Any) -> dict[str, Any] | None:

@@ -14,7 +14,7 @@ from torch.utils.checkpoint import checkpoint
 from qwen3.model.cache import KVCache
 from qwen3.model.config import Qwen3Config
 from qwen3.model.layers import MLP, Attention, RMSNorm
-from qwen3.model.moe import Experts, SparseMoeBlock
+from qwen3.model.moe import MOE_IMPLS, Experts, SparseMoeBlock
 from qwen3.model.rope import RotaryEmbedding
 
 
@@ -166,6 +166,8 @@ class Qwen3ForCausalLM(nn.Module):
 
     def set_moe_impl(self, impl: str) -> None:
         """Choose the experts' kernel: "auto", "grouped_mm", "loop" or "reference" (see qwen3.model.moe)."""
+        if impl not in MOE_IMPLS:
+            raise ValueError(f"moe_impl {impl!r} is not one of {MOE_IMPLS}")
         for module in self.modules():
             if isinstance(module, Experts):
                 module.impl = impl

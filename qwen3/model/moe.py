@@ -84,19 +84,13 @@ class Experts(nn.Module):
 
 
 def resolve_moe_impl(impl: str, x: Tensor) -> str:
+    """The kernel for ``impl``: "auto" is grouped_mm on the CPU (measured: bench/bench_moe.py, docs/model.md) and the expert loop
+    elsewhere: torch._grouped_mm on CUDA needs bf16 and sm90+ and has not been measured here."""
     if impl not in MOE_IMPLS:
         raise ValueError(f"moe_impl {impl!r} is not one of {MOE_IMPLS}")
     if impl != "auto":
         return impl
-    grouped_ok = hasattr(torch, "_grouped_mm") and (
-        x.device.type == "cpu"
-        or (
-            x.device.type == "cuda"
-            and x.dtype == torch.bfloat16
-            and torch.cuda.get_device_capability(x.device)[0] >= 9
-        )
-    )
-    return "grouped_mm" if grouped_ok else "loop"
+    return "grouped_mm" if x.device.type == "cpu" and hasattr(torch, "_grouped_mm") else "loop"
 
 
 class SparseMoeBlock(nn.Module):

@@ -133,6 +133,15 @@ def test_v5_rope_parameters_and_num_local_experts():
     assert plain.rope_scaling is None and plain.rope_theta == 1e6
 
 
+def test_v5_layer_types_are_checked_and_not_kept():
+    d = {**get_preset("qwen3-debug-tiny").to_dict(), "layer_types": ["full_attention"] * 2}
+    assert "layer_types" not in Qwen3Config.from_dict(d).to_dict()
+    with pytest.raises(
+        ConfigError, match="layer_types \\['full_attention', 'sliding_attention'\\] is not supported"
+    ):
+        Qwen3Config.from_dict({**d, "layer_types": ["full_attention", "sliding_attention"]})
+
+
 def test_unknown_keys_are_kept():
     d = {**get_preset("qwen3-debug-tiny").to_dict(), "quantization_note": {"a": 1}}
     assert Qwen3Config.from_dict(d).to_dict()["quantization_note"] == {"a": 1}

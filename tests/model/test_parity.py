@@ -105,3 +105,16 @@ def test_moe_implementations_match_reference_in_values_and_gradients(impl, shape
     assert max_diff(logits, ref_logits) <= 1e-5
     for name, grad in ref_grads.items():
         assert max_diff(grads[name], grad) <= 1e-4, name
+
+
+def test_gradient_checkpointing_gives_the_same_gradients():
+    config = tiny("qwen3-debug-moe-tiny", initializer_range=0.1)
+    tokens = torch.randint(0, 512, (2, 6))
+    grads = []
+    for checkpointing in (False, True):
+        model = tiny_model(config).train()
+        model.model.gradient_checkpointing = checkpointing
+        model(tokens).square().mean().backward()
+        grads.append({n: p.grad for n, p in model.named_parameters()})
+    for name, grad in grads[0].items():
+        assert max_diff(grads[1][name], grad) <= 1e-6, name
