@@ -50,18 +50,7 @@ def stored_tensors(directory: Path) -> dict[str, Stored]:
     elif (directory / SINGLE_FILE).is_file():
         files = {directory / SINGLE_FILE: None}
     else:
-        pickles = sorted(p.name for p in directory.glob("*.bin")) + sorted(
-            p.name for p in directory.glob("*.pt*")
-        )
-        shards = sorted(p.name for p in directory.glob("*.safetensors"))
-        hint = (
-            f"; found {shards} but no {INDEX_FILE}"
-            if shards
-            else f"; found {pickles}: pickle checkpoints are never loaded, convert them to safetensors"
-            if pickles
-            else ""
-        )
-        raise CheckpointError(f"{directory}: no {SINGLE_FILE} or {INDEX_FILE}{hint}")
+        raise CheckpointError(f"{directory}: no {SINGLE_FILE} or {INDEX_FILE}{_weights_hint(directory)}")
     stored, problems = {}, []
     for file, wanted in files.items():
         handle = open_safetensors(file)
@@ -76,6 +65,16 @@ def stored_tensors(directory: Path) -> dict[str, Stored]:
         del handle
     _raise_if(problems, directory)
     return stored
+
+
+def _weights_hint(directory: Path) -> str:
+    shards = sorted(p.name for p in directory.glob("*.safetensors"))
+    if shards:
+        return f"; found {shards} but no {INDEX_FILE}"
+    pickles = sorted(p.name for pattern in ("*.bin", "*.pt", "*.pth") for p in directory.glob(pattern))
+    if pickles:
+        return f"; found {pickles}: pickle checkpoints are never loaded, convert them to safetensors"
+    return ""
 
 
 def index_files(index: Path) -> dict[Path, set[str]]:
@@ -124,12 +123,12 @@ def plan_tensors(
                 f"{sorted(FILE_DTYPES)}"
             )
         for part in spec.parts:
-            done = covered[part.param]
-            if part.param_index in done or () in done or (part.param_index == () and done):
+            seen = covered[part.param]
+            if part.param_index in seen or () in seen or (part.param_index == () and seen):
                 problems.append(
                     f"tensor {name!r} loads {part.param} a second time (both expert layouts present?)"
                 )
-            done.add(part.param_index)
+            seen.add(part.param_index)
         plan[name] = spec
     done = {
         name
