@@ -16,6 +16,13 @@ __version__ = "0.1.0"
 
 # public name -> "module:attribute" (or just "module" for a subpackage)
 _LAZY: dict[str, str] = {
+    "Qwen3Config": "qwen3.model.config:Qwen3Config",
+    "Qwen3ForCausalLM": "qwen3.model.model:Qwen3ForCausalLM",
+    "StaticKVCache": "qwen3.model.cache:StaticKVCache",
+    "PRESETS": "qwen3.model.presets:PRESETS",
+    "load_config": "qwen3.model.checkpoint:load_config",
+    "load_model": "qwen3.model.checkpoint:load_model",
+    "save_model": "qwen3.model.checkpoint:save_model",
     "load_tokenizer": "qwen3.tokenizer.tokenizer:load_tokenizer",
     "Qwen3Tokenizer": "qwen3.tokenizer.tokenizer:Qwen3Tokenizer",
     "chat": "qwen3.chat",

@@ -11,7 +11,7 @@ import argparse
 import importlib
 import sys
 
-COMMAND_MODULES: list[str] = []
+COMMAND_MODULES: list[str] = ["qwen3.model.cli"]
 
 
 def build_parser() -> argparse.ArgumentParser:
