@@ -33,6 +33,7 @@ from qwen3.model.hf_files import (
 from qwen3.model.model import Qwen3ForCausalLM
 from qwen3.model.presets import PRESETS, QWEN_BOS, QWEN_EOS, get_preset
 from qwen3.model.weights import EXPERT_LAYOUTS, HFTensor, export_tensor, hf_tensors
+from qwen3.tokenizer.tokenizer import Qwen3Tokenizer
 from qwen3.utils.atomic import TMP_PREFIX, atomic_directory, atomic_write_json
 
 DTYPE_NAMES = {
@@ -84,10 +85,28 @@ def init_model(
 
 
 def init_checkpoint(
-    preset: str, out_dir: str | Path, seed: int = 0, dtype: torch.dtype | str | None = None
+    preset: str,
+    out_dir: str | Path,
+    seed: int = 0,
+    dtype: torch.dtype | str | None = None,
+    with_tokenizer: bool = True,
 ) -> Path:
-    """Write a randomly initialised checkpoint directory for ``preset`` (config, generation config, weights)."""
-    return save_model(load_model(preset, dtype=dtype, seed=seed), out_dir)
+    """Write a randomly initialised checkpoint directory for ``preset``: config, generation config, weights and,
+    unless ``with_tokenizer`` is False, the tokenizer with the chat template, so the directory runs as it is.
+
+    Released presets get the real Qwen3 tokenizer; debug presets a debug BPE of exactly their vocabulary size,
+    with the config's bos/eos ids set to its ``<|endoftext|>`` / ``<|im_end|>``.
+    """
+    config = get_preset(preset)
+    tokenizer = None
+    if with_tokenizer:
+        from qwen3.tokenizer.train import tokenizer_for_vocab
+
+        tokenizer = tokenizer_for_vocab(config.vocab_size)
+        config = config.replace(bos_token_id=tokenizer.endoftext_id, eos_token_id=tokenizer.im_end_id)
+    model = init_model(config, dtype=dtype, seed=seed)
+    model.generation_config = default_generation_config(config, tokenizer)
+    return save_model(model, out_dir, tokenizer=tokenizer)
 
 
 def load_checkpoint(
@@ -116,9 +135,11 @@ def save_model(
     out_dir: str | Path,
     max_shard_size: int | str = "5GB",
     expert_layout: str = "per_expert",
+    tokenizer: Qwen3Tokenizer | None = None,
 ) -> Path:
     """Write ``model`` as a Hugging Face directory (transformers ``from_pretrained`` loads it). Other files already
-    in ``out_dir`` (tokenizer, ...) are kept; the old weights are replaced atomically."""
+    in ``out_dir`` (tokenizer, ...) are kept; the old weights are replaced atomically. A ``tokenizer`` given is
+    written into the same directory with its chat template (our Qwen3 template when it has none)."""
     if expert_layout not in EXPERT_LAYOUTS:
         raise ValueError(f"expert_layout {expert_layout!r} is not one of {EXPERT_LAYOUTS}")
     out_dir = Path(out_dir)
@@ -146,13 +167,29 @@ def save_model(
         atomic_write_json(
             tmp / "generation_config.json", model.generation_config or default_generation_config(config)
         )
+        if tokenizer is not None:
+            _write_tokenizer(tokenizer, tmp)
     return out_dir
 
 
-def default_generation_config(config: Qwen3Config) -> dict:
-    """The released hybrid models' generation_config.json (facts sheet 3); the config's own ids for other
-    vocabularies."""
+def _write_tokenizer(tokenizer: Qwen3Tokenizer, directory: Path) -> None:
+    from qwen3.chat.jinja import qwen3_template
+
+    tokenizer.save_pretrained(directory, chat_template=tokenizer.chat_template or qwen3_template())
+
+
+def default_generation_config(config: Qwen3Config, tokenizer: Qwen3Tokenizer | None = None) -> dict:
+    """The released hybrid models' generation_config.json (facts sheet 3): thinking-mode sampling, stop at
+    ``<|im_end|>`` or ``<|endoftext|>``. Ids come from ``tokenizer`` when given, else the Qwen3 ids for the real
+    vocabulary, else the config's own ids."""
     out: dict = {"do_sample": True, "temperature": 0.6, "top_k": 20, "top_p": 0.95}
+    if tokenizer is not None:
+        return {
+            **out,
+            "bos_token_id": tokenizer.endoftext_id,
+            "eos_token_id": list(tokenizer.eos_token_ids),
+            "pad_token_id": tokenizer.pad_token_id,
+        }
     if config.vocab_size > QWEN_EOS:
         return {
             **out,

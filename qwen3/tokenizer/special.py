@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 # Id of the first added token in the real vocabulary: the 151,643 BPE ranks come first.
 QWEN3_FIRST_ADDED_ID = 151643
+QWEN3_VOCAB_SIZE = 151669  # tokens, not embedding rows (151,936): ids 151669.. are padding rows
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 from tokenizers import pre_tokenizers, trainers
 
+from qwen3.tokenizer import special
 from qwen3.tokenizer.pipeline import append_added_tokens, empty_bpe_tokenizer, tokenizer_json
 from qwen3.tokenizer.special import ADDED_TOKENS
 from qwen3.tokenizer.tokenizer import Qwen3Tokenizer
@@ -206,3 +207,12 @@ def _cjk_and_accents(rng: random.Random, lexicon: _Lexicon) -> str:
     cjk = "".join(chr(rng.randint(0x4E00, 0x4E00 + 200)) for _ in range(rng.randint(4, 20)))
     accented = " ".join(_word(rng, lexicon) + rng.choice(_ACCENTED) for _ in range(rng.randint(2, 6)))
     return f"{cjk}。{accented} 🙂"
+
+
+def tokenizer_for_vocab(vocab_size: int) -> Qwen3Tokenizer:
+    """The tokenizer a model with ``vocab_size`` embedding rows is initialised with: the real Qwen3 tokenizer when
+    its 151,669 tokens fit (the released models pad the embedding to 151,936 rows), else a debug BPE of exactly
+    ``vocab_size`` tokens."""
+    if vocab_size >= special.QWEN3_VOCAB_SIZE:
+        return Qwen3Tokenizer.from_ranks()
+    return debug_tokenizer(vocab_size)

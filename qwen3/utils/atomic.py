@@ -74,8 +74,11 @@ def atomic_directory(path: str | os.PathLike) -> Iterator[Path]:
     os.chmod(tmp, _default_file_mode() | 0o111)  # like mkdir: mkdtemp's 0700 would hide the directory
     try:
         yield tmp
+        file_mode = _default_file_mode()
         for child in tmp.rglob("*"):
             if child.is_file():
+                # Some writers (safetensors, mkstemp) create 0600 files; give every file a plain write's mode.
+                os.chmod(child, file_mode)
                 with open(child, "rb") as handle:
                     os.fsync(handle.fileno())
         old = None

@@ -156,6 +156,28 @@ def test_preset_init_is_deterministic_and_cli_writes_the_same_model(tmp_path):
     assert bad.returncode == 1 and "unknown preset 'qwen3-7b'; presets: qwen3-0.6b" in bad.stderr
 
 
+def test_init_writes_a_runnable_directory_with_tokenizer_and_template(tmp_path):
+    from qwen3.chat import render
+    from qwen3.model.checkpoint import init_checkpoint
+    from qwen3.tokenizer import load_tokenizer
+
+    out = init_checkpoint("qwen3-debug-tiny", tmp_path / "ckpt", seed=0)
+    tokenizer = load_tokenizer(out)
+    config = qwen3.load_config(out)
+    assert len(tokenizer) == config.vocab_size == 512
+    assert (config.bos_token_id, config.eos_token_id) == (tokenizer.endoftext_id, tokenizer.im_end_id)
+    generation = json.loads((out / "generation_config.json").read_text())
+    assert generation["eos_token_id"] == [tokenizer.im_end_id, tokenizer.endoftext_id]
+    messages = [{"role": "user", "content": "hi /no_think"}]
+    from qwen3.chat import render_jinja
+
+    assert render_jinja(tokenizer.chat_template, messages, add_generation_prompt=True) == render(
+        messages, add_generation_prompt=True
+    )
+    bare = init_checkpoint("qwen3-debug-tiny", tmp_path / "bare", with_tokenizer=False)
+    assert not (bare / "tokenizer.json").exists()
+
+
 def test_load_config_and_unknown_name():
     assert qwen3.load_config("qwen3-30b-a3b").num_experts == 128
     with pytest.raises(ValueError, match="neither a checkpoint directory nor a preset; presets: qwen3-0.6b"):

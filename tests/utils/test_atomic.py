@@ -61,7 +61,10 @@ def test_atomic_writes_use_umask_permissions(tmp_path):
         atomic_write_text(tmp_path / "f", "x")
         with atomic_directory(tmp_path / "d") as tmp:
             (tmp / "w").write_text("x")
+            (tmp / "private").write_text("x")
+            (tmp / "private").chmod(0o600)
     finally:
         os.umask(umask)
     assert (tmp_path / "f").stat().st_mode & 0o777 == 0o644
     assert (tmp_path / "d").stat().st_mode & 0o777 == 0o755
+    assert (tmp_path / "d" / "private").stat().st_mode & 0o777 == 0o644
