@@ -37,8 +37,8 @@ from qwen3.utils.atomic import (
 STEP_DIR = re.compile(r"^step-(\d{8})$")
 STATE_FILE = "trainer_state.json"
 CONFIG_FILE = "train_config.json"
-# Test hook: when set to a path, saving touches that file and then waits halfway through (the model and optimizer
-# are written, the trainer state is not), so a test can SIGKILL the process in the middle of a save.
+# Test hook "STEP:PATH": the save of checkpoint STEP writes PATH and then waits halfway through (model and
+# optimizer written, trainer state not), so a test can SIGKILL the process in the middle of a save.
 PAUSE_ENV = "QWEN3_TEST_PAUSE_IN_SAVE"
 
 
@@ -73,7 +73,7 @@ def save_checkpoint(
         torch.save(rng_state(), tmp / "rng.pt")
         atomic_write_json(tmp / CONFIG_FILE, config)
         atomic_write_text(tmp / "metrics.jsonl", metrics_text)
-        _pause_for_tests()
+        _pause_for_tests(step)
         atomic_write_json(tmp / STATE_FILE, {**trainer_state, "step": step, "saved_at": time.time()})
     prune(run_dir, keep_last)
     return target
@@ -85,9 +85,9 @@ def _save_tokenizer(tokenizer: Any, model_dir: Path) -> None:
     tokenizer.save_pretrained(model_dir, chat_template=qwen3_template())
 
 
-def _pause_for_tests() -> None:
-    marker = os.environ.get(PAUSE_ENV)
-    if marker:
+def _pause_for_tests(step: int) -> None:
+    at_step, _, marker = os.environ.get(PAUSE_ENV, "").partition(":")
+    if marker and int(at_step) == step:
         Path(marker).write_text(str(os.getpid()))
         time.sleep(3600)
 

@@ -4,7 +4,7 @@ A dataclass is filled from a dict by field name; nested dataclass fields take su
 the field's annotation (``int``, ``float``, ``str``, ``bool``, ``X | None``, ``list[X]``, ``tuple[X, ...]``,
 ``dict``); an int is accepted where a float is expected. Override values are parsed as TOML values (``3e-4``,
 ``true``, ``[1, 2]``, ``"text"``), and a bare word that is not valid TOML is taken as a string, so
-``model.name=qwen3-debug-tiny`` needs no quotes.
+``model.name=qwen3-debug-tiny`` needs no quotes; ``none``/``null`` unset an optional field (TOML has no null).
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 T = TypeVar("T")
+NONE_WORDS = ("none", "null")  # TOML has no null: these unset an optional field (``init_from=none``)
 
 
 class SettingsError(ValueError):
@@ -115,7 +116,9 @@ def _convert(annotation: Any, value: Any, where: str) -> Any:
     origin = typing.get_origin(annotation)
     if origin in (typing.Union, types.UnionType):
         options = typing.get_args(annotation)
-        if value is None and type(None) in options:
+        if type(None) in options and (
+            value is None or (isinstance(value, str) and value.lower() in NONE_WORDS)
+        ):
             return None
         errors = []
         for option in (o for o in options if o is not type(None)):

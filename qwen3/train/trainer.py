@@ -14,6 +14,7 @@ from __future__ import annotations
 import math
 import random
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -61,11 +62,17 @@ class TrainResult:
 
 
 class Trainer:
+    """``Trainer(config).fit()``. ``rows`` replaces the configured data with any ``RowSource``; ``source`` with a
+    list/iterable of documents (pre-training) or chat examples (SFT) that go through the configured pipeline.
+    ``loss_fn`` replaces ``config.loss_type``. Checkpoints exist in ``run_dir`` only with ``resume`` (continue
+    from the newest complete one) or ``overwrite`` (delete them)."""
+
     def __init__(
         self,
         config: TrainConfig,
         *,
         rows: RowSource | None = None,
+        source: Iterable[Any] | None = None,
         loss_fn: LossFn | None = None,
         resume: bool = False,
         overwrite: bool = False,
@@ -86,7 +93,9 @@ class Trainer:
         self.tokenizer = build.build_tokenizer(
             config.data, self.model.config.vocab_size, weights or _as_dir(config.model.name)
         )
-        self.rows = rows or build.build_rows(config.data, self.tokenizer, self.model.config.vocab_size)
+        self.rows = rows or build.build_rows(
+            config.data, self.tokenizer, self.model.config.vocab_size, source
+        )
         self.pad_id = build.pad_id(self.tokenizer)
         self.module = distributed.wrap(
             TrainStep(self.model, loss_fn or make_loss(config.loss_type, chunk_size=config.loss_chunk_size),
@@ -271,14 +280,14 @@ class Trainer:
     # ------------------------------------------------------------------------------------------- checkpoints
     def save(self) -> Path | None:
         """Write a checkpoint of the current step (collective: every rank calls it; rank 0 writes)."""
-        model = self._full_model(distributed.model_state(self.module)) if self._sharded else self.model
-        optimizer_state = distributed.optimizer_state(self.module, self.optimizer)
+        weights = distributed.model_state(self.module) if self._sharded else None  # collective
+        optimizer_state = distributed.optimizer_state(self.module, self.optimizer)  # collective under FSDP
         path = None
         if self.env.is_main:
             path = checkpoint.save_checkpoint(
                 self.run_dir,
                 self.step,
-                model,
+                self.model if weights is None else self._full_model(weights),
                 optimizer_state,
                 {
                     "data": self.rows.state_dict(),
