@@ -10,10 +10,7 @@ from pathlib import Path
 
 from qwen3.chat import StreamingParser, parse, render, render_jinja, tokenize_conversation
 
-TOOLS = [
-    {"type": "function", "function": {"name": f"tool_{i}", "description": "does things " * 5}}
-    for i in range(4)
-]
+TOOLS = [{"type": "function", "function": {"name": f"tool_{i}", "description": "does things " * 5}} for i in range(4)]
 
 
 def conversation(turns: int) -> list[dict]:
@@ -25,9 +22,7 @@ def conversation(turns: int) -> list[dict]:
                 "role": "assistant",
                 "content": "",
                 "reasoning_content": "Let me call the tool. " * 10,
-                "tool_calls": [
-                    {"type": "function", "function": {"name": "tool_0", "arguments": {"x": turn}}}
-                ],
+                "tool_calls": [{"type": "function", "function": {"name": "tool_0", "arguments": {"x": turn}}}],
             }
         )
         messages.append({"role": "tool", "content": f'{{"result": {turn * turn}}}'})
@@ -54,14 +49,10 @@ def main() -> None:
     print(f"render (native)            {native * 1e6:8.0f} us")
     print(f"render_jinja (official)    {jinja * 1e6:8.0f} us   ({jinja / native:.1f}x the native time)")
 
-    output = (
-        "<think>\n" + "Some careful reasoning about the problem. " * 2000 + "\n</think>\n\nThe answer is 42."
-    )
+    output = "<think>\n" + "Some careful reasoning about the problem. " * 2000 + "\n</think>\n\nThe answer is 42."
     output += '\n<tool_call>\n{"name": "tool_0", "arguments": {"x": 1}}\n</tool_call>'
     seconds = per_call(lambda: parse(output), 50)
-    print(
-        f"parse: {len(output)} chars in {seconds * 1e3:.2f} ms ({len(output) / seconds / 1e6:.1f} M chars/s)"
-    )
+    print(f"parse: {len(output)} chars in {seconds * 1e3:.2f} ms ({len(output) / seconds / 1e6:.1f} M chars/s)")
 
     chunks = [output[i : i + 4] for i in range(0, len(output), 4)]  # about one token per chunk
 
