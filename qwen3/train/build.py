@@ -10,14 +10,8 @@ import torch
 
 from qwen3.train.batch import RowSource
 from qwen3.train.config import DataConfig, ModelConfig, OptimConfig, TrainConfig
-from qwen3.train.data import (
-    DataError,
-    DocumentStream,
-    FileCorpus,
-    PackedDocuments,
-    SequenceCorpus,
-    document_tokens,
-)
+from qwen3.train.corpus import DataError, FileCorpus, SequenceCorpus
+from qwen3.train.data import DocumentStream, PackedDocuments, document_tokens
 from qwen3.train.settings import SettingsError
 from qwen3.train.sft_data import PackedConversations, conversation_example
 from qwen3.train.synthetic import PATTERN_EOS, chat_examples, pattern_documents, text_documents

@@ -147,6 +147,12 @@ def load_optimizer_file(checkpoint: Path) -> dict[str, Any] | None:
 
 
 # ------------------------------------------------------------------------------------------------ RNG state
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
 def rng_state() -> dict[str, Any]:
     version, internal, gauss = random.getstate()
     numpy_state = np.random.get_state(legacy=False)

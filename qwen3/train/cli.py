@@ -69,7 +69,7 @@ def run_train(args: argparse.Namespace) -> int:
     from qwen3.cli import UserFacingError
     from qwen3.train import distributed
     from qwen3.train.config import TrainConfig
-    from qwen3.train.data import DataError
+    from qwen3.train.corpus import DataError
     from qwen3.train.pretrain import chain_configs, is_chain, run_chain
     from qwen3.train.settings import SettingsError, apply_overrides, read_table
     from qwen3.train.trainer import Trainer, TrainingError

@@ -185,3 +185,18 @@ def _load_named_optimizer_state(
             "param_groups": [{**g, "params": [index[n] for n in g["params"]]} for g in state["param_groups"]],
         }
     )
+
+
+def assemble_model(model: nn.Module, weights: dict[str, torch.Tensor], prefix: str = "model.") -> nn.Module:
+    """A plain copy of ``model`` (a Qwen3ForCausalLM whose live parameters are sharded) holding the gathered
+    ``weights`` of the train step (names under ``prefix``), for saving."""
+    from qwen3.model.model import Qwen3ForCausalLM
+
+    state = {name[len(prefix) :]: tensor for name, tensor in weights.items() if name.startswith(prefix)}
+    with torch.device("meta"):
+        full = Qwen3ForCausalLM(model.config)
+    full.load_state_dict(state, assign=True)
+    if model.config.tie_word_embeddings:
+        full.lm_head.weight = full.model.embed_tokens.weight
+    full.generation_config = model.generation_config
+    return full

@@ -17,7 +17,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from qwen3.train.batch import IGNORE, Row
-from qwen3.train.data import DataError, Document, DocumentStream
+from qwen3.train.corpus import DataError, Document
+from qwen3.train.data import DocumentStream
 
 
 @dataclass

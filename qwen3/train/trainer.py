@@ -12,14 +12,12 @@ whatever the micro-batch size, accumulation or world size; only float summation 
 from __future__ import annotations
 
 import math
-import random
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from torch import Tensor, nn
 
@@ -84,7 +82,7 @@ class Trainer:
         self.run_dir = Path(config.run_dir)
         self.accum = config.grad_accum_steps(self.env.world_size)
         self.rows_per_step = config.rows_per_step(self.env.world_size)
-        _seed_everything(config.seed)
+        checkpoint.seed_everything(config.seed)
         self.resume_from = self._find_resume() if resume else None
         if not resume:
             self._check_fresh(overwrite)
@@ -287,7 +285,7 @@ class Trainer:
             path = checkpoint.save_checkpoint(
                 self.run_dir,
                 self.step,
-                self.model if weights is None else self._full_model(weights),
+                self.model if weights is None else distributed.assemble_model(self.model, weights),
                 optimizer_state,
                 {
                     "data": self.rows.state_dict(),
@@ -306,26 +304,6 @@ class Trainer:
     @property
     def _sharded(self) -> bool:
         return self.env.distributed and self.config.distributed == "fsdp"
-
-    def _full_model(self, weights: dict[str, Tensor]) -> nn.Module:
-        """A plain model holding the gathered weights (the live one is sharded under FSDP)."""
-        from qwen3.model.model import Qwen3ForCausalLM
-
-        prefix = "model."
-        state = {name[len(prefix) :]: tensor for name, tensor in weights.items() if name.startswith(prefix)}
-        with torch.device("meta"):
-            model = Qwen3ForCausalLM(self.model.config)
-        model.load_state_dict(state, assign=True)
-        if self.model.config.tie_word_embeddings:
-            model.lm_head.weight = model.model.embed_tokens.weight
-        model.generation_config = self.model.generation_config
-        return model
-
-
-def _seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
 
 
 def _as_dir(name: str) -> Path | None:

@@ -3,14 +3,8 @@ import json
 import pytest
 
 from qwen3.train.batch import IGNORE, collate
-from qwen3.train.data import (
-    DataError,
-    DocumentStream,
-    FileCorpus,
-    PackedDocuments,
-    SequenceCorpus,
-    document_tokens,
-)
+from qwen3.train.corpus import DataError, FileCorpus, SequenceCorpus
+from qwen3.train.data import DocumentStream, PackedDocuments, document_tokens
 
 
 def ids_of(document):

@@ -3,7 +3,8 @@ import pytest
 from qwen3.chat import tokenize_conversation
 from qwen3.tokenizer.train import debug_tokenizer
 from qwen3.train.batch import IGNORE
-from qwen3.train.data import DataError, Document, DocumentStream, SequenceCorpus
+from qwen3.train.corpus import DataError, Document, SequenceCorpus
+from qwen3.train.data import DocumentStream
 from qwen3.train.sft_data import PackedConversations, conversation_example
 from qwen3.train.synthetic import chat_examples
 
