@@ -106,8 +106,10 @@ CASES = {
 
 def child(name: str, steps: int, warmup: int) -> None:
     kind, precision, chunk = CASES[name]
-    result = run_transformers(precision, steps, warmup) if kind == "transformers" else run_ours(
-        precision, steps, warmup, chunk
+    result = (
+        run_transformers(precision, steps, warmup)
+        if kind == "transformers"
+        else run_ours(precision, steps, warmup, chunk)
     )
     print(json.dumps(result))
 

@@ -9,7 +9,7 @@ from typing import Any
 import torch
 
 from qwen3.train.batch import RowSource
-from qwen3.train.config import DataConfig, ModelConfig, OptimConfig, TrainConfig
+from qwen3.train.config import DataConfig, ModelConfig, OptimConfig
 from qwen3.train.corpus import DataError, FileCorpus, SequenceCorpus
 from qwen3.train.data import DocumentStream, PackedDocuments, document_tokens
 from qwen3.train.settings import SettingsError
@@ -157,9 +157,3 @@ def build_optimizer(model: torch.nn.Module, optim: OptimConfig, device: torch.de
         fused=kind == "fused" or None,
         foreach=True if kind == "foreach" else (False if kind == "for" else None),
     )
-
-
-def describe(config: TrainConfig) -> str:
-    model = config.model.name
-    data = config.data.synthetic and f"synthetic {config.data.synthetic}" or ", ".join(config.data.paths)
-    return f"{config.stage}: {model} on {data}, {config.steps} steps"

@@ -80,6 +80,9 @@ class Trainer:
         self.config = config
         self.env = env or distributed.init_distributed(config.device)
         self.run_dir = Path(config.run_dir)
+        cuda = self.env.device.type == "cuda"
+        if config.precision == "bf16" and cuda and not torch.cuda.is_bf16_supported():
+            raise TrainingError("precision = 'bf16' but this GPU has no bf16 support; use precision = 'fp32'")
         self.accum = config.grad_accum_steps(self.env.world_size)
         self.rows_per_step = config.rows_per_step(self.env.world_size)
         checkpoint.seed_everything(config.seed)
