@@ -124,7 +124,7 @@ class Trainer:
 
     def _check_fresh(self, overwrite: bool) -> None:
         """A fresh run must not mix its checkpoints with an earlier run's in the same directory."""
-        existing = checkpoint.latest_checkpoint(self.run_dir)
+        existing = distributed.broadcast_object(checkpoint.latest_checkpoint(self.run_dir), self.env)
         if existing is None:
             return
         if not overwrite:
