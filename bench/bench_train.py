@@ -6,7 +6,7 @@ Same model (qwen3-debug-5m, same config and initial weights), batch 8 x 512, Ada
 token batches. Each configuration runs in a fresh process; tokens/s is batch tokens / the MEDIAN step time after
 warm-up (robust to other jobs on a shared machine), best of ``--repeats`` runs; peak RSS is the process's VmHWM.
 
-    PYTHONPATH=. python bench/bench_train.py [--steps 8] [--warmup 3] [--threads 2] [--repeats 2]
+    PYTHONPATH=. python bench/bench_train.py [--steps 8] [--warmup 3] [--threads 2] [--repeats 1]
 """
 
 from __future__ import annotations
@@ -119,7 +119,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=8)
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--repeats", type=int, default=2, help="runs per case; the fastest is reported")
+    parser.add_argument("--repeats", type=int, default=1, help="runs per case; the fastest is reported")
     parser.add_argument("--case", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.case:
