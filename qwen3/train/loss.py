@@ -88,9 +88,13 @@ class _LinearCrossEntropy(torch.autograd.Function):
                 h = hidden[chunk].to(compute)
                 target = labels[chunk]
                 logits = (h @ w.T).float()
-                log_norm = torch.logsumexp(logits, dim=-1)
-                total += (log_norm - logits.gather(1, target[:, None]).squeeze(1)).sum()
-                grad = logits.sub_(log_norm[:, None]).exp_()  # softmax, in place
+                target_logit = logits.gather(1, target[:, None])
+                # Softmax in place (one pass fewer than logsumexp + exp): CE = log sum exp(l - max) + max - l_t.
+                peak = logits.amax(dim=-1, keepdim=True)
+                grad = logits.sub_(peak).exp_()
+                norm = grad.sum(dim=-1, keepdim=True)
+                total += (norm.log() + peak - target_logit).sum()
+                grad.div_(norm)
                 grad[torch.arange(len(chunk), device=grad.device), target] -= 1.0
                 grad = grad.to(compute)
                 grad_hidden[chunk] = (grad @ w).to(hidden.dtype)
