@@ -8,6 +8,7 @@ go to ``python -m qwen3.train``.
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 CONFIG_DIR = Path(__file__).parent / "configs"
@@ -91,7 +92,8 @@ def run_train(args: argparse.Namespace) -> int:
         raise UserFacingError(f"{path}: {err}" if isinstance(err, SettingsError) else str(err)) from None
     finally:
         if env is not None:
-            distributed.shutdown(env)
+            # After an error the other ranks may be gone: no barrier then.
+            distributed.shutdown(env, synchronize=sys.exc_info()[0] is None)
     return 0
 
 
@@ -111,8 +113,6 @@ def run_plot(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """``python -m qwen3.train CONFIG [KEY=VALUE ...] [--resume]`` (the torchrun entry point)."""
-    import sys
-
     from qwen3.cli import UserFacingError
 
     parser = argparse.ArgumentParser(

@@ -59,8 +59,15 @@ def init_distributed(device: str = "auto") -> DistEnv:
     return DistEnv(rank, world_size, local_rank, target)
 
 
-def shutdown(env: DistEnv) -> None:
+def shutdown(env: DistEnv, synchronize: bool = True) -> None:
+    """Leave the process group cleanly: the trainer must be gone by now. Collecting its cycles first frees any
+    gloo/FSDP work objects while the interpreter is alive (freed during interpreter teardown they can abort)."""
     if env.distributed and dist.is_initialized():
+        import gc
+
+        gc.collect()
+        if synchronize:
+            dist.barrier()
         dist.destroy_process_group()
 
 

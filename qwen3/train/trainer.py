@@ -40,15 +40,22 @@ class TrainStep(nn.Module):
     def __init__(self, model: nn.Module, loss_fn: LossFn, balancer: Any | None, aux_coef: float):
         super().__init__()
         self.model, self.loss_fn, self.balancer, self.aux_coef = model, loss_fn, balancer, aux_coef
+        self.metric_names: list[str] = []  # of the last LossOutput.metrics, logged like the loss
 
-    def forward(self, batch: Batch, target_scale: float, token_scale: float) -> tuple[Tensor, Tensor, Tensor]:
+    def forward(self, batch: Batch, target_scale: float, aux_scale: float) -> tuple[Tensor, Tensor, Tensor]:
+        """(objective to backpropagate, [loss sum, *the loss's metric sums], LBL). ``target_scale`` = world /
+        global targets; ``aux_scale`` = world x this micro-batch's share of the global batch's tokens."""
         out = self.loss_fn(self.model, batch)
         objective = out.loss_sum * target_scale
         aux = torch.zeros((), device=objective.device)
         if out.router_logits and self.balancer is not None:
             aux = self.balancer.step_loss(out.router_logits, batch.attention_mask)
-            objective = objective + self.aux_coef * aux * (batch.num_tokens * token_scale)
-        return objective, out.loss_sum.detach().float(), aux.detach().float()
+            objective = objective + self.aux_coef * aux * aux_scale
+        sums = torch.stack(
+            [out.loss_sum.detach().float(), *(out.metrics[k].detach().float() for k in sorted(out.metrics))]
+        )
+        self.metric_names = sorted(out.metrics)
+        return objective, sums, aux.detach().float()
 
 
 @dataclass
@@ -212,8 +219,8 @@ class Trainer:
         if targets == 0:
             raise TrainingError(f"step {self.step + 1}: the global batch has no target tokens")
         sums = self._accumulate(self._my_micro_batches(rows), targets, tokens)
-        sums = distributed.all_reduce_sum(sums, self.env)
-        loss, aux = (sums[0] / targets).item(), (sums[1] / tokens).item()
+        sums = distributed.all_reduce_sum(sums, self.env).tolist()
+        aux, loss, extra = sums[0] / tokens, sums[1] / targets, [value / targets for value in sums[2:]]
         grad_norm = self._clip()
         self.step += 1
         skipped = not (math.isfinite(loss) and math.isfinite(grad_norm))
@@ -225,6 +232,7 @@ class Trainer:
         now = time.perf_counter()
         record = {"step": self.step, "loss": loss, "lr": lr, "grad_norm": grad_norm, "tokens": tokens,
                   "targets": targets, "tokens_per_s": tokens / (now - t0), "elapsed_s": now - started}  # fmt: skip
+        record.update(zip(distributed.unwrap(self.module).metric_names, extra))
         if self.model.config.is_moe:
             record["aux_loss"] = aux
         if skipped:
@@ -238,9 +246,10 @@ class Trainer:
         return [mine[i : i + size] for i in range(0, len(mine), size)]
 
     def _accumulate(self, micro_batches: list[list[Row]], targets: int, tokens: int) -> Tensor:
-        """Forward/backward every micro-batch; returns [sum of loss sums, token-weighted sum of aux losses]."""
+        """Forward/backward every micro-batch; returns [token-weighted sum of aux losses, sum of loss sums, sums of
+        the loss's metrics] (kept on the device: no host sync until the step's all-reduce)."""
         world = self.env.world_size
-        sums = torch.zeros(2, dtype=torch.float64)
+        sums: Tensor | None = None
         if self.model.config.is_moe:
             self.module_balancer().reset()
         autocast = torch.autocast(
@@ -248,13 +257,15 @@ class Trainer:
         )
         for index, rows in enumerate(micro_batches):
             batch = collate(rows, self.pad_id).to(self.env.device)
+            share = sum(len(row.input_ids) for row in rows) / tokens  # of the global batch's tokens
             last = index == len(micro_batches) - 1
             with distributed.gradient_sync(self.module, last):
                 with autocast:
-                    objective, loss_sum, aux = self.module(batch, world / targets, world / tokens)
+                    objective, loss_sums, aux = self.module(batch, world / targets, world * share)
                 objective.backward()
-            sums += torch.stack([loss_sum.cpu().double(), aux.cpu().double() * batch.num_tokens])
-        return sums.to(self.env.device) if self.env.device.type == "cuda" else sums
+            step_sums = torch.cat([(aux * share * tokens).reshape(1), loss_sums]).double()
+            sums = step_sums if sums is None else sums + step_sums
+        return sums
 
     def module_balancer(self) -> Any:
         return distributed.unwrap(self.module).balancer
