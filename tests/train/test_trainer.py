@@ -7,6 +7,7 @@ import torch
 import qwen3
 from qwen3.train.checkpoint import list_checkpoints, load_optimizer_file
 from qwen3.train.loss import make_loss
+from qwen3.train.metrics import read_metrics
 from qwen3.train.pretrain import chain_configs, run_chain
 from qwen3.train.trainer import Trainer, TrainingError
 
@@ -163,3 +164,19 @@ def test_pretraining_stages_chain_with_abf(tmp_path):
     steps = [load_optimizer_file(f)["state"]["model.model.norm.weight"]["step"].item() for f in final]
     assert steps == [3, 5, 6]
     assert run_chain(configs, resume=True, progress=False) == []  # all stages finished
+
+
+def test_a_custom_loss_logs_its_metrics_per_target(tmp_path):
+    base = make_loss("causal_lm")
+
+    def with_metrics(model, batch):
+        out = base(model, batch)
+        out.metrics["targets_seen"] = (batch.labels != -100).sum().float()
+        out.metrics["half_loss"] = out.loss_sum.detach() / 2
+        return out
+
+    config = tiny_config(tmp_path, steps=2, global_batch_size=8)  # 2 micro-batches per step
+    Trainer(config, loss_fn=with_metrics, progress=False).fit()
+    for record in read_metrics(tmp_path):
+        assert record["targets_seen"] == pytest.approx(1.0)
+        assert record["half_loss"] == pytest.approx(record["loss"] / 2)
