@@ -26,6 +26,8 @@ _LAZY: dict[str, str] = {
     "load_tokenizer": "qwen3.tokenizer.tokenizer:load_tokenizer",
     "Qwen3Tokenizer": "qwen3.tokenizer.tokenizer:Qwen3Tokenizer",
     "chat": "qwen3.chat",
+    "TrainConfig": "qwen3.train.config:TrainConfig",
+    "Trainer": "qwen3.train.trainer:Trainer",
 }
 
 

@@ -1,0 +1,99 @@
+"""Rows (one training sequence each), micro-batches of rows, and the protocol every row source follows.
+
+A ``Row`` holds the model input, the next-token targets aligned with it (``IGNORE`` where no loss is taken) and,
+for packed sequences whose attention must not cross documents, a document id per token. Stages that need more
+per-token data (advantages, reference log-probabilities, teacher outputs) put it in ``extras``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import torch
+from torch import Tensor
+
+IGNORE = -100  # label of positions without loss (torch's cross_entropy ignore_index)
+PAD_DOCUMENT = -1  # document id of padding: padding attends only to padding
+
+
+@dataclass
+class Row:
+    input_ids: list[int]
+    labels: list[int]  # labels[i] is the target after input_ids[i], or IGNORE
+    document_ids: list[int] | None = None
+    extras: dict[str, list[float]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if len(self.labels) != len(self.input_ids):
+            raise ValueError(f"row has {len(self.input_ids)} input ids but {len(self.labels)} labels")
+        if self.document_ids is not None and len(self.document_ids) != len(self.input_ids):
+            raise ValueError(
+                f"row has {len(self.input_ids)} input ids but {len(self.document_ids)} document ids"
+            )
+
+    @property
+    def num_targets(self) -> int:
+        return sum(label != IGNORE for label in self.labels)
+
+
+class RowSource(Protocol):
+    """An endless, deterministic supply of rows whose position can be saved and restored."""
+
+    def next_row(self) -> Row: ...
+
+    def state_dict(self) -> dict[str, Any]: ...
+
+    def load_state_dict(self, state: dict[str, Any]) -> None: ...
+
+
+@dataclass
+class Batch:
+    input_ids: Tensor  # [B, T]
+    labels: Tensor  # [B, T]
+    document_ids: Tensor | None = None  # [B, T]
+    attention_mask: Tensor | None = None  # [B, T], 1 = real token; None when nothing is padding
+    extras: dict[str, Tensor] = field(default_factory=dict)
+
+    @property
+    def num_tokens(self) -> int:
+        return self.input_ids.numel() if self.attention_mask is None else int(self.attention_mask.sum())
+
+    def to(self, device: torch.device | str) -> Batch:
+        def move(tensor: Tensor | None) -> Tensor | None:
+            return None if tensor is None else tensor.to(device, non_blocking=True)
+
+        extras = {name: tensor.to(device, non_blocking=True) for name, tensor in self.extras.items()}
+        return Batch(
+            move(self.input_ids),
+            move(self.labels),
+            move(self.document_ids),
+            move(self.attention_mask),
+            extras,
+        )
+
+
+def collate(rows: Sequence[Row], pad_id: int) -> Batch:
+    """Stack rows, right-padding to the longest with ``pad_id`` / ``IGNORE`` / ``PAD_DOCUMENT`` / 0."""
+    length = max(len(row.input_ids) for row in rows)
+
+    def stack(values: list[Sequence[Any]], pad: Any, dtype: torch.dtype) -> Tensor:
+        return torch.tensor([list(v) + [pad] * (length - len(v)) for v in values], dtype=dtype)
+
+    padded = any(len(row.input_ids) < length for row in rows)
+    with_documents = any(row.document_ids is not None for row in rows)
+    if with_documents and any(row.document_ids is None for row in rows):
+        raise ValueError("rows of one batch must all have document ids or none")
+    lengths = torch.tensor([len(row.input_ids) for row in rows])
+    return Batch(
+        input_ids=stack([row.input_ids for row in rows], pad_id, torch.long),
+        labels=stack([row.labels for row in rows], IGNORE, torch.long),
+        document_ids=stack([row.document_ids for row in rows], PAD_DOCUMENT, torch.long)
+        if with_documents
+        else None,
+        attention_mask=(torch.arange(length)[None, :] < lengths[:, None]).long() if padded else None,
+        extras={
+            name: stack([row.extras[name] for row in rows], 0.0, torch.float32) for name in rows[0].extras
+        },
+    )

@@ -1,0 +1,190 @@
+"""Training checkpoints: ``RUN_DIR/checkpoints/step-XXXXXXXX/``, written atomically, newest ``keep_last`` kept.
+
+A checkpoint directory holds
+
+- ``model/``: the Hugging Face model directory (``qwen3.save_model``; plus the tokenizer when one is used), so
+  ``qwen3.load_model``, the engine and transformers read it directly;
+- ``optimizer.pt``: the full AdamW state keyed by parameter name (any world size can load it);
+- ``rng.pt``: Python, NumPy and torch (CPU, CUDA) generator states;
+- ``trainer_state.json``: step, data position, counters; written last;
+- ``train_config.json``: the run's ``TrainConfig``; ``metrics.jsonl``: the log up to this step.
+
+Everything is built in a temporary sibling that is renamed into place (``atomic_directory``): a kill -9 in the
+middle of a save leaves only a ``.tmp-*`` directory, which the next run removes, and the previous checkpoint
+intact. ``latest_checkpoint`` returns the newest complete one. Files are read with ``torch.load(weights_only=True)``.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import re
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from qwen3.utils.atomic import (
+    atomic_directory,
+    atomic_write_json,
+    atomic_write_text,
+    remove_stale_temporaries,
+)
+
+STEP_DIR = re.compile(r"^step-(\d{8})$")
+STATE_FILE = "trainer_state.json"
+CONFIG_FILE = "train_config.json"
+# Test hook "STEP:PATH": the save of checkpoint STEP writes PATH and then waits halfway through (model and
+# optimizer written, trainer state not), so a test can SIGKILL the process in the middle of a save.
+PAUSE_ENV = "QWEN3_TEST_PAUSE_IN_SAVE"
+
+
+def checkpoints_dir(run_dir: str | Path) -> Path:
+    return Path(run_dir) / "checkpoints"
+
+
+def step_dir(run_dir: str | Path, step: int) -> Path:
+    return checkpoints_dir(run_dir) / f"step-{step:08d}"
+
+
+def save_checkpoint(
+    run_dir: str | Path,
+    step: int,
+    model: torch.nn.Module,
+    optimizer_state: dict[str, Any],
+    trainer_state: dict[str, Any],
+    config: dict[str, Any],
+    metrics_text: str,
+    tokenizer: Any | None = None,
+    keep_last: int = 3,
+) -> Path:
+    """Write checkpoint ``step`` (rank 0 only; ``model`` is an unwrapped ``Qwen3ForCausalLM`` with full weights)."""
+    from qwen3.model.checkpoint import save_model
+
+    target = step_dir(run_dir, step)
+    with atomic_directory(target) as tmp:
+        save_model(model, tmp / "model")
+        if tokenizer is not None:
+            _save_tokenizer(tokenizer, tmp / "model")
+        torch.save(optimizer_state, tmp / "optimizer.pt")
+        torch.save(rng_state(), tmp / "rng.pt")
+        atomic_write_json(tmp / CONFIG_FILE, config)
+        atomic_write_text(tmp / "metrics.jsonl", metrics_text)
+        _pause_for_tests(step)
+        atomic_write_json(tmp / STATE_FILE, {**trainer_state, "step": step, "saved_at": time.time()})
+    prune(run_dir, keep_last)
+    return target
+
+
+def _save_tokenizer(tokenizer: Any, model_dir: Path) -> None:
+    from qwen3.chat import qwen3_template
+
+    tokenizer.save_pretrained(model_dir, chat_template=qwen3_template())
+
+
+def _pause_for_tests(step: int) -> None:
+    at_step, _, marker = os.environ.get(PAUSE_ENV, "").partition(":")
+    if marker and int(at_step) == step:
+        Path(marker).write_text(str(os.getpid()))
+        time.sleep(3600)
+
+
+def list_checkpoints(run_dir: str | Path) -> list[Path]:
+    """Complete checkpoints (``trainer_state.json`` present), oldest first."""
+    root = checkpoints_dir(run_dir)
+    if not root.is_dir():
+        return []
+    found = [p for p in root.iterdir() if STEP_DIR.match(p.name) and (p / STATE_FILE).is_file()]
+    return sorted(found, key=lambda p: p.name)
+
+
+def latest_checkpoint(run_dir: str | Path) -> Path | None:
+    found = list_checkpoints(run_dir)
+    return found[-1] if found else None
+
+
+def prune(run_dir: str | Path, keep_last: int) -> None:
+    for old in list_checkpoints(run_dir)[:-keep_last]:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def clean_stale(run_dir: str | Path) -> list[Path]:
+    """Remove leftovers of saves that were interrupted (``.tmp-*`` siblings)."""
+    return remove_stale_temporaries(checkpoints_dir(run_dir))
+
+
+def resolve_init(path: str | Path) -> Path:
+    """``init_from`` -> a checkpoint directory (with ``model/``) or a Hugging Face model directory."""
+    path = Path(path)
+    if (path / STATE_FILE).is_file() or (path / "config.json").is_file():
+        return path
+    latest = latest_checkpoint(path)
+    if latest is None:
+        raise FileNotFoundError(
+            f"init_from {path}: not a checkpoint (step-* with {STATE_FILE}), a run directory with checkpoints, "
+            "or a Hugging Face model directory"
+        )
+    return latest
+
+
+def model_dir(checkpoint: Path) -> Path:
+    """The Hugging Face directory inside a training checkpoint, or the path itself for a plain model directory."""
+    return checkpoint / "model" if (checkpoint / STATE_FILE).is_file() else checkpoint
+
+
+def load_trainer_state(checkpoint: Path) -> dict[str, Any]:
+    import json
+
+    return json.loads((checkpoint / STATE_FILE).read_text(encoding="utf-8"))
+
+
+def load_optimizer_file(checkpoint: Path) -> dict[str, Any] | None:
+    path = checkpoint / "optimizer.pt"
+    return torch.load(path, map_location="cpu", weights_only=True) if path.is_file() else None
+
+
+# ------------------------------------------------------------------------------------------------ RNG state
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def rng_state() -> dict[str, Any]:
+    version, internal, gauss = random.getstate()
+    numpy_state = np.random.get_state(legacy=False)
+    state = {
+        "python": [version, list(internal), gauss],
+        "numpy": {"key": numpy_state["state"]["key"].tolist(), "pos": int(numpy_state["state"]["pos"])},
+        "numpy_extra": [numpy_state["has_gauss"], numpy_state["gauss"]],
+        "torch": torch.get_rng_state(),
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+    has_gauss, gauss_value = state["numpy_extra"]
+    np.random.set_state(
+        {
+            "bit_generator": "MT19937",
+            "state": {"key": np.array(state["numpy"]["key"], dtype=np.uint32), "pos": state["numpy"]["pos"]},
+            "has_gauss": has_gauss,
+            "gauss": gauss_value,
+        }
+    )
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def load_rng_file(checkpoint: Path) -> None:
+    path = checkpoint / "rng.pt"
+    if path.is_file():
+        set_rng_state(torch.load(path, map_location="cpu", weights_only=True))

@@ -1,0 +1,47 @@
+import json
+
+import pytest
+
+from qwen3.cli import main
+from qwen3.train.cli import presets
+from qwen3.train.config import load_train_config
+from qwen3.train.pretrain import chain_configs
+from qwen3.train.settings import read_table
+
+from .conftest import run_losses, tiny_config
+
+
+@pytest.mark.parametrize("name", presets())
+def test_shipped_configs_parse(name):
+    from qwen3.train.cli import config_path
+
+    table = read_table(config_path(name))
+    configs = chain_configs(table) if "stages" in table else [load_train_config(config_path(name))]
+    assert configs and all(c.steps > 0 for c in configs)
+
+
+def test_train_and_plot_from_the_command_line(tmp_path, capsys):
+    config = tmp_path / "c.json"
+    config.write_text(json.dumps(tiny_config(tmp_path / "run").to_dict()))
+    assert main(["train", str(config), "steps=3", "--no-progress"]) == 0
+    assert len(run_losses(tmp_path / "run")) == 3
+    assert main(["train", str(config), "steps=4", "--resume", "--no-progress"]) == 0
+    assert len(run_losses(tmp_path / "run")) == 4
+    out = tmp_path / "plots" / "loss.png"
+    assert main(["plot", str(tmp_path / "run"), "-o", str(out), "--smooth", "0.5"]) == 0
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["train", "no-such-preset"], "neither a config file nor a preset; presets: debug"),
+        (["train", "debug", "optim.lr=fast"], "debug.toml: optim.lr: expected float, got 'fast'"),
+        (["train", "debug", "data.synthetic=null", "run_dir=RUN"], "data: give paths"),
+        (["plot", "RUN"], "no metrics.jsonl"),
+    ],
+)
+def test_user_errors_are_one_line_messages(tmp_path, capsys, args, message):
+    args = [arg.replace("RUN", str(tmp_path / "run")) for arg in args]
+    assert main(args) == 1
+    assert message in capsys.readouterr().err
