@@ -1,0 +1,183 @@
+"""Weight layouts for fast inference, built as a view of the reference model (not a second model definition).
+
+``ReferenceForward`` runs the model module itself; it is what tests compare every other path with.
+``FusedForward`` runs the same layers (the model's own RMSNorm modules, RoPE, attention over the cache, MoE
+blocks) with q/k/v fused into one projection and gate/up into another, so a decode step makes 4 matrix products
+per dense layer instead of 7. The fused q/k/v and gate/up tensors take over the model's storage: the model's
+``q_proj.weight`` etc. become views into them, so the reference model keeps working and no memory is duplicated.
+
+How the projections run (``weights``):
+- "fused": ``F.linear``;
+- "packed": oneDNN prepacked weights (``torch.ops.mkldnn._reorder_linear_weight`` + ``_linear_pointwise``, what
+  inductor's CPU freezing uses), which read bf16 weights at batch 1 much faster than ``F.linear`` on this CPU. The
+  packed copy is extra memory; the reference weights stay;
+- "int8": per-output-channel symmetric int8 weights (scale = max |w| / 127) with
+  ``torch.ops.aten._weight_int8pack_mm`` (activations in bf16), lm_head included; embeddings stay as they are.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from qwen3.model.model import Qwen3ForCausalLM
+from qwen3.model.rope import apply_rotary
+
+
+class ReferenceForward:
+    name = "reference"
+
+    def __init__(self, model: Qwen3ForCausalLM):
+        self.model = model
+
+    def hidden_states(self, ids: Tensor, positions: Tensor, cache, decode: bool = False) -> Tensor:
+        return self.model.hidden_states(ids, positions=positions, cache=cache)
+
+    def logits(self, hidden: Tensor) -> Tensor:
+        return self.model.lm_head(hidden)
+
+
+# -- linear kernels ----------------------------------------------------------------------------------------------
+class PlainLinear:
+    def __init__(self, weight: Tensor):
+        self.weight = weight
+        self.out_features = weight.shape[0]
+
+    def __call__(self, x: Tensor) -> Tensor:
+        return F.linear(x, self.weight)
+
+
+class PackedLinear:
+    """oneDNN's blocked layout, chosen for small batches (decode)."""
+
+    def __init__(self, weight: Tensor, batch_hint: int = 1):
+        self.packed = torch.ops.mkldnn._reorder_linear_weight(weight.detach(), batch_hint)
+        self.out_features = weight.shape[0]
+
+    def __call__(self, x: Tensor) -> Tensor:
+        return torch.ops.mkldnn._linear_pointwise(x, self.packed, None, "none", [], "")
+
+
+class Int8Linear:
+    def __init__(self, weight: Tensor):
+        w = weight.detach().float()
+        scales = w.abs().amax(dim=1).clamp(min=1e-12) / 127.0
+        self.weight = torch.round(w / scales[:, None]).clamp(-127, 127).to(torch.int8).contiguous()
+        self.scales = scales.to(torch.bfloat16)
+        self.out_features = weight.shape[0]
+
+    def dequantized(self) -> Tensor:
+        return self.weight.float() * self.scales.float()[:, None]
+
+    def __call__(self, x: Tensor) -> Tensor:
+        shape = x.shape
+        flat = x.reshape(-1, shape[-1]).to(torch.bfloat16).contiguous()
+        out = torch.ops.aten._weight_int8pack_mm(flat, self.weight, self.scales)
+        return out.view(*shape[:-1], self.out_features).to(x.dtype)
+
+
+def packing_supported(weight: Tensor) -> bool:
+    if weight.device.type != "cpu" or not torch.backends.mkldnn.is_available():
+        return False
+    if weight.dtype == torch.bfloat16:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    return weight.dtype == torch.float32
+
+
+def make_linear(weight: Tensor, kind: str):
+    if kind == "packed" and packing_supported(weight):
+        return PackedLinear(weight)
+    if kind == "int8":
+        return Int8Linear(weight)
+    return PlainLinear(weight)
+
+
+# -- the fused view --------------------------------------------------------------------------------------------
+def fuse_rows(modules: list[nn.Linear]) -> Tensor:
+    """Concatenate the weights of ``modules`` along the output dimension, and make each module's weight a view
+    into the result (so the fused tensor is the only copy)."""
+    fused = torch.cat([m.weight.detach() for m in modules], dim=0)
+    start = 0
+    for module in modules:
+        rows = module.weight.shape[0]
+        module.weight = nn.Parameter(fused[start : start + rows], requires_grad=False)
+        start += rows
+    return fused
+
+
+@dataclass
+class FusedLayer:
+    layer: nn.Module  # the model's DecoderLayer (norms, MoE block)
+    qkv: object
+    o: object
+    gate_up: object | None  # None for sparse (MoE) layers
+    down: object | None
+    split: tuple[int, int, int]
+
+
+class FusedForward:
+    def __init__(self, model: Qwen3ForCausalLM, kind: str = "fused"):
+        self.model = model
+        self.name = kind
+        config = model.config
+        self.head_dim = config.head_dim
+        self.layers: list[FusedLayer] = []
+        for layer in model.model.layers:
+            attn = layer.self_attn
+            qkv = fuse_rows([attn.q_proj, attn.k_proj, attn.v_proj])
+            split = (attn.q_proj.weight.shape[0], attn.k_proj.weight.shape[0], attn.v_proj.weight.shape[0])
+            gate_up = down = None
+            if not layer.is_sparse:
+                gate_up = make_linear(fuse_rows([layer.mlp.gate_proj, layer.mlp.up_proj]), kind)
+                down = make_linear(layer.mlp.down_proj.weight.detach(), kind)
+            self.layers.append(
+                FusedLayer(
+                    layer,
+                    make_linear(qkv, kind),
+                    make_linear(attn.o_proj.weight.detach(), kind),
+                    gate_up,
+                    down,
+                    split,
+                )
+            )
+        self.lm_head = make_linear(model.lm_head.weight.detach(), kind)
+
+    def hidden_states(self, ids: Tensor, positions: Tensor, cache, decode: bool = False) -> Tensor:
+        decoder = self.model.model
+        h = decoder.embed_tokens(ids)
+        cos, sin = decoder.rotary_emb(positions, h.dtype)
+        for index, fused in enumerate(self.layers):
+            h = self._layer(index, fused, h, cos, sin, cache)
+        return decoder.norm(h)
+
+    def _layer(self, index: int, fused: FusedLayer, h: Tensor, cos: Tensor, sin: Tensor, cache) -> Tensor:
+        layer = fused.layer
+        attn = layer.self_attn
+        batch, length, _ = h.shape
+        q, k, v = fused.qkv(layer.input_layernorm(h)).split(fused.split, dim=-1)
+        heads = (batch, length, -1, self.head_dim)
+        q = attn.q_norm(q.view(heads)).transpose(1, 2)
+        k = attn.k_norm(k.view(heads)).transpose(1, 2)
+        v = v.view(heads).transpose(1, 2)
+        out = cache.attend(index, apply_rotary(q, cos, sin), apply_rotary(k, cos, sin), v)
+        h = h + fused.o(out.transpose(1, 2).reshape(batch, length, -1))
+        x = layer.post_attention_layernorm(h)
+        if fused.gate_up is None:
+            return h + layer.mlp(x)[0]
+        gate, up = fused.gate_up(x).chunk(2, dim=-1)
+        return h + fused.down(F.silu(gate) * up)
+
+    def logits(self, hidden: Tensor) -> Tensor:
+        return self.lm_head(hidden)
+
+
+def build_forward(model: Qwen3ForCausalLM, weights: str):
+    """The forward for ``EngineConfig.weights`` ("auto": packed where oneDNN supports the dtype, else fused)."""
+    if weights == "reference":
+        return ReferenceForward(model)
+    if weights == "auto":
+        weights = "packed" if packing_supported(model.lm_head.weight) else "fused"
+    return FusedForward(model, weights)
