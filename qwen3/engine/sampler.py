@@ -141,7 +141,11 @@ def filtered_logits(logits: Tensor, params: Seq) -> tuple[Tensor, Tensor | None]
     if min(top_p) < 1.0:
         probs = values.softmax(dim=-1)
         before = probs.cumsum(dim=-1) - probs  # probability of the more likely tokens
-        drop = before >= torch.tensor(top_p, device=device, dtype=probs.dtype)[:, None]
+        # Rows without top_p never drop anything (rounding could push `before` to 1.0 at the tail).
+        limit = torch.tensor(
+            [q if q < 1.0 else float("inf") for q in top_p], device=device, dtype=probs.dtype
+        )
+        drop = before >= limit[:, None]
         drop[:, 0] = False
         values = values.masked_fill(drop, float("-inf"))
     if max(min_p) > 0.0:
@@ -154,9 +158,16 @@ def filtered_logits(logits: Tensor, params: Seq) -> tuple[Tensor, Tensor | None]
 
 
 def sample_rows(logits: Tensor, params: Seq, uniforms: list[float]) -> Tensor:
-    """One token per row: the inverse CDF of the filtered distribution at the row's uniform number."""
+    """One token per row: the inverse CDF of the filtered distribution at the row's uniform number.
+
+    The CDF runs over the kept tokens in ascending id order, whatever filters the other rows of the batch needed
+    (which decide whether candidates come sorted by probability), so a seeded row draws the same token in any
+    batch."""
     values, indices = filtered_logits(logits, params)
     probs = values.softmax(dim=-1)
+    if indices is not None:
+        indices, order = indices.sort(dim=-1)
+        probs = probs.gather(1, order)
     cdf = probs.cumsum(dim=-1)
     target = torch.tensor(uniforms, device=logits.device, dtype=cdf.dtype)[:, None] * cdf[:, -1:]
     picked = torch.searchsorted(cdf, target, right=True).clamp(max=cdf.shape[-1] - 1)
