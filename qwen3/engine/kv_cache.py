@@ -8,12 +8,18 @@ Queries are grouped per KV head ([B, Hkv, G, D]), so grouped-query attention nee
 Prefill steps are packed: the model sees one row of N tokens from several sequences; each sequence's queries attend
 to its own slot with a causal mask offset by what the slot already holds (chunked prefill).
 
+On the CPU the buffers are anonymous memory maps: the pages are zero and become resident only when a sequence
+writes them, so a slot sized for a long context costs memory in proportion to what it holds (and the engine starts
+without zero-filling gigabytes). Elsewhere they are ``torch.zeros``.
+
 Before each forward the runner calls ``begin_decode`` or ``begin_prefill`` with the step's layout. Positions
 always come from the runner, so ``seq_lens`` (read by the model only when no positions are given) is informative.
 """
 
 from __future__ import annotations
 
+import math
+import mmap
 from dataclasses import dataclass
 
 import torch
@@ -59,6 +65,13 @@ class SlotKVCache:
         self._rows: Tensor | None = None
         self._positions: Tensor | None = None
         self._segments: list[Segment] = []
+
+    def _zeros(self, shape: tuple[int, ...], dtype: torch.dtype, device: torch.device | str) -> Tensor:
+        if torch.device(device).type != "cpu":
+            return torch.zeros(shape, dtype=dtype, device=device)
+        memory = mmap.mmap(-1, math.prod(shape) * dtype.itemsize)
+        self._maps.append(memory)
+        return torch.frombuffer(memory, dtype=dtype).view(shape)
 
     @property
     def nbytes(self) -> int:

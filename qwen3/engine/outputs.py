@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from qwen3.chat.parse import ToolCall
+from qwen3.chat.parse import ParsedOutput, ToolCall
 from qwen3.chat.streaming import DeltaMessage
 
 
@@ -73,6 +73,10 @@ class CompletionOutput:
 
     def finished(self) -> bool:
         return self.finish_reason is not None
+
+    def message(self) -> dict[str, Any]:
+        """The assistant message of a chat reply, ready to append to the conversation."""
+        return ParsedOutput(self.reasoning_content, self.content, self.tool_calls).to_message()
 
 
 @dataclass
