@@ -132,40 +132,6 @@ def woq_int8_matmul(x: Tensor, weight: Tensor, scales: Tensor) -> Tensor:
     return out.view(*x.shape[:-1], weight.shape[0])
 
 
-def decode_attention(
-    q: Tensor, keys: Tensor, values: Tensor, lengths: Tensor, max_length: int
-) -> Tensor | None:
-    """q [B, Hq, 1, D]; keys, values: the cache [slots, Hkv, max_len, D] (rows 0..B-1 used); lengths [B] int64,
-    at most ``max_length``. Returns [B, Hq, 1, D] in q's dtype, or None beyond the kernel's limits."""
-    lib = library()
-    assert lib is not None
-    batch, heads, _, dim = q.shape
-    kv_heads, max_len = keys.shape[1], keys.shape[2]
-    query = q.reshape(batch, heads, dim).float().contiguous()
-    out = torch.empty(batch, heads, dim, dtype=torch.float32)
-    scratch = torch.empty(batch * heads * max_length, dtype=torch.float32)
-    status = lib.decode_attention(
-        query.data_ptr(),
-        keys.data_ptr(),
-        values.data_ptr(),
-        int(keys.dtype == torch.bfloat16),
-        lengths.data_ptr(),
-        out.data_ptr(),
-        scratch.data_ptr(),
-        batch,
-        kv_heads,
-        heads // kv_heads,
-        dim,
-        keys.stride(0),
-        keys.stride(1),
-        max_length,
-        dim**-0.5,
-    )
-    if status != 0:
-        return None
-    return out.view(batch, heads, 1, dim).to(q.dtype)
-
-
 def argmax(logits: Tensor) -> Tensor:
     """Row-wise argmax of fp32 logits [R, V] (first index on ties), without torch's slow CPU reduction."""
     lib = library()

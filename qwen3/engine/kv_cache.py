@@ -66,7 +66,6 @@ class SlotKVCache:
             and dual_chunk is None
             and cpu_kernels.library() is not None
         )
-        self._lengths: Tensor | None = None
         self.seq_lens = torch.zeros(0, dtype=torch.long, device=device)
         self._decode = True
         self._batch = 0
@@ -96,7 +95,6 @@ class SlotKVCache:
         self._positions = torch.tensor(positions, dtype=torch.long, device=self.device)
         self._rows = torch.arange(self._batch, device=self.device)
         self.seq_lens = self._positions
-        self._lengths = self._positions + 1
         # Row b sees cached positions <= positions[b]; one row needs no mask.
         same = all(p == positions[0] for p in positions)
         self._mask = (
@@ -128,10 +126,6 @@ class SlotKVCache:
         cached_k, cached_v = keys[:batch, :, : self._span], values[:batch, :, : self._span]
         if self.dual_chunk is not None:
             return self.dual_chunk.decode(q, cached_k, cached_v, self._positions)
-        if self.decode_kernel:
-            out = cpu_kernels.decode_attention(q, keys, values, self._lengths, self._span)
-            if out is not None:
-                return out
         grouped = q.view(batch, self.num_kv_heads, heads // self.num_kv_heads, dim)
         out = F.scaled_dot_product_attention(
             grouped, cached_k.to(q.dtype), cached_v.to(q.dtype), attn_mask=self._mask, scale=dim**-0.5
@@ -151,7 +145,7 @@ class SlotKVCache:
         """The fused decode attention of a layer in one C call: QK-norm and RoPE of the projection output qkv
         [B, (Hq + 2 Hkv) * D], cache write, attention. Returns [B, Hq * D], or None when the kernel cannot run (the
         caller then takes the torch path)."""
-        if not self.decode_kernel or qkv.dtype not in cpu_kernels.FUSED_DTYPES:
+        if not self.decode_kernel:
             return None
         heads = qkv.shape[1] // self.head_dim - 2 * self.num_kv_heads
         return cpu_kernels.decode_layer_attention(
