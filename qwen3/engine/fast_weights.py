@@ -230,9 +230,24 @@ class FusedForward:
 
 
 def build_forward(model: Qwen3ForCausalLM, weights: str):
-    """The forward for ``EngineConfig.weights`` ("auto": packed where oneDNN supports the dtype, else fused)."""
+    """The forward for ``EngineConfig.weights``. "auto": packed where oneDNN supports the dtype and the packed
+    copy fits in memory twice over (it comes on top of the model's weights), else fused."""
     if weights == "reference":
         return ReferenceForward(model)
     if weights == "auto":
-        weights = "packed" if packing_supported(model.lm_head.weight) else "fused"
+        weight_bytes = sum(p.numel() * p.element_size() for p in model.parameters())
+        roomy = available_memory() > 2 * weight_bytes
+        weights = "packed" if packing_supported(model.lm_head.weight) and roomy else "fused"
     return FusedForward(model, weights)
+
+
+def available_memory() -> int:
+    """MemAvailable of /proc/meminfo in bytes (0 where unknown, which keeps "auto" on the fused layout)."""
+    try:
+        with open("/proc/meminfo") as info:
+            for line in info:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
