@@ -88,11 +88,30 @@ def test_fast_weights_give_the_reference_tokens(preset, weights):
 
 
 @pytest.mark.parametrize("preset", PRESETS)
-def test_fast_weights_with_more_rows_than_the_decode_step_kernel(preset):
-    """Ten sequences: the layer-by-layer kernel path (the whole-step C kernel takes at most 8 rows)."""
+def test_fast_weights_with_ten_sequences(preset):
+    """Ten sequences decode layer by layer (projections in torch, the rest in the per-layer kernels)."""
     prompts = [random_prompt(3 + 2 * n, seed=n) for n in range(10)]
     reference = completions(make_llm(preset), prompts, GREEDY.replace(max_tokens=8))
     assert completions(make_llm(preset, weights="fused"), prompts, GREEDY.replace(max_tokens=8)) == reference
+
+
+@pytest.mark.parametrize("weights", ["fused", "packed", "int8"])
+@pytest.mark.parametrize("rows", [1, 3])
+def test_whole_step_kernel_gives_the_reference_tokens(weights, rows, monkeypatch):
+    """The one-call decode step (the engine uses it for one sequence; the kernel takes up to 8 rows)."""
+    from qwen3.engine import cpu_kernels
+
+    if cpu_kernels.library() is None:
+        pytest.skip("no CPU kernels here")
+    monkeypatch.setattr(cpu_kernels.DecodeStep, "MAX_ROWS", rows)
+    prompts = [random_prompt(5 + 7 * n, seed=n) for n in range(rows)]
+    llm = make_llm(weights=weights)
+    got = completions(llm, prompts)
+    assert llm.engine.runner.forward._step is not None  # the kernel really ran
+    # int8 weights are compared with the layer-by-layer int8 path, float weights with the reference model.
+    monkeypatch.setattr(cpu_kernels.DecodeStep, "MAX_ROWS", 0)
+    reference = completions(make_llm(weights="int8" if weights == "int8" else "reference"), prompts)
+    assert got == reference
 
 
 @pytest.mark.parametrize("weights", ["fused", "packed", "int8"])
