@@ -376,10 +376,8 @@ static inline float vexp(float x) {
     return p * scale;
 }
 
-/* RMSNorm of one vector in place: x = round(w * round(x * rsqrt(mean(x^2) + eps))), x already rounded. */
-static void norm_vector(float *x, const void *w, int dim, float eps, int bf16) {
-    float weight[MAX_HIDDEN];
-    to_f32(w, 0, dim, bf16, weight);
+/* RMSNorm of one vector in place with fp32 weights: x = round(w * round(x * rsqrt(mean(x^2) + eps))), x rounded. */
+static void norm_vector_f32(float *x, const float *weight, int dim, float eps, int bf16) {
     float sum = 0.0f;
 #pragma omp simd reduction(+ : sum)
     for (int i = 0; i < dim; i++) sum += x[i] * x[i];
@@ -388,6 +386,13 @@ static void norm_vector(float *x, const void *w, int dim, float eps, int bf16) {
     round_buffer(x, dim, bf16);
     for (int i = 0; i < dim; i++) x[i] *= weight[i];
     round_buffer(x, dim, bf16);
+}
+
+/* The same with weights in the model dtype. */
+static void norm_vector(float *x, const void *w, int dim, float eps, int bf16) {
+    float weight[MAX_HIDDEN];
+    to_f32(w, 0, dim, bf16, weight);
+    norm_vector_f32(x, weight, dim, eps, bf16);
 }
 
 /* h_out = round(h + delta) (delta may be NULL: h_out = h); y = RMSNorm(h_out) * w. Rows of length dim. */
@@ -428,22 +433,18 @@ int silu_mul(const void *gate_up, void *out, int rows, int inter, int bf16) {
 }
 
 /* QK-norm and rotary embedding of one head (rotate-half layout), as the reference does it in the model dtype:
- * out = round(round(x * cos) + round(rotate_half(x) * sin)) with x = RMSNorm(head) * w. */
-static void norm_rope_head(const float *src, const void *w, const void *cos, const void *sin, size_t cs_offset, int D,
-                           float eps, int bf16, float *out) {
-    float x[MAX_HEAD_DIM], c[MAX_HEAD_DIM], s[MAX_HEAD_DIM], rotated[MAX_HEAD_DIM];
+ * out = round(round(x * cos) + round(rotate_half(x) * sin)) with x = RMSNorm(head) * w (w, cos, sin in fp32). */
+static void norm_rope_head(const float *src, const float *w, const float *cos, const float *sin, int D, float eps,
+                           int bf16, float *out) {
+    float x[MAX_HEAD_DIM], c[MAX_HEAD_DIM], s[MAX_HEAD_DIM];
     memcpy(x, src, sizeof(float) * D);
-    norm_vector(x, w, D, eps, bf16);
-    to_f32(cos, cs_offset, D, bf16, c);
-    to_f32(sin, cs_offset, D, bf16, s);
+    norm_vector_f32(x, w, D, eps, bf16);
     int half = D / 2;
     for (int i = 0; i < half; i++) {
-        rotated[i] = -x[i + half];
-        rotated[i + half] = x[i];
-    }
-    for (int i = 0; i < D; i++) {
-        c[i] *= x[i];
-        s[i] *= rotated[i];
+        c[i] = x[i] * cos[i];
+        c[i + half] = x[i + half] * cos[i + half];
+        s[i] = -x[i + half] * sin[i];
+        s[i + half] = x[i] * sin[i + half];
     }
     round_buffer(c, D, bf16);
     round_buffer(s, D, bf16);
@@ -466,12 +467,19 @@ static int layer_attention(const AttentionShape *a, const float *qkv, const void
     int B = a->B, Hq = a->Hq, Hkv = a->Hkv, D = a->D, bf16 = a->bf16;
     if (D > MAX_HEAD_DIM || (Hq / Hkv) * D > MAX_GROUP_ELEMS || D % 2 || B > 4096) return -1;
     int width = (Hq + 2 * Hkv) * D;
+    float qw[MAX_HEAD_DIM], kw[MAX_HEAD_DIM]; /* converted once, not per head */
+    to_f32(q_norm, 0, D, bf16, qw);
+    to_f32(k_norm, 0, D, bf16, kw);
+    float *tables = malloc(sizeof(float) * 2 * B * D);
+    if (!tables) return -2;
+    to_f32(cos, 0, B * D, bf16, tables);
+    to_f32(sin, 0, B * D, bf16, tables + (size_t)B * D);
 #pragma omp parallel for schedule(static) if (B * (Hq + Hkv) > 16)
     for (int task = 0; task < B * (Hq + Hkv); task++) {
         int b = task / (Hq + Hkv), head = task % (Hq + Hkv);
         float rotated[MAX_HEAD_DIM];
-        norm_rope_head(qkv + (size_t)b * width + (size_t)head * D, head < Hq ? q_norm : k_norm, cos, sin,
-                       (size_t)b * D, D, a->eps, bf16, rotated);
+        norm_rope_head(qkv + (size_t)b * width + (size_t)head * D, head < Hq ? qw : kw, tables + (size_t)b * D,
+                       tables + (size_t)(B + b) * D, D, a->eps, bf16, rotated);
         if (head < Hq) {
             memcpy(q_scratch + ((size_t)b * Hq + head) * D, rotated, sizeof(float) * D);
         } else {
@@ -481,6 +489,7 @@ static int layer_attention(const AttentionShape *a, const float *qkv, const void
             from_f32(qkv + (size_t)b * width + (size_t)(Hq + Hkv + h) * D, D, bf16, values, at);
         }
     }
+    free(tables);
     int64_t lengths[4096];
     for (int b = 0; b < B; b++) lengths[b] = positions[b] + 1;
     int status = decode_attention(q_scratch, keys, values, bf16, lengths, out, scores, B, Hkv, Hq / Hkv, D,
