@@ -9,7 +9,6 @@ per-request queues.
 
 from __future__ import annotations
 
-import random
 import threading
 import time
 from dataclasses import dataclass
@@ -18,14 +17,14 @@ from pathlib import Path
 import torch
 
 from qwen3.engine.config import EngineConfig
-from qwen3.engine.detokenizer import ChatOptions, OutputText
+from qwen3.engine.detokenizer import ChatOptions
 from qwen3.engine.model_runner import ModelRunner
 from qwen3.engine.outputs import CompletionDelta
+from qwen3.engine.requests import RequestBuilder
 from qwen3.engine.sampler import Sampler
-from qwen3.engine.sampling_params import EMPTY_THOUGHT_TEXT, SamplingParams
+from qwen3.engine.sampling_params import SamplingParams
 from qwen3.engine.scheduler import Scheduler
 from qwen3.engine.sequence import Sequence
-from qwen3.engine.thinking_budget import ThinkingState, ThinkTokens
 from qwen3.model.model import Qwen3ForCausalLM
 from qwen3.model.rope import RotaryEmbedding
 
@@ -61,8 +60,9 @@ class LLMEngine:
         self.eos_token_ids = frozenset(eos_token_ids(model.generation_config, tokenizer))
         self.default_params = SamplingParams.from_generation_config(model.generation_config)
         self.stats = EngineStats()
-        self._think_tokens: dict[str, ThinkTokens] = {}
-        self._seeds = random.Random(self.config.seed)
+        self.requests = RequestBuilder(
+            tokenizer, model.config.vocab_size, self.max_model_len, self.config.seed
+        )
         self._lock = threading.Lock()
         self._incoming: list[Sequence] = []
         self._aborted: list[str] = []
@@ -94,17 +94,7 @@ class LLMEngine:
     ) -> list[int]:
         """Queue a request; returns its prompt token ids. Raises ValueError for a bad request (nothing is queued)."""
         params = sampling_params or self.default_params
-        if not isinstance(params, SamplingParams):
-            raise TypeError(f"sampling_params must be a SamplingParams, got {type(params).__name__}")
-        prompt_ids = self._prompt_ids(prompt)
-        self._check_request(prompt_ids, params)
-        think_tokens = self._thinking_tokens(params.thinking_stop_text)
-        seqs = [
-            self._sequence(request_id, i, prompt_ids, params, chat, think_tokens) for i in range(params.n)
-        ]
-        seqs[0].children = seqs[1:]
-        for sibling in seqs[1:]:
-            sibling.parent = seqs[0]
+        prompt_ids, seqs = self.requests.build(request_id, prompt, params, chat)
         with self._lock:
             if request_id in self._requests:
                 raise ValueError(f"request id {request_id!r} is already in use")
@@ -204,7 +194,7 @@ class LLMEngine:
             return
         forced = seq.thinking.on_sampled(token)
         if forced:
-            self._force(seq, forced)
+            forced = seq.force(forced, self.max_model_len)
             stop = seq.text.push([token, *forced])
         else:
             stop = seq.text.push([token])
@@ -212,18 +202,6 @@ class LLMEngine:
             seq.finish("stop", stop)
         elif seq.remaining_tokens(self.max_model_len) <= 0:
             seq.finish("length")
-
-    def _force(self, seq: Sequence, forced: list[int]) -> None:
-        """Append stop-thinking tokens (as many as max_tokens and the context allow) as output."""
-        forced = forced[: max(0, seq.remaining_tokens(self.max_model_len))]
-        if not forced:
-            return
-        seq.append(forced)
-        seq.num_forced_tokens += len(forced)
-        if seq.logprobs is not None:
-            seq.logprobs.extend([None] * len(forced))
-        for token in forced:
-            seq.thinking.observe(token)
 
     def _delta(self, seq: Sequence) -> CompletionDelta:
         token_ids, logprobs = seq.take_new_tokens()
@@ -241,74 +219,6 @@ class LLMEngine:
             usage=seq.usage(),
             output=seq.to_output() if seq.is_finished else None,
         )
-
-    # -- building requests -----------------------------------------------------------------------------------
-    def _prompt_ids(self, prompt: str | list[int]) -> list[int]:
-        if isinstance(prompt, str):
-            if not prompt:
-                raise ValueError("the prompt is empty")
-            return self.tokenizer.encode(prompt)
-        ids = [int(t) for t in prompt] if isinstance(prompt, torch.Tensor) else list(prompt)
-        if not ids:
-            raise ValueError("the prompt has no token ids")
-        vocab = self.model.config.vocab_size
-        for i, token in enumerate(ids):
-            if isinstance(token, bool) or not isinstance(token, int) or not 0 <= token < vocab:
-                raise ValueError(f"prompt token {i} is {token!r}, not a token id in [0, {vocab})")
-        return ids
-
-    def _check_request(self, prompt_ids: list[int], params: SamplingParams) -> None:
-        if len(prompt_ids) >= self.max_model_len:
-            raise ValueError(
-                f"the prompt has {len(prompt_ids)} tokens but the context holds max_model_len="
-                f"{self.max_model_len} (prompt plus at least one generated token)"
-            )
-        known = len(self.tokenizer)
-        for token in params.stop_token_ids:
-            if token >= known:
-                raise ValueError(f"stop token id {token} is not in the vocabulary ({known} tokens)")
-
-    def _thinking_tokens(self, stop_text: str) -> ThinkTokens:
-        tokens = self._think_tokens.get(stop_text)
-        if tokens is None:
-            tok = self.tokenizer
-            stop_ids = tuple(tok.encode(stop_text))
-            if tok.think_end_id not in stop_ids:
-                raise ValueError(f"thinking_stop_text {stop_text!r} does not encode to a </think> token")
-            tokens = ThinkTokens(
-                tok.think_start_id,
-                tok.think_end_id,
-                tok.im_start_id,
-                stop_ids,
-                tuple(tok.encode(EMPTY_THOUGHT_TEXT)),
-            )
-            self._think_tokens[stop_text] = tokens
-        return tokens
-
-    def _sequence(
-        self,
-        request_id: str,
-        index: int,
-        prompt_ids: list[int],
-        params: SamplingParams,
-        chat: ChatOptions | None,
-        think_tokens: ThinkTokens,
-    ) -> Sequence:
-        seed = params.seed + index if params.seed is not None else self._seeds.getrandbits(63)
-        generator = torch.Generator().manual_seed(seed)
-        text = OutputText(
-            self.tokenizer, params.stop, params.include_stop_str_in_output, params.skip_special_tokens, chat
-        )
-        thinking = ThinkingState(prompt_ids, think_tokens, params.thinking_budget)
-        seq = Sequence(request_id, index, prompt_ids, params, generator, text, thinking)
-        forced = thinking.initial_forced()
-        if forced:
-            self._force(seq, forced)
-            if seq.text.push(seq.output_token_ids) is not None:
-                seq.finish("stop", seq.text.matched_stop)
-            elif seq.remaining_tokens(self.max_model_len) <= 0:
-                seq.finish("length")
-        return seq
 
 
 def eos_token_ids(generation_config: dict | None, tokenizer) -> list[int]:

@@ -108,6 +108,18 @@ class Sequence:
             for token in token_ids:
                 self.token_counts[token] += 1
 
+    def force(self, tokens: list[int], max_model_len: int) -> list[int]:
+        """Append stop-thinking tokens as output (as many as max_tokens and the context allow); returns them."""
+        tokens = tokens[: max(0, self.remaining_tokens(max_model_len))]
+        if tokens:
+            self.append(tokens)
+            self.num_forced_tokens += len(tokens)
+            if self.logprobs is not None:
+                self.logprobs.extend([None] * len(tokens))
+            for token in tokens:
+                self.thinking.observe(token)
+        return tokens
+
     def finish(self, reason: str, stop_reason: int | str | None = None) -> None:
         self.status = SequenceStatus.FINISHED
         self.finish_reason = reason
