@@ -119,15 +119,30 @@ def make_linear(weight: Tensor, kind: str):
 
 # -- the fused view --------------------------------------------------------------------------------------------
 def fuse_rows(modules: list[nn.Linear]) -> Tensor:
-    """Concatenate the weights of ``modules`` along the output dimension, and make each module's weight a view
-    into the result (so the fused tensor is the only copy)."""
-    fused = torch.cat([m.weight.detach() for m in modules], dim=0)
+    """Concatenate the weights of ``modules`` along the output dimension and point each module's weight at its rows
+    of the result (``param.data``: the same Parameter objects, requires_grad unchanged), so the fused tensor is the
+    only copy and in-place updates of the model's weights (an optimizer step, ``load_state_dict``) reach it. Modules
+    already fused (views of one tensor, in order) are left as they are."""
+    weights = [m.weight.detach() for m in modules]
+    base = weights[0]._base
+    if base is not None and all(w._base is base for w in weights) and _consecutive_rows(weights, base):
+        return base
+    fused = torch.cat(weights, dim=0)
     start = 0
     for module in modules:
         rows = module.weight.shape[0]
-        module.weight = nn.Parameter(fused[start : start + rows], requires_grad=False)
+        module.weight.data = fused[start : start + rows]
         start += rows
     return fused
+
+
+def _consecutive_rows(weights: list[Tensor], base: Tensor) -> bool:
+    offset = base.storage_offset()
+    for w in weights:
+        if w.storage_offset() != offset:
+            return False
+        offset += w.numel()
+    return offset == base.storage_offset() + base.numel()
 
 
 @dataclass

@@ -89,6 +89,10 @@ class LLM:
     def model(self):
         return self.engine.model
 
+    def sync_weights(self) -> None:
+        """After changing the model's weights (e.g. an RL policy update): see ``LLMEngine.sync_weights``."""
+        self.engine.sync_weights()
+
     # -- plain generation ------------------------------------------------------------------------------------
     def generate(
         self,

@@ -108,6 +108,12 @@ class LLMEngine:
             if request_id in self._requests:
                 self._aborted.append(request_id)
 
+    def sync_weights(self) -> None:
+        """Call after changing the model's weights (RL: after an optimizer step) and before the next step. The
+        "fused" and "reference" layouts read the model's own storage and see in-place updates anyway; "packed" and
+        "int8" hold copies that this rebuilds (about a second for 0.6B)."""
+        self.runner.sync_weights()
+
     def has_unfinished(self) -> bool:
         with self._lock:
             return bool(self._requests)

@@ -35,6 +35,7 @@ class ModelRunner:
             self.dual_chunk = DualChunkAttention(
                 engine.dca_chunk_size, resolved.trained_length, model.model.rotary_emb.inv_freq
             )
+        self.weights = engine.weights
         self.forward = build_forward(model, engine.weights)
         self.cache = SlotKVCache(
             model.config,
@@ -45,6 +46,10 @@ class ModelRunner:
             self.dual_chunk,
             decode_kernel=self.forward.name != "reference",
         )
+
+    def sync_weights(self) -> None:
+        """Rebuild the fast weights (packed / int8 copies, fused views) from the model's current parameters."""
+        self.forward = build_forward(self.model, self.weights)
 
     @torch.inference_mode()
     def run(self, batch: ScheduledBatch) -> Tensor | None:

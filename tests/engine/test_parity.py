@@ -127,3 +127,32 @@ def test_fast_weights_logits_close_to_reference(weights):
     assert token == int(expected.argmax())
     tolerance = 5e-2 if weights == "int8" else 1e-4
     assert abs(logprob.logprob - float(torch.log_softmax(expected, -1)[token])) <= tolerance
+
+
+@pytest.mark.parametrize("weights", ["fused", "packed", "int8"])
+def test_weight_updates_reach_the_engine(weights):
+    """RL: the trainer updates the model in place; the engine generates with the new weights (after
+    sync_weights for the layouts that hold copies) and the model's parameters stay trainable."""
+    model = make_model()
+    params_before = {name: id(p) for name, p in model.named_parameters()}
+    llm = make_llm(model=model, weights=weights)
+    assert {name: id(p) for name, p in model.named_parameters()} == params_before
+    assert all(p.requires_grad for p in model.parameters())
+    prompts = [random_prompt(9, seed=2)]
+    before = completions(llm, prompts)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "proj" in name:
+                p.mul_(-1.0)  # an in-place "optimizer step" the outputs must notice
+    if weights != "fused":  # the fused layout reads the model's own storage: no sync needed
+        llm.sync_weights()
+    updated = make_model()
+    with torch.no_grad():
+        for p, q in zip(updated.parameters(), model.parameters()):
+            p.copy_(q)
+    expected = completions(make_llm(model=updated, weights=weights), prompts)
+    after = completions(llm, prompts)
+    assert after == expected and after != before
+    loss = model(torch.tensor(prompts)).float().logsumexp(-1).mean()
+    loss.backward()  # still trainable: gradients reach the (fused-view) parameters
+    assert model.model.layers[0].self_attn.q_proj.weight.grad is not None
