@@ -26,6 +26,10 @@ _LAZY: dict[str, str] = {
     "load_tokenizer": "qwen3.tokenizer.tokenizer:load_tokenizer",
     "Qwen3Tokenizer": "qwen3.tokenizer.tokenizer:Qwen3Tokenizer",
     "chat": "qwen3.chat",
+    "LLM": "qwen3.engine.llm:LLM",
+    "LLMEngine": "qwen3.engine.llm_engine:LLMEngine",
+    "EngineConfig": "qwen3.engine.config:EngineConfig",
+    "SamplingParams": "qwen3.engine.sampling_params:SamplingParams",
     "TrainConfig": "qwen3.train.config:TrainConfig",
     "Trainer": "qwen3.train.trainer:Trainer",
 }

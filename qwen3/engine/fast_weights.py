@@ -1,0 +1,313 @@
+"""Weight layouts for fast inference, built as a view of the reference model (not a second model definition).
+
+``ReferenceForward`` runs the model module itself; it is what tests compare every other path with.
+``FusedForward`` runs the same layers (the model's own RMSNorm modules, RoPE, attention over the cache, MoE
+blocks) with q/k/v fused into one projection and gate/up into another, so a decode step makes 4 matrix products
+per dense layer instead of 7. The fused q/k/v and gate/up tensors take over the model's storage: the model's
+``q_proj.weight`` etc. become views into them, so the reference model keeps working and no memory is duplicated.
+
+How the projections run (``weights``):
+- "fused": ``F.linear``;
+- "packed": oneDNN prepacked weights (``torch.ops.mkldnn._reorder_linear_weight`` + ``_linear_pointwise``, what
+  inductor's CPU freezing uses), which read bf16 weights at batch 1 much faster than ``F.linear`` on this CPU. The
+  packed copy is extra memory; the reference weights stay;
+- "int8": per-output-channel symmetric int8 weights (scale = max |w| / 127), lm_head included (embeddings stay
+  as they are): decode steps of one or two rows run the C kernel of ``qwen3.engine.cpu_kernels`` (fp32
+  accumulation), larger batches and prefill ``torch.ops.aten._weight_int8pack_mm`` (activations in bf16).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from qwen3.engine import cpu_kernels
+from qwen3.engine.cpu_kernels import FUSED_DTYPES
+from qwen3.model.model import Qwen3ForCausalLM
+from qwen3.model.rope import apply_rotary
+
+
+class ReferenceForward:
+    name = "reference"
+
+    def __init__(self, model: Qwen3ForCausalLM):
+        self.model = model
+
+    def hidden_states(self, ids: Tensor, positions: Tensor, cache, decode: bool = False) -> Tensor:
+        return self.model.hidden_states(ids, positions=positions, cache=cache)
+
+    def logits(self, hidden: Tensor) -> Tensor:
+        return self.model.lm_head(hidden)
+
+
+# -- linear kernels ----------------------------------------------------------------------------------------------
+class PlainLinear:
+    def __init__(self, weight: Tensor):
+        self.weight = weight
+        self.out_features = weight.shape[0]
+
+    def __call__(self, x: Tensor) -> Tensor:
+        return F.linear(x, self.weight)
+
+
+class PackedLinear:
+    """oneDNN's blocked layout, chosen for small batches (decode)."""
+
+    def __init__(self, weight: Tensor, batch_hint: int = 1):
+        self.weight = weight  # the model's own tensor (kept for the C decode step; no copy)
+        self.packed = torch.ops.mkldnn._reorder_linear_weight(weight.detach(), batch_hint)
+        self.out_features = weight.shape[0]
+
+    def __call__(self, x: Tensor) -> Tensor:
+        return torch.ops.mkldnn._linear_pointwise(x, self.packed, None, "none", [], "")
+
+
+class Int8Linear:
+    """Per-output-channel symmetric int8 weights. Decode batches (at most ``KERNEL_ROWS`` rows) use the C kernel
+    of ``qwen3.engine.cpu_kernels`` when it is available; everything else ``torch._weight_int8pack_mm``."""
+
+    KERNEL_ROWS = 2  # beyond this the kernel is compute-bound and int8pack_mm is as fast
+
+    def __init__(self, weight: Tensor):
+        w = weight.detach().float()
+        scales = w.abs().amax(dim=1).clamp(min=1e-12) / 127.0
+        self.weight = torch.round(w / scales[:, None]).clamp(-127, 127).to(torch.int8).contiguous()
+        self.scales = scales.contiguous()
+        self.scales_bf16 = scales.to(torch.bfloat16)
+        self.out_features, self.in_features = self.weight.shape
+        self.use_kernel = (
+            weight.device.type == "cpu" and self.in_features % 64 == 0 and cpu_kernels.library() is not None
+        )
+
+    def dequantized(self) -> Tensor:
+        return self.weight.float() * self.scales[:, None]
+
+    def __call__(self, x: Tensor) -> Tensor:
+        rows = x.numel() // self.in_features
+        if self.use_kernel and rows <= self.KERNEL_ROWS:
+            return cpu_kernels.woq_int8_matmul(x, self.weight, self.scales)
+        flat = x.reshape(-1, self.in_features).to(torch.bfloat16).contiguous()
+        out = torch.ops.aten._weight_int8pack_mm(flat, self.weight, self.scales_bf16)
+        return out.view(*x.shape[:-1], self.out_features).to(x.dtype)
+
+
+def packing_supported(weight: Tensor) -> bool:
+    if weight.device.type != "cpu" or not torch.backends.mkldnn.is_available():
+        return False
+    if weight.dtype == torch.bfloat16:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    return weight.dtype == torch.float32
+
+
+def kernel_linear(linear) -> cpu_kernels._Linear:
+    """The C decode step's view of a projection: its int8 weight and scales, or the model's float weight."""
+    if isinstance(linear, Int8Linear):
+        return cpu_kernels.linear_spec(linear.weight, linear.scales)
+    return cpu_kernels.linear_spec(linear.weight.detach())
+
+
+def make_linear(weight: Tensor, kind: str):
+    if kind == "packed" and packing_supported(weight):
+        return PackedLinear(weight)
+    if kind == "int8":
+        return Int8Linear(weight)
+    return PlainLinear(weight)
+
+
+# -- the fused view --------------------------------------------------------------------------------------------
+def fuse_rows(modules: list[nn.Linear]) -> Tensor:
+    """Concatenate the weights of ``modules`` along the output dimension and point each module's weight at its rows
+    of the result (``param.data``: the same Parameter objects, requires_grad unchanged), so the fused tensor is the
+    only copy and in-place updates of the model's weights (an optimizer step, ``load_state_dict``) reach it. Modules
+    already fused (views of one tensor, in order) are left as they are."""
+    weights = [m.weight.detach() for m in modules]
+    base = weights[0]._base
+    if base is not None and all(w._base is base for w in weights) and _consecutive_rows(weights, base):
+        return base
+    fused = torch.cat(weights, dim=0)
+    start = 0
+    for module in modules:
+        rows = module.weight.shape[0]
+        module.weight.data = fused[start : start + rows]
+        start += rows
+    return fused
+
+
+def _consecutive_rows(weights: list[Tensor], base: Tensor) -> bool:
+    offset = base.storage_offset()
+    for w in weights:
+        if w.storage_offset() != offset:
+            return False
+        offset += w.numel()
+    return offset == base.storage_offset() + base.numel()
+
+
+@dataclass
+class FusedLayer:
+    layer: nn.Module  # the model's DecoderLayer (norms, MoE block)
+    qkv: object
+    o: object
+    gate_up: object | None  # None for sparse (MoE) layers
+    down: object | None
+    split: tuple[int, int, int]
+
+
+class FusedForward:
+    def __init__(self, model: Qwen3ForCausalLM, kind: str = "fused"):
+        self.model = model
+        self.name = kind
+        config = model.config
+        self.head_dim = config.head_dim
+        self.layers: list[FusedLayer] = []
+        for layer in model.model.layers:
+            attn = layer.self_attn
+            qkv = fuse_rows([attn.q_proj, attn.k_proj, attn.v_proj])
+            split = (attn.q_proj.weight.shape[0], attn.k_proj.weight.shape[0], attn.v_proj.weight.shape[0])
+            gate_up = down = None
+            if not layer.is_sparse:
+                gate_up = make_linear(fuse_rows([layer.mlp.gate_proj, layer.mlp.up_proj]), kind)
+                down = make_linear(layer.mlp.down_proj.weight.detach(), kind)
+            self.layers.append(
+                FusedLayer(
+                    layer,
+                    make_linear(qkv, kind),
+                    make_linear(attn.o_proj.weight.detach(), kind),
+                    gate_up,
+                    down,
+                    split,
+                )
+            )
+        self.lm_head = make_linear(model.lm_head.weight.detach(), kind)
+        self._step: cpu_kernels.DecodeStep | None = None  # built for the first cache that runs it
+        self._step_cache = None
+
+    def hidden_states(self, ids: Tensor, positions: Tensor, cache, decode: bool = False) -> Tensor:
+        decoder = self.model.model
+        if (
+            decode
+            and getattr(cache, "decode_kernel", False)
+            and self.model.lm_head.weight.dtype in FUSED_DTYPES
+        ):
+            return self._decode_with_kernels(ids, positions, cache)
+        h = decoder.embed_tokens(ids)
+        cos, sin = decoder.rotary_emb(positions, h.dtype)
+        for index, fused in enumerate(self.layers):
+            h = self._layer(index, fused, h, cos, sin, cache)
+        return decoder.norm(h)
+
+    def _layer(self, index: int, fused: FusedLayer, h: Tensor, cos: Tensor, sin: Tensor, cache) -> Tensor:
+        layer = fused.layer
+        qkv = fused.qkv(layer.input_layernorm(h))
+        out = self._attention(index, fused, qkv, cos, sin, cache)
+        h = h + fused.o(out.transpose(1, 2).reshape(h.shape[0], h.shape[1], -1))
+        x = layer.post_attention_layernorm(h)
+        if fused.gate_up is None:
+            return h + layer.mlp(x)[0]
+        gate, up = fused.gate_up(x).chunk(2, dim=-1)
+        return h + fused.down(F.silu(gate) * up)
+
+    def _attention(
+        self, index: int, fused: FusedLayer, qkv: Tensor, cos: Tensor, sin: Tensor, cache
+    ) -> Tensor:
+        """qkv [B, T, (Hq + 2 Hkv) * D] -> attention output [B, Hq, T, D] (QK-norm, RoPE, cache)."""
+        attn = fused.layer.self_attn
+        batch, length, _ = qkv.shape
+        q, k, v = qkv.split(fused.split, dim=-1)
+        heads = (batch, length, -1, self.head_dim)
+        q = attn.q_norm(q.view(heads)).transpose(1, 2)
+        k = attn.k_norm(k.view(heads)).transpose(1, 2)
+        v = v.view(heads).transpose(1, 2)
+        return cache.attend(index, apply_rotary(q, cos, sin), apply_rotary(k, cos, sin), v)
+
+    def decode_logits(self, ids: Tensor, positions: Tensor, cache) -> Tensor | None:
+        """Logits [B, vocab] of a decode step in one C call over all layers (dense models, at most 8 rows, CPU
+        kernels available); None when that does not apply and the layer-by-layer path must run."""
+        if ids.shape[0] > cpu_kernels.DecodeStep.MAX_ROWS or not getattr(cache, "decode_kernel", False):
+            return None
+        if any(fused.gate_up is None for fused in self.layers):
+            return None  # MoE layers run in torch
+        if self._step_cache is not cache:
+            self._step, self._step_cache = self._build_step(cache), cache
+        decoder = self.model.model
+        h = decoder.embed_tokens(ids[:, 0])
+        cos, sin = (t[:, 0].contiguous() for t in decoder.rotary_emb(positions, h.dtype))
+        return self._step(h, cos, sin, cache.decode_positions, cache.decode_span)
+
+    def _build_step(self, cache) -> cpu_kernels.DecodeStep:
+        layers = []
+        for fused in self.layers:
+            layer, attn = fused.layer, fused.layer.self_attn
+            layers.append(
+                cpu_kernels.DenseLayerWeights(
+                    kernel_linear(fused.qkv),
+                    kernel_linear(fused.o),
+                    kernel_linear(fused.gate_up),
+                    kernel_linear(fused.down),
+                    layer.input_layernorm.weight.detach(),
+                    layer.post_attention_layernorm.weight.detach(),
+                    attn.q_norm.weight.detach(),
+                    attn.k_norm.weight.detach(),
+                )
+            )
+        final_norm = self.model.model.norm.weight.detach()
+        return cpu_kernels.DecodeStep(
+            layers, final_norm, kernel_linear(self.lm_head), cache, self.model.config
+        )
+
+    def _decode_with_kernels(self, ids: Tensor, positions: Tensor, cache) -> Tensor:
+        """The decode step with the element-wise work of each layer in C (qwen3.engine.cpu_kernels): per layer
+        four projections and four kernel calls instead of about sixty small torch ops."""
+        decoder = self.model.model
+        batch = ids.shape[0]
+        h = decoder.embed_tokens(ids[:, 0])
+        cos, sin = (t[:, 0] for t in decoder.rotary_emb(positions, h.dtype))
+        delta = None
+        for index, fused in enumerate(self.layers):
+            layer = fused.layer
+            attn, norm = layer.self_attn, layer.input_layernorm
+            h, x = cpu_kernels.add_rms_norm(h, delta, norm.weight, norm.eps)
+            qkv = fused.qkv(x)
+            out = cache.decode_layer(
+                index, qkv, attn.q_norm.weight, attn.k_norm.weight, cos, sin, attn.q_norm.eps
+            )
+            if out is None:  # beyond the kernel's limits: the torch attention
+                out = self._attention(index, fused, qkv.view(batch, 1, -1), cos[:, None], sin[:, None], cache)
+                out = out.reshape(batch, -1)
+            norm = layer.post_attention_layernorm
+            h, x = cpu_kernels.add_rms_norm(h, fused.o(out), norm.weight, norm.eps)
+            if fused.gate_up is None:
+                delta = layer.mlp(x[:, None])[0][:, 0]
+            else:
+                delta = fused.down(cpu_kernels.silu_mul(fused.gate_up(x)))
+        _, x = cpu_kernels.add_rms_norm(h, delta, decoder.norm.weight, decoder.norm.eps)
+        return x[:, None]
+
+    def logits(self, hidden: Tensor) -> Tensor:
+        return self.lm_head(hidden)
+
+
+def build_forward(model: Qwen3ForCausalLM, weights: str):
+    """The forward for ``EngineConfig.weights``. "auto": packed where oneDNN supports the dtype and the packed
+    copy fits in memory twice over (it comes on top of the model's weights), else fused."""
+    if weights == "reference":
+        return ReferenceForward(model)
+    if weights == "auto":
+        weight_bytes = sum(p.numel() * p.element_size() for p in model.parameters())
+        roomy = available_memory() > 2 * weight_bytes
+        weights = "packed" if packing_supported(model.lm_head.weight) and roomy else "fused"
+    return FusedForward(model, weights)
+
+
+def available_memory() -> int:
+    """MemAvailable of /proc/meminfo in bytes (0 where unknown, which keeps "auto" on the fused layout)."""
+    try:
+        with open("/proc/meminfo") as info:
+            for line in info:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0

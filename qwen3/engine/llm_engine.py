@@ -1,0 +1,242 @@
+"""``LLMEngine``: requests in, per-step deltas out.
+
+``add_request`` and ``abort`` may be called from any thread (a server's event loop); they validate the request
+at once (every bad input raises before any work starts) and queue it. ``step`` runs one scheduler step on the
+thread that owns the engine and returns a ``CompletionDelta`` for every completion that produced something (new
+tokens, a finish, an abort). A server drives ``step`` from one background thread and fans the deltas out to
+per-request queues.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from qwen3.engine.config import EngineConfig
+from qwen3.engine.detokenizer import ChatOptions
+from qwen3.engine.model_runner import ModelRunner
+from qwen3.engine.outputs import CompletionDelta
+from qwen3.engine.requests import RequestBuilder
+from qwen3.engine.sampler import Sampler
+from qwen3.engine.sampling_params import SamplingParams
+from qwen3.engine.scheduler import Scheduler
+from qwen3.engine.sequence import Sequence
+from qwen3.model.model import Qwen3ForCausalLM
+from qwen3.model.rope import RotaryEmbedding
+
+
+@dataclass
+class EngineStats:
+    """Cumulative counters for timings shown to people (tokens/s)."""
+
+    prefill_tokens: int = 0
+    prefill_seconds: float = 0.0
+    decode_tokens: int = 0
+    decode_seconds: float = 0.0
+    steps: int = 0
+
+
+class LLMEngine:
+    def __init__(self, model: Qwen3ForCausalLM, tokenizer, config: EngineConfig | None = None):
+        self.config = config or EngineConfig()
+        if self.config.rope_scaling is not None:
+            apply_rope_scaling(model, self.config.rope_scaling)
+        self.model = model.eval()
+        self.tokenizer = tokenizer
+        weight = model.lm_head.weight
+        self.resolved = self.config.resolve(model.config, weight.dtype, weight.device)
+        self.max_model_len = self.resolved.max_model_len
+        self.runner = ModelRunner(
+            model, self.resolved, vocab_limit=min(len(tokenizer), model.config.vocab_size)
+        )
+        self.scheduler = Scheduler(
+            self.resolved.num_slots, self.config.max_num_batched_tokens, self.runner.cache.move
+        )
+        self.sampler = Sampler(decode_token=lambda t: tokenizer.decode([t]))
+        self.eos_token_ids = frozenset(eos_token_ids(model.generation_config, tokenizer))
+        self.default_params = SamplingParams.from_generation_config(model.generation_config)
+        self.stats = EngineStats()
+        self.requests = RequestBuilder(
+            tokenizer, model.config.vocab_size, self.max_model_len, self.config.seed
+        )
+        self._lock = threading.Lock()
+        self._incoming: list[Sequence] = []
+        self._aborted: list[str] = []
+        self._requests: dict[str, list[Sequence]] = {}
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        path_or_preset: str | Path,
+        dtype: torch.dtype | str | None = None,
+        device: torch.device | str = "cpu",
+        tokenizer=None,
+        seed: int = 0,
+        **config,
+    ) -> LLMEngine:
+        from qwen3.engine.llm import load_model_and_tokenizer
+
+        model, tokenizer = load_model_and_tokenizer(path_or_preset, dtype, device, tokenizer, seed)
+        return cls(model, tokenizer, EngineConfig(**config))
+
+    # -- requests --------------------------------------------------------------------------------------------
+    def add_request(
+        self,
+        request_id: str,
+        prompt: str | list[int],
+        sampling_params: SamplingParams | None = None,
+        *,
+        chat: ChatOptions | None = None,
+    ) -> list[int]:
+        """Queue a request; returns its prompt token ids. Raises ValueError for a bad request (nothing is queued)."""
+        params = sampling_params or self.default_params
+        prompt_ids, seqs = self.requests.build(request_id, prompt, params, chat)
+        with self._lock:
+            if request_id in self._requests:
+                raise ValueError(f"request id {request_id!r} is already in use")
+            self._requests[request_id] = seqs
+            self._incoming.extend(seqs)
+        return prompt_ids
+
+    def abort(self, request_id: str) -> None:
+        """Stop a request; its slots are freed at the next step, which reports it with finish_reason "abort"."""
+        with self._lock:
+            if request_id in self._requests:
+                self._aborted.append(request_id)
+
+    def sync_weights(self) -> None:
+        """Call after changing the model's weights (RL: after an optimizer step) and before the next step. The
+        "fused" and "reference" layouts read the model's own storage and see in-place updates anyway; "packed" and
+        "int8" hold copies that this rebuilds (about a second for 0.6B)."""
+        self.runner.sync_weights()
+
+    def has_unfinished(self) -> bool:
+        with self._lock:
+            return bool(self._requests)
+
+    # -- stepping --------------------------------------------------------------------------------------------
+    def step(self) -> list[CompletionDelta]:
+        with self._lock:
+            incoming, self._incoming = self._incoming, []
+            aborted, self._aborted = self._aborted, []
+        deltas: list[CompletionDelta] = []
+        for seq in incoming:
+            if seq.is_finished:  # max_tokens used up by forced tokens before any step
+                deltas.append(self._delta(seq))
+            else:
+                self.scheduler.add(seq)
+        for request_id in aborted:
+            for seq in self._requests.get(request_id, []):
+                if not seq.is_finished:
+                    seq.finish("abort")
+                    self.scheduler.free(seq)
+                    deltas.append(self._delta(seq))
+        batch = self.scheduler.schedule()
+        if batch is not None:
+            deltas += self._run(batch)
+        with self._lock:
+            for delta in deltas:
+                seqs = self._requests.get(delta.request_id)
+                if seqs is not None and all(seq.is_finished for seq in seqs):
+                    del self._requests[delta.request_id]
+        return deltas
+
+    def _run(self, batch) -> list[CompletionDelta]:
+        start = time.perf_counter()
+        logits = self.runner.run(batch)
+        sampled = [seq for i, seq in enumerate(batch.seqs) if batch.completes(i)]
+        for seq, count in zip(batch.seqs, batch.num_tokens):
+            seq.num_computed_tokens += count
+        logits, sampled = self._fork(logits, sampled) if batch.is_prefill else (logits, sampled)
+        deltas = []
+        if sampled:
+            assert logits is not None
+            result = self.sampler(logits, sampled)
+            for i, seq in enumerate(sampled):
+                self._append_sampled(seq, result.tokens[i], result.logprobs[i], result.chosen_logprobs[i])
+                deltas.append(self._delta(seq))
+                if seq.is_finished:
+                    self.scheduler.free(seq)
+        elapsed = time.perf_counter() - start
+        self.stats.steps += 1
+        if batch.is_prefill:
+            self.stats.prefill_tokens += sum(batch.num_tokens)
+            self.stats.prefill_seconds += elapsed
+        else:
+            self.stats.decode_tokens += len(batch.seqs)
+            self.stats.decode_seconds += elapsed
+        return deltas
+
+    def _fork(self, logits, sampled: list[Sequence]):
+        """Siblings waiting for a prompt that is now in copy its cache rows and sample from its logits row."""
+        rows, seqs = list(range(len(sampled))), list(sampled)
+        for row, parent in enumerate(sampled):
+            for child in self.scheduler.forks(parent):
+                self.runner.cache.move(parent.slot, child.slot, parent.num_computed_tokens)
+                child.num_computed_tokens = parent.num_computed_tokens
+                rows.append(row)
+                seqs.append(child)
+        if len(seqs) == len(sampled):
+            return logits, sampled
+        return logits[rows], seqs
+
+    def _append_sampled(self, seq: Sequence, token: int, logprobs, chosen: float | None) -> None:
+        # The hot path of every decode step, once per sequence: kept to plain attribute access.
+        seq.token_ids.append(token)
+        if seq.token_counts is not None:
+            seq.token_counts[token] += 1
+        if seq.logprobs is not None:
+            seq.logprobs.append(logprobs)
+            seq.cumulative_logprob += chosen or 0.0
+        params = seq.params
+        if token in self.eos_token_ids and not params.ignore_eos or token in params.stop_token_ids:
+            seq.thinking.observe(token)
+            # The stop token is in token_ids but not in the text (special or not), as in vLLM.
+            seq.finish("stop", token if token in params.stop_token_ids else None)
+            return
+        forced = seq.thinking.on_sampled(token)
+        if forced:
+            forced = seq.force(forced, self.max_model_len)
+            stop = seq.text.push([token, *forced])
+        else:
+            stop = seq.text.push([token])
+        if stop is not None:
+            seq.finish("stop", stop)
+        elif seq.remaining_tokens(self.max_model_len) <= 0:
+            seq.finish("length")
+
+    def _delta(self, seq: Sequence) -> CompletionDelta:
+        token_ids, logprobs = seq.take_new_tokens()
+        text, messages = seq.text.release(final=seq.is_finished)
+        return CompletionDelta(
+            request_id=seq.request_id,
+            index=seq.index,
+            token_ids=token_ids,
+            text=text,
+            messages=messages,
+            logprobs=logprobs,
+            finished=seq.is_finished,
+            finish_reason=seq.finish_reason,
+            stop_reason=seq.stop_reason,
+            usage=seq.usage(),
+            output=seq.to_output() if seq.is_finished else None,
+        )
+
+
+def eos_token_ids(generation_config: dict | None, tokenizer) -> list[int]:
+    """generation_config.json's eos_token_id (an id or a list) when present, else the tokenizer's."""
+    value = (generation_config or {}).get("eos_token_id")
+    if value is None:
+        return list(tokenizer.eos_token_ids)
+    return [value] if isinstance(value, int) else list(value)
+
+
+def apply_rope_scaling(model: Qwen3ForCausalLM, rope_scaling: dict) -> None:
+    """Replace the checkpoint's rope_scaling (e.g. turn on YaRN), recomputing the rotary tables."""
+    model.config = model.config.replace(rope_scaling=dict(rope_scaling))
+    device = model.lm_head.weight.device
+    model.model.rotary_emb = RotaryEmbedding(model.config).to(device)

@@ -1,0 +1,180 @@
+"""``Sampler``: picks one token per row of logits, vectorised over the batch.
+
+Order (transformers' ``generate``): repetition penalty, presence/frequency penalties, then greedy rows take the
+argmax; sampled rows divide by their temperature, keep their ``top_k`` most likely tokens, then the smallest set
+whose probability reaches ``top_p``, then drop tokens below ``min_p`` times the most likely one, and draw.
+
+The draw is an inverse-CDF lookup with one uniform number per row taken from the sequence's own
+``torch.Generator``, so a seeded request gets the same tokens whatever else is in the batch. Logprobs are
+``log_softmax`` of the logits as the model produced them (before penalties and temperature), like vLLM's default.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from collections.abc import Sequence as Seq
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from qwen3.engine import cpu_kernels
+from qwen3.engine.outputs import Logprob, TokenLogprobs
+from qwen3.engine.sequence import Sequence
+
+
+@dataclass
+class SampleResult:
+    tokens: list[int]
+    logprobs: list[TokenLogprobs]  # per row; None where the request asked for none
+    chosen_logprobs: list[float | None]
+
+
+class Sampler:
+    def __init__(self, decode_token: Callable[[int], str] | None = None):
+        self.decode_token = decode_token
+
+    def __call__(self, logits: Tensor, seqs: list[Sequence]) -> SampleResult:
+        raw = logits
+        params = [seq.params for seq in seqs]
+        if any(p.uses_penalties for p in params):
+            logits = apply_penalties(logits.clone(), seqs)
+        greedy = [p.greedy for p in params]
+        tokens = argmax(logits)
+        if not all(greedy):
+            tokens = self._sample(logits, tokens, seqs, greedy)
+        token_list = tokens.tolist()
+        logprobs, chosen = self._logprobs(raw, seqs, tokens)
+        return SampleResult(token_list, logprobs, chosen)
+
+    def _sample(self, logits: Tensor, tokens: Tensor, seqs: list[Sequence], greedy: list[bool]) -> Tensor:
+        rows = [i for i, g in enumerate(greedy) if not g]
+        picked = sample_rows(
+            logits[rows] if len(rows) < len(seqs) else logits,
+            [seqs[i].params for i in rows],
+            [seqs[i].next_uniform() for i in rows],
+        )
+        tokens[rows] = picked
+        return tokens
+
+    def _logprobs(
+        self, raw: Tensor, seqs: list[Sequence], tokens: Tensor
+    ) -> tuple[list[TokenLogprobs], list[float | None]]:
+        wanted = [i for i, seq in enumerate(seqs) if seq.params.logprobs is not None]
+        out: list[TokenLogprobs] = [None] * len(seqs)
+        chosen: list[float | None] = [None] * len(seqs)
+        if not wanted:
+            return out, chosen
+        logprobs = torch.log_softmax(raw[wanted], dim=-1)
+        picked = tokens[wanted]
+        picked_lp = logprobs.gather(1, picked[:, None])[:, 0]
+        ranks = (logprobs > picked_lp[:, None]).sum(dim=-1) + 1
+        k = max(seqs[i].params.logprobs or 0 for i in wanted)
+        top_lp, top_ids = logprobs.topk(k, dim=-1) if k else (None, None)
+        for row, i in enumerate(wanted):
+            token = int(picked[row])
+            entry = {token: Logprob(float(picked_lp[row]), int(ranks[row]), self._decode(token))}
+            for rank in range(seqs[i].params.logprobs or 0):
+                alt = int(top_ids[row, rank])
+                entry.setdefault(alt, Logprob(float(top_lp[row, rank]), rank + 1, self._decode(alt)))
+            out[i] = entry
+            chosen[i] = float(picked_lp[row])
+        return out, chosen
+
+    def _decode(self, token: int) -> str | None:
+        return self.decode_token(token) if self.decode_token else None
+
+
+def argmax(logits: Tensor) -> Tensor:
+    """Row-wise argmax; the C kernel on the CPU (torch's CPU argmax is ~10x slower on these shapes)."""
+    if logits.device.type == "cpu" and logits.dtype == torch.float32 and cpu_kernels.library() is not None:
+        return cpu_kernels.argmax(logits)
+    return logits.argmax(dim=-1)
+
+
+def apply_penalties(logits: Tensor, seqs: list[Sequence]) -> Tensor:
+    """Repetition (prompt + output tokens, CTRL/transformers form), presence and frequency (output tokens,
+    OpenAI form), on rows whose request uses them."""
+    for row, seq in enumerate(seqs):
+        p = seq.params
+        if not p.uses_penalties:
+            continue
+        counts, prompt_mask = penalty_state(seq, logits.shape[-1], logits.device)
+        line = logits[row]
+        if p.repetition_penalty != 1.0:
+            seen = prompt_mask | (counts > 0)
+            penalised = torch.where(line > 0, line / p.repetition_penalty, line * p.repetition_penalty)
+            line = torch.where(seen, penalised, line)
+        line = line - p.frequency_penalty * counts - p.presence_penalty * (counts > 0).float()
+        logits[row] = line
+    return logits
+
+
+def penalty_state(seq: Sequence, vocab: int, device: torch.device) -> tuple[Tensor, Tensor]:
+    """The sequence's output-token counts and prompt-token mask, built on first use and kept up to date by
+    ``Sequence.append``."""
+    if seq.token_counts is None:
+        seq.token_counts = torch.zeros(vocab, dtype=torch.float32, device=device)
+        output = torch.tensor(seq.output_token_ids, dtype=torch.long, device=device)
+        seq.token_counts.index_add_(0, output, torch.ones(len(output), device=device))
+        seq.prompt_mask = torch.zeros(vocab, dtype=torch.bool, device=device)
+        prompt = torch.tensor(seq.token_ids[: seq.num_prompt_tokens], dtype=torch.long, device=device)
+        seq.prompt_mask[prompt] = True
+    assert seq.prompt_mask is not None
+    return seq.token_counts, seq.prompt_mask
+
+
+def filtered_logits(logits: Tensor, params: Seq) -> tuple[Tensor, Tensor | None]:
+    """Temperature, top-k, top-p and min-p applied to rows of ``logits``.
+
+    Returns (values, indices): filtered logits (removed tokens at -inf) sorted in descending order, and the vocabulary
+    ids they belong to; indices is None when no filter was needed (values are then in vocabulary order).
+    """
+    device = logits.device
+    vocab = logits.shape[-1]
+    temperature = torch.tensor([p.temperature for p in params], device=device, dtype=logits.dtype)
+    logits = logits / temperature[:, None]
+    top_k = [p.top_k if 0 < p.top_k < vocab else vocab for p in params]
+    top_p = [p.top_p for p in params]
+    min_p = [p.min_p for p in params]
+    if max(top_k) == vocab and min(top_p) >= 1.0 and max(min_p) <= 0.0:
+        return logits, None
+    k = max(top_k)
+    values, indices = logits.topk(k, dim=-1) if k < vocab else logits.sort(dim=-1, descending=True)
+    ranks = torch.arange(k, device=device)
+    if min(top_k) < k:
+        values = values.masked_fill(ranks >= torch.tensor(top_k, device=device)[:, None], float("-inf"))
+    if min(top_p) < 1.0:
+        probs = values.softmax(dim=-1)
+        before = probs.cumsum(dim=-1) - probs  # probability of the more likely tokens
+        # Rows without top_p never drop anything (rounding could push `before` to 1.0 at the tail).
+        limit = torch.tensor(
+            [q if q < 1.0 else float("inf") for q in top_p], device=device, dtype=probs.dtype
+        )
+        drop = before >= limit[:, None]
+        drop[:, 0] = False
+        values = values.masked_fill(drop, float("-inf"))
+    if max(min_p) > 0.0:
+        probs = values.softmax(dim=-1)
+        threshold = torch.tensor(min_p, device=device, dtype=probs.dtype)[:, None] * probs[:, :1]
+        drop = probs < threshold
+        drop[:, 0] = False
+        values = values.masked_fill(drop, float("-inf"))
+    return values, indices
+
+
+def sample_rows(logits: Tensor, params: Seq, uniforms: list[float]) -> Tensor:
+    """One token per row: the inverse CDF of the filtered distribution at the row's uniform number.
+
+    The CDF runs over the kept tokens in ascending id order, whatever filters the other rows of the batch needed
+    (which decide whether candidates come sorted by probability), so a seeded row draws the same token in any
+    batch."""
+    values, indices = filtered_logits(logits, params)
+    probs = values.softmax(dim=-1)
+    if indices is not None:
+        indices, order = indices.sort(dim=-1)
+        probs = probs.gather(1, order)
+    cdf = probs.cumsum(dim=-1)
+    target = torch.tensor(uniforms, device=logits.device, dtype=cdf.dtype)[:, None] * cdf[:, -1:]
+    picked = torch.searchsorted(cdf, target, right=True).clamp(max=cdf.shape[-1] - 1)
+    return (picked if indices is None else indices.gather(1, picked))[:, 0]

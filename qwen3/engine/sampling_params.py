@@ -1,0 +1,184 @@
+"""``SamplingParams``: how one request is decoded (vLLM's field names), validated when it is built.
+
+Processing order for each step (that of transformers' ``generate``, so each knob can be checked against its logits
+processor): repetition penalty (prompt and output tokens), presence and frequency penalties (output tokens), then
+temperature, top-k, top-p, min-p, and a draw from what is left. ``temperature == 0`` is greedy (the argmax after
+the penalties).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field, fields, replace
+from typing import Any
+
+# Qwen's stop-thinking text (facts sheet 5.2; the report prints "</think>." with a stray period).
+STOP_THINKING_TEXT = (
+    "\n\nConsidering the limited time by the user, I have to give the solution based on the thinking directly "
+    "now.\n</think>\n\n"
+)
+# What follows <think> when the budget is 0: the empty think block of non-thinking mode (`<think>\n\n</think>\n\n`).
+EMPTY_THOUGHT_TEXT = "\n\n</think>\n\n"
+
+# The model cards' recommended settings (facts sheet 9).
+THINKING_PRESET: dict[str, Any] = {"temperature": 0.6, "top_p": 0.95, "top_k": 20, "min_p": 0.0}
+NON_THINKING_PRESET: dict[str, Any] = {"temperature": 0.7, "top_p": 0.8, "top_k": 20, "min_p": 0.0}
+
+MAX_LOGPROBS = 20
+
+
+@dataclass
+class SamplingParams:
+    """Decoding settings of one request.
+
+    - ``n``: completions per prompt, each with its own random stream (``seed + i`` when seeded).
+    - ``temperature``: 0 = greedy. ``top_k``: 0 or -1 = off. ``top_p`` in (0, 1]. ``min_p`` in [0, 1]: drop tokens
+      whose probability is below ``min_p`` times the most likely one's.
+    - ``presence_penalty`` / ``frequency_penalty`` in [-2, 2] (OpenAI): subtract ``presence`` once and
+      ``frequency`` per occurrence from the logits of tokens already in the output.
+      ``repetition_penalty`` > 0 (CTRL, as transformers): logits of tokens in the prompt or output are divided by it
+      when positive, multiplied when negative; 1 = off.
+    - ``max_tokens``: bound on generated tokens (forced thinking-budget tokens included); None = up to the context.
+    - ``stop``: strings; the output text ends before the first one (kept with ``include_stop_str_in_output``).
+      ``stop_token_ids``: extra ids that end the request like the end-of-sequence ids (``ignore_eos`` ignores those
+      only).
+    - ``seed``: makes the request reproducible whatever else is in the batch.
+    - ``logprobs``: None = off, k >= 0 = the sampled token's log-probability plus the k most likely tokens'. They
+      are ``log_softmax`` of the model's logits (before penalties and temperature).
+    - ``thinking_budget``: at most this many generated tokens inside ``<think>``; then ``thinking_stop_text`` is
+      forced (see ``qwen3.engine.thinking_budget``). 0 gives an empty think block, as non-thinking mode does.
+    """
+
+    n: int = 1
+    temperature: float = 1.0
+    top_p: float = 1.0
+    top_k: int = 0
+    min_p: float = 0.0
+    presence_penalty: float = 0.0
+    frequency_penalty: float = 0.0
+    repetition_penalty: float = 1.0
+    max_tokens: int | None = None
+    stop: list[str] = field(default_factory=list)
+    stop_token_ids: list[int] = field(default_factory=list)
+    ignore_eos: bool = False
+    include_stop_str_in_output: bool = False
+    seed: int | None = None
+    logprobs: int | None = None
+    thinking_budget: int | None = None
+    thinking_stop_text: str = STOP_THINKING_TEXT
+    skip_special_tokens: bool = True
+
+    def __post_init__(self) -> None:
+        if isinstance(self.stop, str):
+            self.stop = [self.stop]
+        self.stop = list(self.stop or [])
+        self.stop_token_ids = list(self.stop_token_ids or [])
+        if self.top_k == -1:
+            self.top_k = 0
+        _check(self)
+
+    # -- presets ---------------------------------------------------------------------------------------------
+    @classmethod
+    def thinking(cls, **overrides: Any) -> SamplingParams:
+        """The model cards' thinking-mode settings: temperature 0.6, top_p 0.95, top_k 20, min_p 0."""
+        return cls(**{**THINKING_PRESET, **overrides})
+
+    @classmethod
+    def non_thinking(cls, **overrides: Any) -> SamplingParams:
+        """The model cards' non-thinking settings: temperature 0.7, top_p 0.8, top_k 20, min_p 0."""
+        return cls(**{**NON_THINKING_PRESET, **overrides})
+
+    @classmethod
+    def recommended(cls, thinking: bool, **overrides: Any) -> SamplingParams:
+        return cls.thinking(**overrides) if thinking else cls.non_thinking(**overrides)
+
+    @classmethod
+    def from_generation_config(cls, generation_config: dict | None, **overrides: Any) -> SamplingParams:
+        """Defaults from a checkpoint's generation_config.json (as vLLM does), greedy when it has none."""
+        config = generation_config or {}
+        values: dict[str, Any] = {}
+        if config.get("do_sample") is False or not config:
+            values["temperature"] = 0.0
+        for key in ("temperature", "top_p", "top_k", "min_p", "repetition_penalty"):
+            if key in config and config[key] is not None and values.get("temperature") != 0.0:
+                values[key] = config[key]
+        return cls(**{**values, **overrides})
+
+    def replace(self, **changes: Any) -> SamplingParams:
+        return replace(self, **changes)
+
+    # -- derived ---------------------------------------------------------------------------------------------
+    @property
+    def greedy(self) -> bool:
+        return self.temperature == 0.0
+
+    @property
+    def uses_penalties(self) -> bool:
+        return self.presence_penalty != 0.0 or self.frequency_penalty != 0.0 or self.repetition_penalty != 1.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+
+def _check(p: SamplingParams) -> None:
+    """Raise ValueError naming the field for any value outside its range."""
+    _integer(p, "n", low=1)
+    _number(p, "temperature", low=0.0)
+    _number(p, "top_p", low=0.0, low_open=True, high=1.0)
+    _integer(p, "top_k", low=0)
+    _number(p, "min_p", low=0.0, high=1.0)
+    _number(p, "presence_penalty", low=-2.0, high=2.0)
+    _number(p, "frequency_penalty", low=-2.0, high=2.0)
+    _number(p, "repetition_penalty", low=0.0, low_open=True)
+    if p.max_tokens is not None:
+        _integer(p, "max_tokens", low=1)
+    if p.seed is not None:
+        _integer(p, "seed", low=None)
+    if p.logprobs is not None:
+        _integer(p, "logprobs", low=0, high=MAX_LOGPROBS)
+    if p.thinking_budget is not None:
+        _integer(p, "thinking_budget", low=0)
+    for i, text in enumerate(p.stop):
+        if not isinstance(text, str) or not text:
+            raise ValueError(f"SamplingParams.stop[{i}] must be a non-empty string, got {text!r}")
+    for i, token in enumerate(p.stop_token_ids):
+        if not _is_int(token) or token < 0:
+            raise ValueError(f"SamplingParams.stop_token_ids[{i}] must be a token id >= 0, got {token!r}")
+    if not isinstance(p.thinking_stop_text, str) or "</think>" not in p.thinking_stop_text:
+        raise ValueError(
+            "SamplingParams.thinking_stop_text must contain '</think>' (it ends the thought), got "
+            f"{p.thinking_stop_text!r}"
+        )
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _integer(p: SamplingParams, name: str, low: int | None, high: int | None = None) -> None:
+    value = getattr(p, name)
+    if not _is_int(value):
+        raise ValueError(f"SamplingParams.{name} must be an integer, got {value!r}")
+    if (low is not None and value < low) or (high is not None and value > high):
+        bounds = f">= {low}" if high is None else f"in [{low}, {high}]"
+        raise ValueError(f"SamplingParams.{name} must be {bounds}, got {value}")
+
+
+def _number(
+    p: SamplingParams, name: str, low: float, high: float | None = None, low_open: bool = False
+) -> None:
+    value = getattr(p, name)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise ValueError(f"SamplingParams.{name} must be a finite number, got {value!r}")
+    too_low = value <= low if low_open else value < low
+    if too_low or (high is not None and value > high):
+        left = "(" if low_open else "["
+        bounds = (
+            f"> {low}"
+            if high is None and low_open
+            else f">= {low}"
+            if high is None
+            else f"in {left}{low}, {high}]"
+        )
+        raise ValueError(f"SamplingParams.{name} must be {bounds}, got {value}")
+    setattr(p, name, float(value))

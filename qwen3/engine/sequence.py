@@ -1,0 +1,153 @@
+"""``Sequence``: one completion being generated, and its per-request state (nano-vllm's vocabulary).
+
+``token_ids`` is the prompt followed by the output; ``num_computed_tokens`` of them have their keys and values in
+the cache. The tokens after that are pending: the whole prompt at first, one sampled token during decoding, or the
+sampled token plus forced stop-thinking tokens after the budget was hit.
+"""
+
+from __future__ import annotations
+
+import enum
+
+import torch
+
+from qwen3.engine.detokenizer import OutputText
+from qwen3.engine.outputs import CompletionOutput, TokenLogprobs, Usage
+from qwen3.engine.sampling_params import SamplingParams
+from qwen3.engine.thinking_budget import ThinkingState
+
+
+class SequenceStatus(enum.Enum):
+    WAITING = "waiting"
+    RUNNING = "running"
+    FINISHED = "finished"
+
+
+class Sequence:
+    UNIFORMS_PER_DRAW = 64  # random numbers fetched from the generator at a time
+
+    def __init__(
+        self,
+        request_id: str,
+        index: int,
+        prompt_token_ids: list[int],
+        params: SamplingParams,
+        generator: torch.Generator,
+        text: OutputText,
+        thinking: ThinkingState,
+    ):
+        self.request_id = request_id
+        self.index = index
+        self.token_ids = list(prompt_token_ids)
+        self.num_prompt_tokens = len(prompt_token_ids)
+        self.num_computed_tokens = 0
+        self.params = params
+        self.generator = generator
+        self.text = text
+        self.thinking = thinking
+        self.status = SequenceStatus.WAITING
+        self.slot = -1
+        self.finish_reason: str | None = None
+        self.stop_reason: int | str | None = None
+        self.logprobs: list[TokenLogprobs] | None = [] if params.logprobs is not None else None
+        self.cumulative_logprob = 0.0
+        self.token_counts: torch.Tensor | None = None  # [vocab] output-token counts, for penalties
+        self.prompt_mask: torch.Tensor | None = None  # [vocab] tokens in the prompt, for repetition_penalty
+        self._uniforms: list[float] = []
+        self._next_uniform = 0
+        self._emitted_tokens = 0  # output tokens already handed out in deltas
+        self.num_forced_tokens = 0  # stop-thinking tokens the budget inserted
+        # Completions 1..n-1 of a request share completion 0's prompt: they copy its cache rows instead of
+        # prefilling the same tokens again (see Scheduler.awaits_fork).
+        self.parent: Sequence | None = None
+        self.children: list[Sequence] = []
+
+    # -- sizes -----------------------------------------------------------------------------------------------
+    @property
+    def num_tokens(self) -> int:
+        return len(self.token_ids)
+
+    @property
+    def num_output_tokens(self) -> int:
+        return len(self.token_ids) - self.num_prompt_tokens
+
+    @property
+    def num_pending(self) -> int:
+        return len(self.token_ids) - self.num_computed_tokens
+
+    @property
+    def output_token_ids(self) -> list[int]:
+        return self.token_ids[self.num_prompt_tokens :]
+
+    @property
+    def is_finished(self) -> bool:
+        return self.status is SequenceStatus.FINISHED
+
+    def remaining_tokens(self, max_model_len: int) -> int:
+        """How many more output tokens max_tokens and the context allow."""
+        left = max_model_len - self.num_tokens
+        if self.params.max_tokens is not None:
+            left = min(left, self.params.max_tokens - self.num_output_tokens)
+        return left
+
+    # -- randomness ------------------------------------------------------------------------------------------
+    def next_uniform(self) -> float:
+        """The next number of this sequence's own stream in [0, 1): independent of the rest of the batch."""
+        if self._next_uniform == len(self._uniforms):
+            draw = torch.rand(self.UNIFORMS_PER_DRAW, generator=self.generator, dtype=torch.float64)
+            self._uniforms = draw.tolist()
+            self._next_uniform = 0
+        value = self._uniforms[self._next_uniform]
+        self._next_uniform += 1
+        return value
+
+    # -- state changes ---------------------------------------------------------------------------------------
+    def append(self, token_ids: list[int]) -> None:
+        self.token_ids.extend(token_ids)
+        if self.token_counts is not None:
+            for token in token_ids:
+                self.token_counts[token] += 1
+
+    def force(self, tokens: list[int], max_model_len: int) -> list[int]:
+        """Append stop-thinking tokens as output (as many as max_tokens and the context allow); returns them."""
+        tokens = tokens[: max(0, self.remaining_tokens(max_model_len))]
+        if tokens:
+            self.append(tokens)
+            self.num_forced_tokens += len(tokens)
+            if self.logprobs is not None:
+                self.logprobs.extend([None] * len(tokens))
+            for token in tokens:
+                self.thinking.observe(token)
+        return tokens
+
+    def finish(self, reason: str, stop_reason: int | str | None = None) -> None:
+        self.status = SequenceStatus.FINISHED
+        self.finish_reason = reason
+        self.stop_reason = stop_reason
+
+    def take_new_tokens(self) -> tuple[list[int], list[TokenLogprobs] | None]:
+        """Output tokens (and their logprobs) not handed out yet."""
+        start = self._emitted_tokens
+        self._emitted_tokens = self.num_output_tokens
+        new = self.token_ids[self.num_prompt_tokens + start :]
+        return new, None if self.logprobs is None else self.logprobs[start:]
+
+    def usage(self) -> Usage:
+        return Usage(self.num_prompt_tokens, self.num_output_tokens, self.thinking.reasoning_tokens)
+
+    def to_output(self) -> CompletionOutput:
+        parsed = self.text.parsed()
+        return CompletionOutput(
+            index=self.index,
+            text=self.text.text,
+            token_ids=self.output_token_ids,
+            cumulative_logprob=self.cumulative_logprob if self.logprobs is not None else None,
+            logprobs=self.logprobs,
+            finish_reason=self.finish_reason,
+            stop_reason=self.stop_reason,
+            reasoning_content=parsed.reasoning_content if parsed else None,
+            content=parsed.content if parsed else None,
+            tool_calls=parsed.tool_calls if parsed else [],
+            num_reasoning_tokens=self.thinking.reasoning_tokens,
+            num_forced_tokens=self.num_forced_tokens,
+        )

@@ -1,0 +1,119 @@
+"""The thinking budget (Qwen3 report section 4.3; facts sheet 5), per sequence, plus reasoning-token accounting.
+
+A sequence's thought is in one of three phases, read from the prompt first:
+
+- ``BEFORE``: no ``<think>`` in the current turn yet (a chat prompt in thinking mode ends with
+  ``<|im_start|>assistant\\n``; the model opens the thought itself);
+- ``OPEN``: the prompt's last ``<think>`` has no ``</think>`` after it (the prompt ends inside a thought, e.g. a
+  template that pre-fills ``<think>\\n``, or a continued partial thought);
+- ``CLOSED``: the thought is over (``enable_thinking=False`` puts ``<think>\\n\\n</think>\\n\\n`` in the prompt).
+
+"The current turn" is what follows the last ``<|im_start|>``; a plain-text prompt is one turn.
+
+The budget counts the tokens the engine generates inside the thought (``<think>`` and ``</think>`` excluded;
+thought text already in the prompt is not counted). When the count reaches the budget and no ``</think>`` came,
+the stop-thinking text is appended as forced tokens: the engine feeds them to the model like a prompt chunk in the
+next step, they count toward ``max_tokens`` and they are part of the output (text, reasoning, token ids). If the
+budget is reached right after ``<think>`` (budget 0), the forced text is ``"\\n\\n</think>\\n\\n"`` instead, so the
+output starts with exactly the empty think block of non-thinking mode, ``<think>\\n\\n</think>\\n\\n``, then the
+answer. A prompt that ends inside a thought with budget 0 gets the forced text before the first step.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+
+class Phase(enum.Enum):
+    BEFORE = "before"
+    OPEN = "open"
+    CLOSED = "closed"
+
+
+@dataclass(frozen=True)
+class ThinkTokens:
+    """The ids the budget needs, resolved from the tokenizer by content (never hard-coded)."""
+
+    think_start: int
+    think_end: int
+    turn_start: int  # <|im_start|>
+    stop_ids: tuple[int, ...]  # the tokenised stop-thinking text
+    empty_ids: tuple[int, ...]  # the tokenised "\n\n</think>\n\n"
+
+
+def prompt_phase(prompt_ids: Sequence[int], tokens: ThinkTokens) -> Phase:
+    """Where the prompt leaves the thought of its last turn."""
+    turn = _last_index(prompt_ids, tokens.turn_start)
+    start = _last_index(prompt_ids, tokens.think_start)
+    end = _last_index(prompt_ids, tokens.think_end)
+    if start > max(turn, end):
+        return Phase.OPEN
+    if end > max(turn, start):
+        return Phase.CLOSED
+    return Phase.BEFORE
+
+
+def _last_index(ids: Sequence[int], token: int) -> int:
+    for i in range(len(ids) - 1, -1, -1):
+        if ids[i] == token:
+            return i
+    return -1
+
+
+class ThinkingState:
+    """Tracks one sequence's thought; ``on_sampled(token)`` returns the tokens to force after it (usually none)."""
+
+    def __init__(self, prompt_ids: Sequence[int], tokens: ThinkTokens, budget: int | None):
+        self.tokens = tokens
+        self.budget = budget
+        self.phase = prompt_phase(prompt_ids, tokens)
+        self.closed_by_prompt = self.phase is Phase.CLOSED
+        self.thought_tokens = 0  # generated (or forced) tokens inside the thought
+        self.num_output = 0
+        self.reasoning_end: int | None = None  # output tokens up to and including the first </think>
+        self._right_after_start = bool(prompt_ids) and prompt_ids[-1] == tokens.think_start
+
+    def initial_forced(self) -> list[int]:
+        """Tokens to append before the first step: budget 0 with a prompt that ends inside a thought."""
+        return self._force() if self._budget_reached() else []
+
+    def on_sampled(self, token: int) -> list[int]:
+        self.observe(token)
+        if self.budget is not None and self.phase is Phase.OPEN and self.thought_tokens >= self.budget:
+            return self._force()
+        return []
+
+    def observe(self, token: int) -> None:
+        """Account one output token (sampled or forced)."""
+        self.num_output += 1
+        phase = self.phase
+        if phase is Phase.CLOSED:
+            return
+        if phase is Phase.BEFORE:
+            if token == self.tokens.think_start:
+                self.phase = Phase.OPEN
+                self._right_after_start = True
+            return
+        self._right_after_start = False
+        if token == self.tokens.think_end:
+            self.phase = Phase.CLOSED
+            if self.reasoning_end is None:
+                self.reasoning_end = self.num_output
+        else:
+            self.thought_tokens += 1
+
+    @property
+    def reasoning_tokens(self) -> int:
+        if self.reasoning_end is not None:
+            return self.reasoning_end
+        if self.phase is Phase.OPEN:
+            return self.num_output
+        return 0
+
+    def _budget_reached(self) -> bool:
+        return self.budget is not None and self.phase is Phase.OPEN and self.thought_tokens >= self.budget
+
+    def _force(self) -> list[int]:
+        return list(self.tokens.empty_ids if self._right_after_start else self.tokens.stop_ids)

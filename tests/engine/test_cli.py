@@ -1,0 +1,121 @@
+"""``qwen3 generate`` and ``qwen3 chat`` run as subprocesses, stdin piped."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from qwen3.engine import LLM, SamplingParams
+from qwen3.model.checkpoint import init_checkpoint
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory) -> Path:
+    return init_checkpoint("qwen3-debug-tiny", tmp_path_factory.mktemp("ckpt") / "tiny", seed=0)
+
+
+def qwen3(*args: str, stdin: str = "") -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    return subprocess.run(
+        [sys.executable, "-m", "qwen3", *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=ROOT,
+        timeout=120,
+    )
+
+
+RAW_GREEDY = ["--prompt", "hello", "--raw", "--temperature", "0", "--max-tokens", "6"]
+
+
+def test_generate_json_matches_the_library(checkpoint):
+    result = qwen3("generate", str(checkpoint), *RAW_GREEDY, "--json")
+    assert result.returncode == 0, result.stderr
+    record = json.loads(result.stdout)
+    expected = LLM(checkpoint).generate("hello", SamplingParams(temperature=0, max_tokens=6))[0]
+    assert record["text"] == expected.outputs[0].text
+    assert record["usage"]["completion_tokens"] == len(expected.outputs[0].token_ids)
+    assert "tok/s" in result.stderr  # timings where a person waits
+
+
+def test_generate_stream_prints_the_same_text(checkpoint):
+    whole = json.loads(qwen3("generate", str(checkpoint), *RAW_GREEDY, "--json").stdout)["text"]
+    streamed = qwen3("generate", str(checkpoint), *RAW_GREEDY, "--stream")
+    assert streamed.returncode == 0, streamed.stderr
+    assert streamed.stdout == whole + "\n"
+
+
+def test_generate_chat_modes(checkpoint):
+    result = qwen3(
+        "generate",
+        str(checkpoint),
+        "--prompt",
+        "hi",
+        "--no-think",
+        "--max-tokens",
+        "5",
+        "--json",
+        "--seed",
+        "1",
+    )
+    assert result.returncode == 0, result.stderr
+    record = json.loads(result.stdout)
+    assert record["reasoning_content"] is None and record["usage"]["completion_tokens"] <= 5
+    budget = qwen3(
+        "generate", str(checkpoint), "--prompt", "hi", "--thinking-budget", "0", "--max-tokens", "3"
+    )
+    assert budget.returncode == 0, budget.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--max-tokens", "0"], "max_tokens must be >= 1"),
+        (["--top-p", "1.5"], "top_p must be in"),
+        (["--thinking-budget", "-1"], "thinking_budget must be >= 0"),
+        (["--prompt", ""], "--prompt is empty"),
+    ],
+)
+def test_generate_bad_input(checkpoint, args, message):
+    result = qwen3("generate", str(checkpoint), "--prompt", "hi", *args)
+    assert result.returncode == 1 and message in result.stderr and "Traceback" not in result.stderr
+
+
+def test_generate_missing_model(tmp_path):
+    result = qwen3("generate", str(tmp_path / "nope"), "--prompt", "hi")
+    assert result.returncode == 1 and "neither a checkpoint directory nor a preset" in result.stderr
+
+
+def test_chat_session_commands(checkpoint, tmp_path):
+    first, second = tmp_path / "first.json", tmp_path / "second.json"
+    script = "\n".join(
+        [
+            "hi there",
+            "/no_think",
+            "and now?",
+            "/budget 2",
+            f"/save {first}",
+            "/reset",
+            "new topic",
+            f"/save {second}",
+        ]
+    )
+    result = qwen3("chat", str(checkpoint), "--max-tokens", "6", "--seed", "0", stdin=script + "\n")
+    assert result.returncode == 0, result.stderr
+    saved = json.loads(first.read_text())["messages"]
+    assert [m["role"] for m in saved] == ["user", "assistant", "user", "assistant"]
+    assert saved[2]["content"] == "and now? /no_think"
+    assert "thinking off from the next message" in result.stderr and "thinking budget: 2" in result.stderr
+    assert [m["content"] for m in json.loads(second.read_text())["messages"] if m["role"] == "user"] == [
+        "new topic"
+    ]
+    assert result.stderr.count(" tokens in ") == 3  # a timing line after each reply
