@@ -25,7 +25,7 @@ from qwen3.engine.sampler import Sampler
 from qwen3.engine.sampling_params import EMPTY_THOUGHT_TEXT, SamplingParams
 from qwen3.engine.scheduler import Scheduler
 from qwen3.engine.sequence import Sequence
-from qwen3.engine.thinking_budget import ThinkingState, ThinkTokens
+from qwen3.engine.thinking_budget import ANSWER_SEPARATOR, AnswerPrefix, ThinkingState, ThinkTokens
 from qwen3.model.model import Qwen3ForCausalLM
 from qwen3.model.rope import RotaryEmbedding
 
@@ -99,8 +99,10 @@ class LLMEngine:
         prompt_ids = self._prompt_ids(prompt)
         self._check_request(prompt_ids, params)
         think_tokens = self._thinking_tokens(params.thinking_stop_text)
+        answer_prefix = self._answer_prefix(params.answer_prefix)
         seqs = [
-            self._sequence(request_id, i, prompt_ids, params, chat, think_tokens) for i in range(params.n)
+            self._sequence(request_id, i, prompt_ids, params, chat, think_tokens, answer_prefix)
+            for i in range(params.n)
         ]
         with self._lock:
             if request_id in self._requests:
@@ -262,6 +264,12 @@ class LLMEngine:
             self._think_tokens[stop_text] = tokens
         return tokens
 
+    def _answer_prefix(self, text: str | None) -> AnswerPrefix | None:
+        if text is None:
+            return None
+        encode = self.tokenizer.encode
+        return AnswerPrefix(tuple(encode(text)), tuple(encode(ANSWER_SEPARATOR + text)))
+
     def _sequence(
         self,
         request_id: str,
@@ -270,13 +278,14 @@ class LLMEngine:
         params: SamplingParams,
         chat: ChatOptions | None,
         think_tokens: ThinkTokens,
+        answer_prefix: AnswerPrefix | None = None,
     ) -> Sequence:
         seed = params.seed + index if params.seed is not None else self._seeds.getrandbits(63)
         generator = torch.Generator().manual_seed(seed)
         text = OutputText(
             self.tokenizer, params.stop, params.include_stop_str_in_output, params.skip_special_tokens, chat
         )
-        thinking = ThinkingState(prompt_ids, think_tokens, params.thinking_budget)
+        thinking = ThinkingState(prompt_ids, think_tokens, params.thinking_budget, answer_prefix)
         seq = Sequence(request_id, index, prompt_ids, params, generator, text, thinking)
         forced = thinking.initial_forced()
         if forced:
