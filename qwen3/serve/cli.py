@@ -66,18 +66,22 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=run_serve)
 
 
-def build_config(args: argparse.Namespace, model_template: str | None):
+def build_config(args: argparse.Namespace):
+    """The server's settings from the flags, checked before the model is loaded."""
     from qwen3.serve.config import ServerConfig, load_chat_template, parse_json_object
 
     kwargs = {}
     if args.default_chat_template_kwargs:
         kwargs = parse_json_object(args.default_chat_template_kwargs, "--default-chat-template-kwargs")
+    template = None
+    if args.chat_template:
+        template = load_chat_template(args.chat_template, lambda: _model_chat_template(args.model))
     return ServerConfig(
         served_model_names=args.served_model_name or [args.model],
         model_path=args.model,
         api_key=args.api_key or os.environ.get(API_KEY_ENV) or None,
         default_chat_template_kwargs=kwargs,
-        chat_template=load_chat_template(args.chat_template, model_template) if args.chat_template else None,
+        chat_template=template,
         max_body_bytes=args.max_body_bytes,
         max_messages=args.max_messages,
         max_tokens_limit=args.max_tokens_limit,
@@ -98,6 +102,10 @@ def run_serve(args: argparse.Namespace) -> int:
         raise UserFacingError(
             f"{err}: install the server's dependencies with pip install 'qwen3[serve]'"
         ) from None
+    try:
+        config = build_config(args)
+    except ValueError as err:
+        raise UserFacingError(str(err)) from None
     print(f"loading {args.model} ...", file=sys.stderr, flush=True)
     try:
         engine = LLMEngine.from_pretrained(
@@ -110,7 +118,6 @@ def run_serve(args: argparse.Namespace) -> int:
             max_num_batched_tokens=args.max_num_batched_tokens,
             kv_cache_memory_gb=args.kv_cache_memory_gb,
         )
-        config = build_config(args, getattr(engine.tokenizer, "chat_template", None))
     except (ValueError, OSError) as err:
         raise UserFacingError(str(err)) from None
     app = create_app(engine, config)
@@ -128,3 +135,9 @@ def run_serve(args: argparse.Namespace) -> int:
         timeout_graceful_shutdown=args.shutdown_timeout,
     )
     return 0
+
+
+def _model_chat_template(path: str) -> str | None:
+    from qwen3.tokenizer import load_tokenizer
+
+    return load_tokenizer(path).chat_template

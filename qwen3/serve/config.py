@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -69,12 +70,14 @@ class ServerConfig:
         return self.served_model_names[0]
 
 
-def load_chat_template(value: str, model_template: str | None) -> str:
-    """``--chat-template``: a file, the word ``model`` (the model directory's own template) or the template text."""
+def load_chat_template(value: str, model_template: Callable[[], str | None]) -> str:
+    """``--chat-template``: a file, the word ``model`` (the model directory's own template, read by calling
+    ``model_template``) or the template text."""
     if value == "model":
-        if model_template is None:
+        template = model_template()
+        if template is None:
             raise ValueError("--chat-template model: the model directory has no chat template")
-        return model_template
+        return template
     path = Path(value)
     if path.is_file():
         return path.read_text(encoding="utf-8")

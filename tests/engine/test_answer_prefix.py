@@ -19,7 +19,9 @@ LONG_THOUGHT = "<think>\n" + "word " * 30
 
 
 def chat_prompt(key: str, enable_thinking: bool | None = None) -> str:
-    return render([{"role": "user", "content": key}], add_generation_prompt=True, enable_thinking=enable_thinking)
+    return render(
+        [{"role": "user", "content": key}], add_generation_prompt=True, enable_thinking=enable_thinking
+    )
 
 
 def run(llm, prompt: str, chat: ChatOptions | None = None, **params):
