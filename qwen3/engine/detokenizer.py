@@ -37,8 +37,10 @@ class OutputText:
         self._stop = stop
         self._include_stop = include_stop
         self._hold = max((len(s) for s in stop), default=1) - 1
-        self.text = ""
-        self._released = 0
+        # Released text in pieces (joined only when the whole text is asked for: no quadratic concatenation),
+        # then the decoded text not released yet (at most the held-back tail plus the newest piece).
+        self._released: list[str] = []
+        self._pending = ""
         self.matched_stop: str | None = None
         self.chat = chat
         self._tool_ids: dict[int, str] = {}
@@ -52,39 +54,47 @@ class OutputText:
             else None
         )
 
+    @property
+    def text(self) -> str:
+        return "".join(self._released) + self._pending
+
     def tool_call_id(self, index: int) -> str:
         """One random id per tool call, the same in the streamed deltas and the final output."""
         return self._tool_ids.setdefault(index, random_tool_call_id(index))
 
     def push(self, token_ids: list[int]) -> str | None:
         """Add tokens; return the stop string when one now appears in the text (the text is cut there)."""
-        if self.matched_stop is not None or not token_ids:
+        if self.matched_stop is not None:
             return self.matched_stop
-        before = len(self.text)
-        self.text += self._detokenizer.push(token_ids)
-        if self._stop:
-            self._find_stop(max(0, before - self._hold))
+        new = self._detokenizer.push(token_ids)
+        if new:
+            self._pending += new
+            if self._stop:
+                self._find_stop()
         return self.matched_stop
 
-    def _find_stop(self, start: int) -> None:
+    def _find_stop(self) -> None:
+        # A stop string that the new text completes starts within the held-back tail, so searching the pending
+        # text is enough.
         best: tuple[int, str] | None = None
         for stop in self._stop:
-            at = self.text.find(stop, start)
+            at = self._pending.find(stop)
             if at >= 0 and (best is None or at < best[0]):
                 best = (at, stop)
         if best is not None:
             at, stop = best
-            self.text = self.text[: at + (len(stop) if self._include_stop else 0)]
+            self._pending = self._pending[: at + (len(stop) if self._include_stop else 0)]
             self.matched_stop = stop
 
     def release(self, final: bool) -> tuple[str, list[DeltaMessage]]:
         """The text that became final since the last call, and the chat parser's deltas for it."""
         if final and self.matched_stop is None:
-            self.text += self._detokenizer.flush()
-        end = len(self.text) if final or self.matched_stop is not None else len(self.text) - self._hold
-        end = max(end, self._released)
-        new = self.text[self._released : end]
-        self._released = end
+            self._pending += self._detokenizer.flush()
+        keep = 0 if final or self.matched_stop is not None else min(self._hold, len(self._pending))
+        new = self._pending[: len(self._pending) - keep]
+        self._pending = self._pending[len(self._pending) - keep :]
+        if new:
+            self._released.append(new)
         messages: list[DeltaMessage] = []
         if self._parser is not None:
             messages = self._parser.feed(new) if new else []

@@ -11,8 +11,9 @@ How the projections run (``weights``):
 - "packed": oneDNN prepacked weights (``torch.ops.mkldnn._reorder_linear_weight`` + ``_linear_pointwise``, what
   inductor's CPU freezing uses), which read bf16 weights at batch 1 much faster than ``F.linear`` on this CPU. The
   packed copy is extra memory; the reference weights stay;
-- "int8": per-output-channel symmetric int8 weights (scale = max |w| / 127) with
-  ``torch.ops.aten._weight_int8pack_mm`` (activations in bf16), lm_head included; embeddings stay as they are.
+- "int8": per-output-channel symmetric int8 weights (scale = max |w| / 127), lm_head included (embeddings stay
+  as they are): decode steps of one or two rows run the C kernel of ``qwen3.engine.cpu_kernels`` (fp32
+  accumulation), larger batches and prefill ``torch.ops.aten._weight_int8pack_mm`` (activations in bf16).
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from qwen3.engine import cpu_kernels
+from qwen3.engine.cpu_kernels import FUSED_DTYPES
 from qwen3.model.model import Qwen3ForCausalLM
 from qwen3.model.rope import apply_rotary
 
@@ -62,21 +65,32 @@ class PackedLinear:
 
 
 class Int8Linear:
+    """Per-output-channel symmetric int8 weights. Decode batches (at most ``KERNEL_ROWS`` rows) use the C kernel
+    of ``qwen3.engine.cpu_kernels`` when it is available; everything else ``torch._weight_int8pack_mm``."""
+
+    KERNEL_ROWS = 2  # beyond this the kernel is compute-bound and int8pack_mm is as fast
+
     def __init__(self, weight: Tensor):
         w = weight.detach().float()
         scales = w.abs().amax(dim=1).clamp(min=1e-12) / 127.0
         self.weight = torch.round(w / scales[:, None]).clamp(-127, 127).to(torch.int8).contiguous()
-        self.scales = scales.to(torch.bfloat16)
-        self.out_features = weight.shape[0]
+        self.scales = scales.contiguous()
+        self.scales_bf16 = scales.to(torch.bfloat16)
+        self.out_features, self.in_features = self.weight.shape
+        self.use_kernel = (
+            weight.device.type == "cpu" and self.in_features % 64 == 0 and cpu_kernels.library() is not None
+        )
 
     def dequantized(self) -> Tensor:
-        return self.weight.float() * self.scales.float()[:, None]
+        return self.weight.float() * self.scales[:, None]
 
     def __call__(self, x: Tensor) -> Tensor:
-        shape = x.shape
-        flat = x.reshape(-1, shape[-1]).to(torch.bfloat16).contiguous()
-        out = torch.ops.aten._weight_int8pack_mm(flat, self.weight, self.scales)
-        return out.view(*shape[:-1], self.out_features).to(x.dtype)
+        rows = x.numel() // self.in_features
+        if self.use_kernel and rows <= self.KERNEL_ROWS:
+            return cpu_kernels.woq_int8_matmul(x, self.weight, self.scales)
+        flat = x.reshape(-1, self.in_features).to(torch.bfloat16).contiguous()
+        out = torch.ops.aten._weight_int8pack_mm(flat, self.weight, self.scales_bf16)
+        return out.view(*x.shape[:-1], self.out_features).to(x.dtype)
 
 
 def packing_supported(weight: Tensor) -> bool:
@@ -147,6 +161,12 @@ class FusedForward:
 
     def hidden_states(self, ids: Tensor, positions: Tensor, cache, decode: bool = False) -> Tensor:
         decoder = self.model.model
+        if (
+            decode
+            and getattr(cache, "decode_kernel", False)
+            and self.model.lm_head.weight.dtype in FUSED_DTYPES
+        ):
+            return self._decode_with_kernels(ids, positions, cache)
         h = decoder.embed_tokens(ids)
         cos, sin = decoder.rotary_emb(positions, h.dtype)
         for index, fused in enumerate(self.layers):
@@ -155,20 +175,55 @@ class FusedForward:
 
     def _layer(self, index: int, fused: FusedLayer, h: Tensor, cos: Tensor, sin: Tensor, cache) -> Tensor:
         layer = fused.layer
-        attn = layer.self_attn
-        batch, length, _ = h.shape
-        q, k, v = fused.qkv(layer.input_layernorm(h)).split(fused.split, dim=-1)
-        heads = (batch, length, -1, self.head_dim)
-        q = attn.q_norm(q.view(heads)).transpose(1, 2)
-        k = attn.k_norm(k.view(heads)).transpose(1, 2)
-        v = v.view(heads).transpose(1, 2)
-        out = cache.attend(index, apply_rotary(q, cos, sin), apply_rotary(k, cos, sin), v)
-        h = h + fused.o(out.transpose(1, 2).reshape(batch, length, -1))
+        qkv = fused.qkv(layer.input_layernorm(h))
+        out = self._attention(index, fused, qkv, cos, sin, cache)
+        h = h + fused.o(out.transpose(1, 2).reshape(h.shape[0], h.shape[1], -1))
         x = layer.post_attention_layernorm(h)
         if fused.gate_up is None:
             return h + layer.mlp(x)[0]
         gate, up = fused.gate_up(x).chunk(2, dim=-1)
         return h + fused.down(F.silu(gate) * up)
+
+    def _attention(
+        self, index: int, fused: FusedLayer, qkv: Tensor, cos: Tensor, sin: Tensor, cache
+    ) -> Tensor:
+        """qkv [B, T, (Hq + 2 Hkv) * D] -> attention output [B, Hq, T, D] (QK-norm, RoPE, cache)."""
+        attn = fused.layer.self_attn
+        batch, length, _ = qkv.shape
+        q, k, v = qkv.split(fused.split, dim=-1)
+        heads = (batch, length, -1, self.head_dim)
+        q = attn.q_norm(q.view(heads)).transpose(1, 2)
+        k = attn.k_norm(k.view(heads)).transpose(1, 2)
+        v = v.view(heads).transpose(1, 2)
+        return cache.attend(index, apply_rotary(q, cos, sin), apply_rotary(k, cos, sin), v)
+
+    def _decode_with_kernels(self, ids: Tensor, positions: Tensor, cache) -> Tensor:
+        """The decode step with the element-wise work of each layer in C (qwen3.engine.cpu_kernels): per layer
+        four projections and four kernel calls instead of about sixty small torch ops."""
+        decoder = self.model.model
+        batch = ids.shape[0]
+        h = decoder.embed_tokens(ids[:, 0])
+        cos, sin = (t[:, 0] for t in decoder.rotary_emb(positions, h.dtype))
+        delta = None
+        for index, fused in enumerate(self.layers):
+            layer = fused.layer
+            attn, norm = layer.self_attn, layer.input_layernorm
+            h, x = cpu_kernels.add_rms_norm(h, delta, norm.weight, norm.eps)
+            qkv = fused.qkv(x)
+            out = cache.decode_layer(
+                index, qkv, attn.q_norm.weight, attn.k_norm.weight, cos, sin, attn.q_norm.eps
+            )
+            if out is None:  # beyond the kernel's limits: the torch attention
+                out = self._attention(index, fused, qkv.view(batch, 1, -1), cos[:, None], sin[:, None], cache)
+                out = out.reshape(batch, -1)
+            norm = layer.post_attention_layernorm
+            h, x = cpu_kernels.add_rms_norm(h, fused.o(out), norm.weight, norm.eps)
+            if fused.gate_up is None:
+                delta = layer.mlp(x[:, None])[0][:, 0]
+            else:
+                delta = fused.down(cpu_kernels.silu_mul(fused.gate_up(x)))
+        _, x = cpu_kernels.add_rms_norm(h, delta, decoder.norm.weight, decoder.norm.eps)
+        return x[:, None]
 
     def logits(self, hidden: Tensor) -> Tensor:
         return self.lm_head(hidden)

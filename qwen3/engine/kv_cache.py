@@ -26,6 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from qwen3.engine import cpu_kernels
 from qwen3.model.config import Qwen3Config
 from qwen3.model.layers import attend
 
@@ -47,6 +48,7 @@ class SlotKVCache:
         dtype: torch.dtype,
         device: torch.device | str,
         dual_chunk=None,
+        decode_kernel: bool = False,
     ):
         shape = (num_slots, config.num_key_value_heads, max_len, config.head_dim)
         self.keys = [torch.zeros(shape, dtype=dtype, device=device) for _ in range(config.num_hidden_layers)]
@@ -57,6 +59,13 @@ class SlotKVCache:
         self.num_kv_heads, self.head_dim = config.num_key_value_heads, config.head_dim
         self.device = torch.device(device)
         self.dual_chunk = dual_chunk  # qwen3.engine.dca.DualChunkAttention or None
+        # Decode attention in the C kernel (qwen3.engine.cpu_kernels) instead of SDPA: CPU only, not with DCA.
+        self.decode_kernel = (
+            decode_kernel
+            and self.device.type == "cpu"
+            and dual_chunk is None
+            and cpu_kernels.library() is not None
+        )
         self.seq_lens = torch.zeros(0, dtype=torch.long, device=device)
         self._decode = True
         self._batch = 0
@@ -122,6 +131,27 @@ class SlotKVCache:
             grouped, cached_k.to(q.dtype), cached_v.to(q.dtype), attn_mask=self._mask, scale=dim**-0.5
         )
         return out.view(batch, heads, 1, dim)
+
+    def decode_layer(
+        self,
+        layer_idx: int,
+        qkv: Tensor,
+        q_norm: Tensor,
+        k_norm: Tensor,
+        cos: Tensor,
+        sin: Tensor,
+        eps: float,
+    ) -> Tensor | None:
+        """The fused decode attention of a layer in one C call: QK-norm and RoPE of the projection output qkv
+        [B, (Hq + 2 Hkv) * D], cache write, attention. Returns [B, Hq * D], or None when the kernel cannot run (the
+        caller then takes the torch path)."""
+        if not self.decode_kernel:
+            return None
+        heads = qkv.shape[1] // self.head_dim - 2 * self.num_kv_heads
+        return cpu_kernels.decode_layer_attention(
+            qkv, q_norm, k_norm, cos, sin, self.keys[layer_idx], self.values[layer_idx], self._positions, heads,
+            self._span, eps,
+        )  # fmt: skip
 
     def _attend_prefill(self, layer_idx: int, q: Tensor, k: Tensor, v: Tensor) -> Tensor:
         keys, values = self.keys[layer_idx], self.values[layer_idx]

@@ -174,19 +174,25 @@ class LLMEngine:
         return deltas
 
     def _append_sampled(self, seq: Sequence, token: int, logprobs, chosen: float | None) -> None:
-        seq.append([token])
+        # The hot path of every decode step, once per sequence: kept to plain attribute access.
+        seq.token_ids.append(token)
+        if seq.token_counts is not None:
+            seq.token_counts[token] += 1
         if seq.logprobs is not None:
             seq.logprobs.append(logprobs)
             seq.cumulative_logprob += chosen or 0.0
         params = seq.params
-        if token in params.stop_token_ids or (token in self.eos_token_ids and not params.ignore_eos):
+        if token in self.eos_token_ids and not params.ignore_eos or token in params.stop_token_ids:
             seq.thinking.observe(token)
             # The stop token is in token_ids but not in the text (special or not), as in vLLM.
             seq.finish("stop", token if token in params.stop_token_ids else None)
             return
         forced = seq.thinking.on_sampled(token)
-        self._force(seq, forced)
-        stop = seq.text.push([token, *forced])
+        if forced:
+            self._force(seq, forced)
+            stop = seq.text.push([token, *forced])
+        else:
+            stop = seq.text.push([token])
         if stop is not None:
             seq.finish("stop", stop)
         elif seq.remaining_tokens(self.max_model_len) <= 0:

@@ -35,10 +35,16 @@ class ModelRunner:
             self.dual_chunk = DualChunkAttention(
                 engine.dca_chunk_size, resolved.trained_length, model.model.rotary_emb.inv_freq
             )
-        self.cache = SlotKVCache(
-            model.config, resolved.num_slots, resolved.max_model_len, self.dtype, self.device, self.dual_chunk
-        )
         self.forward = build_forward(model, engine.weights)
+        self.cache = SlotKVCache(
+            model.config,
+            resolved.num_slots,
+            resolved.max_model_len,
+            self.dtype,
+            self.device,
+            self.dual_chunk,
+            decode_kernel=self.forward.name != "reference",
+        )
 
     @torch.inference_mode()
     def run(self, batch: ScheduledBatch) -> Tensor | None:

@@ -28,7 +28,7 @@ class Logprob:
 TokenLogprobs = dict[int, Logprob] | None
 
 
-@dataclass
+@dataclass(slots=True)
 class Usage:
     prompt_tokens: int
     completion_tokens: int
@@ -96,7 +96,7 @@ class RequestOutput:
         )
 
 
-@dataclass
+@dataclass(slots=True)
 class CompletionDelta:
     """What one engine step produced for one completion (request ``request_id``, completion ``index``).
 

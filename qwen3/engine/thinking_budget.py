@@ -107,28 +107,32 @@ class ThinkingState:
         return self._take_answer_prefix(after_think_end=False) if self.phase is Phase.CLOSED else []
 
     def on_sampled(self, token: int) -> list[int]:
-        was_closed = self.phase is Phase.CLOSED
+        was_open = self.phase is Phase.OPEN
         self.observe(token)
-        if self._budget_reached():
+        if self.budget is not None and self.phase is Phase.OPEN and self.thought_tokens >= self.budget:
             return self._force()
-        if not was_closed and self.phase is Phase.CLOSED:
+        if self._answer_prefix is not None and was_open and self.phase is Phase.CLOSED:
             return self._take_answer_prefix(after_think_end=True)
         return []
 
     def observe(self, token: int) -> None:
         """Account one output token (sampled or forced)."""
         self.num_output += 1
+        phase = self.phase
+        if phase is Phase.CLOSED:
+            return
+        if phase is Phase.BEFORE:
+            if token == self.tokens.think_start:
+                self.phase = Phase.OPEN
+                self._right_after_start = True
+            return
         self._right_after_start = False
-        if self.phase is Phase.BEFORE and token == self.tokens.think_start:
-            self.phase = Phase.OPEN
-            self._right_after_start = True
-        elif self.phase is Phase.OPEN:
-            if token == self.tokens.think_end:
-                self.phase = Phase.CLOSED
-                if self.reasoning_end is None:
-                    self.reasoning_end = self.num_output
-            else:
-                self.thought_tokens += 1
+        if token == self.tokens.think_end:
+            self.phase = Phase.CLOSED
+            if self.reasoning_end is None:
+                self.reasoning_end = self.num_output
+        else:
+            self.thought_tokens += 1
 
     @property
     def reasoning_tokens(self) -> int:

@@ -1,0 +1,286 @@
+"""Decode and prefill speed of the engine next to transformers' ``generate``, in one run, random weights.
+
+    PYTHONPATH=. python bench/bench_decode.py                   # every row, writes docs/benchmarks.md
+    PYTHONPATH=. python bench/bench_decode.py --rows b1,int8 --no-write --threads 1
+
+Rows (qwen3-0.6b shape unless said otherwise; 32-token prompts, 128 new tokens, greedy, end-of-sequence ignored):
+
+- b1:      bf16, batch 1
+- int8:    ours with per-channel weight-only int8 vs transformers bf16, batch 1; plus a quality check against our bf16
+- b8:      bf16, 8 concurrent requests (transformers: one batch of 8)
+- small64: qwen3-debug-5m (fp32, the preset's dtype), 64 concurrent sequences
+- prefill: bf16, one 512-token prompt, time to the first token
+
+Decode tokens/s = new tokens after the first / (time for 128 tokens - time for 1 token), so prefill is excluded the
+same way for both. Each timing is the median of ``--repeats`` runs. Achieved GB/s = weight bytes read per step
+(every linear layer and the LM head) x steps/s, printed beside the machine's read bandwidth measured by a ``sum``
+over 1 GiB with the same threads. Other jobs on the machine move numbers a lot: the load average is printed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import os
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from qwen3.engine import LLM, SamplingParams
+from qwen3.model.checkpoint import init_model
+from qwen3.model.model import Qwen3ForCausalLM
+from qwen3.model.presets import get_preset
+from qwen3.model.weights import export_tensor, hf_tensors
+from qwen3.utils.atomic import atomic_write_text
+
+ROWS = ("b1", "int8", "b8", "small64", "prefill")
+
+
+@dataclass
+class Result:
+    row: str
+    what: str
+    ours: float
+    theirs: float
+    unit: str
+    gbps: float | None = None
+    note: str = ""
+
+    @property
+    def ratio(self) -> float:
+        return self.ours / self.theirs
+
+
+def to_transformers(model: Qwen3ForCausalLM, dtype: torch.dtype):
+    import transformers
+
+    config = transformers.AutoConfig.for_model(**model.config.to_dict())
+    hf = transformers.AutoModelForCausalLM.from_config(config, dtype=dtype).eval()
+    params = dict(model.named_parameters())
+    shapes = {name: tuple(p.shape) for name, p in params.items()}
+    state = {spec.name: export_tensor(spec, params) for spec in hf_tensors(shapes, "stacked")}
+    hf.load_state_dict(state, strict=False)
+    hf.generation_config.eos_token_id = None
+    hf.generation_config.pad_token_id = 0
+    return hf
+
+
+def median_seconds(fn: Callable[[], object], repeats: int) -> float:
+    fn()  # warm-up (oneDNN primitives, allocator)
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def prompts(batch: int, length: int, vocab: int) -> list[list[int]]:
+    return [
+        torch.randint(0, vocab, (length,), generator=torch.Generator().manual_seed(i)).tolist()
+        for i in range(batch)
+    ]
+
+
+def ours_decode(llm: LLM, batch_prompts, new_tokens: int, repeats: int) -> float:
+    def run(n):
+        params = SamplingParams(temperature=0, max_tokens=n, ignore_eos=True)
+        return lambda: llm.generate(batch_prompts, params, progress=False)
+
+    first, full = median_seconds(run(1), repeats), median_seconds(run(new_tokens), repeats)
+    return len(batch_prompts) * (new_tokens - 1) / (full - first)
+
+
+def transformers_decode(hf, batch_prompts, new_tokens: int, repeats: int) -> float:
+    ids = torch.tensor(batch_prompts)
+
+    def run(n):
+        return lambda: hf.generate(ids, max_new_tokens=n, min_new_tokens=n, do_sample=False)
+
+    with torch.inference_mode():
+        first, full = median_seconds(run(1), repeats), median_seconds(run(new_tokens), repeats)
+    return len(batch_prompts) * (new_tokens - 1) / (full - first)
+
+
+def weight_bytes(model: Qwen3ForCausalLM, bytes_per_weight: float | None = None) -> float:
+    """Bytes a decode step reads: every linear weight (q/k/v/o, MLP or experts, LM head); embeddings are a lookup."""
+    total = 0.0
+    for name, param in model.named_parameters():
+        if name.endswith("norm.weight") or name == "model.embed_tokens.weight":
+            continue
+        total += param.numel() * (bytes_per_weight or param.element_size())
+    head = model.lm_head.weight
+    if model.config.tie_word_embeddings:
+        total += head.numel() * (bytes_per_weight or head.element_size())
+    return total
+
+
+def read_bandwidth() -> float:
+    data = torch.ones(2**28)  # 1 GiB
+    return data.numel() * 4 / median_seconds(data.sum, 5) / 1e9
+
+
+def small_llm(model, batch: int, weights: str) -> LLM:
+    from qwen3.tokenizer.train import tokenizer_for_vocab
+
+    # An 8192-token debug tokenizer is enough to decode ids; the logits beyond it are masked, which costs nothing.
+    return LLM(
+        model, tokenizer=tokenizer_for_vocab(8192), max_model_len=1024, max_num_seqs=batch, weights=weights
+    )
+
+
+def bench_decode_row(row: str, args, model, hf) -> Result:
+    batch = 8 if row == "b8" else 1
+    weights = "int8" if row == "int8" else args.weights
+    batch_prompts = prompts(batch, args.prompt_len, 8000)
+    ours = ours_decode(small_llm(model, batch, weights), batch_prompts, args.new_tokens, args.repeats)
+    theirs = transformers_decode(hf, batch_prompts, args.new_tokens, args.repeats)
+    per_step = weight_bytes(model, 1.0 if row == "int8" else None)
+    what = {
+        "b1": "0.6B bf16, batch 1",
+        "int8": "0.6B int8 (ours) vs bf16, batch 1",
+        "b8": "0.6B bf16, 8 requests",
+    }
+    return Result(row, what[row], ours, theirs, "tok/s", per_step * ours / batch / 1e9)
+
+
+def int8_quality(model, args) -> str:
+    """Teacher-forced logits of our int8 path against our bf16 reference on one greedy continuation, and how
+    many of the 128 greedy tokens the two paths share before they first differ."""
+    from qwen3.model.cache import StaticKVCache
+
+    bf16 = small_llm(model, 1, "reference")
+    prompt = prompts(1, args.prompt_len, 8000)[0]
+    params = SamplingParams(temperature=0, max_tokens=args.new_tokens, ignore_eos=True)
+    reference_tokens = bf16.generate([prompt], params)[0].outputs[0].token_ids
+    int8 = small_llm(model, 1, "int8")
+    int8_tokens = int8.generate([prompt], params)[0].outputs[0].token_ids
+    common = next(
+        (i for i, (a, b) in enumerate(zip(reference_tokens, int8_tokens)) if a != b), len(int8_tokens)
+    )
+    ids = torch.tensor([prompt + reference_tokens])
+    with torch.inference_mode():
+        expected = model(ids).float()
+        forward = int8.engine.runner.forward
+        cache = StaticKVCache(model.config, 1, ids.shape[1], torch.bfloat16)
+        got = forward.logits(forward.hidden_states(ids, torch.arange(ids.shape[1])[None], cache)).float()
+    error = (got - expected).abs().max().item() / expected.std().item()
+    agree = (got.argmax(-1) == expected.argmax(-1)).float().mean().item()
+    return (
+        f"int8 vs bf16: max |logit error| = {error:.3f} logit std; teacher-forced top-1 agreement {agree:.1%}; "
+        f"greedy continuations equal for {common}/{len(int8_tokens)} tokens"
+    )
+
+
+def bench_small64(args) -> Result:
+    config = get_preset("qwen3-debug-5m")
+    dtype = getattr(torch, args.small_dtype)
+    model = init_model(config, dtype=dtype, seed=0)
+    hf = to_transformers(model, dtype)
+    batch_prompts = prompts(64, args.prompt_len, 8000)
+    ours = ours_decode(small_llm(model, 64, args.weights), batch_prompts, args.new_tokens, args.repeats)
+    theirs = transformers_decode(hf, batch_prompts, args.new_tokens, args.repeats)
+    gbps = weight_bytes(model) * ours / 64 / 1e9
+    return Result("small64", f"5M {args.small_dtype}, 64 sequences", ours, theirs, "tok/s", gbps)
+
+
+def bench_prefill(args, model, hf) -> Result:
+    prompt = prompts(1, 512, 8000)
+    llm = small_llm(model, 1, args.weights)
+    params = SamplingParams(temperature=0, max_tokens=1, ignore_eos=True)
+    ours = 512 / median_seconds(lambda: llm.generate(prompt, params, progress=False), args.repeats)
+    ids = torch.tensor(prompt)
+    with torch.inference_mode():
+        theirs = 512 / median_seconds(
+            lambda: hf.generate(ids, max_new_tokens=1, do_sample=False), args.repeats
+        )
+    return Result("prefill", "0.6B bf16, 512-token prompt", ours, theirs, "tok/s")
+
+
+def table(results: list[Result], bandwidth: float) -> str:
+    lines = [
+        "| row | what | ours | transformers | ratio | achieved GB/s |",
+        "|---|---|---|---|---|---|",
+    ]
+    for r in results:
+        gbps = f"{r.gbps:.1f} (read bandwidth {bandwidth:.1f})" if r.gbps else "-"
+        lines.append(
+            f"| {r.row} | {r.what} | {r.ours:.1f} {r.unit} | {r.theirs:.1f} {r.unit} | {r.ratio:.2f}x | {gbps} |"
+        )
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--rows", default=",".join(ROWS), help=f"comma-separated subset of {','.join(ROWS)}")
+    parser.add_argument("--threads", type=int, default=torch.get_num_threads())
+    parser.add_argument("--new-tokens", type=int, default=128)
+    parser.add_argument("--prompt-len", type=int, default=32)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--weights", default="auto", help="our weight layout for the bf16 rows")
+    parser.add_argument("--small-dtype", default="bfloat16", choices=["bfloat16", "float32"])
+    parser.add_argument("--out", default="docs/benchmarks.md")
+    parser.add_argument("--no-write", action="store_true")
+    args = parser.parse_args()
+    rows = [r for r in args.rows.split(",") if r]
+    unknown = set(rows) - set(ROWS)
+    if unknown:
+        parser.error(f"unknown rows {sorted(unknown)}; choose from {ROWS}")
+    torch.set_num_threads(args.threads)
+    load_before = os.getloadavg()
+    bandwidth = read_bandwidth()
+    print(
+        f"torch {torch.__version__}, {args.threads} threads, load {load_before[0]:.2f}, read {bandwidth:.1f} GB/s"
+    )
+
+    results: list[Result] = []
+    notes: list[str] = []
+    needs_06b = [r for r in rows if r in ("b1", "int8", "b8", "prefill")]
+    if needs_06b:
+        model = init_model(get_preset("qwen3-0.6b"), dtype=torch.bfloat16, seed=0)
+        hf = to_transformers(model, torch.bfloat16)
+        for row in needs_06b:
+            result = (
+                bench_prefill(args, model, hf) if row == "prefill" else bench_decode_row(row, args, model, hf)
+            )
+            results.append(result)
+            print(table([result], bandwidth).splitlines()[-1], flush=True)
+            if row == "int8":
+                notes.append(int8_quality(model, args))
+                print(notes[-1], flush=True)
+        del model, hf
+    if "small64" in rows:
+        results.append(bench_small64(args))
+        print(table(results[-1:], bandwidth).splitlines()[-1], flush=True)
+    load_after = os.getloadavg()
+    report = render_report(args, results, bandwidth, notes, load_before, load_after)
+    print(report)
+    if not args.no_write:
+        atomic_write_text(Path(args.out), report)
+        print(f"wrote {args.out}")
+
+
+def render_report(args, results, bandwidth, notes, load_before, load_after) -> str:
+    stamp = datetime.datetime.now().strftime("%Y-%m-%d %H:%M")
+    command = "PYTHONPATH=. python bench/bench_decode.py" + (f" --threads {args.threads}")
+    return (
+        "# Engine benchmarks\n\n"
+        f"`{command}` ({stamp}; torch {torch.__version__}, {args.threads} threads; load average "
+        f"{load_before[0]:.2f} before, {load_after[0]:.2f} after; machine read bandwidth {bandwidth:.1f} GB/s). "
+        f"Random weights, {args.prompt_len}-token prompts, {args.new_tokens} new tokens, greedy; medians of "
+        f"{args.repeats} runs; ours and transformers {getattr(__import__('transformers'), '__version__', '?')} "
+        "measured side by side in one process. See bench/bench_decode.py for the method.\n\n"
+        + table(results, bandwidth)
+        + "\n\n"
+        + "".join(f"- {note}\n" for note in notes)
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,485 @@
+/* Small CPU kernels for decoding, compiled on first use by qwen3/engine/cpu_kernels.py (gcc/clang, -O3
+ * -march=native -fopenmp) and called through ctypes. They share torch's OpenMP runtime (same libgomp soname), so
+ * torch.set_num_threads applies to them too.
+ *
+ * woq_int8_matmul: y[m, n] = scale[n] * sum_k x[m, k] * w[n, k], weight-only int8 with per-output-channel scales,
+ *   x fp32 [M, K] (M <= 8: decode batches), y fp32 or bf16 [M, N]. Each weight row is converted to fp32 once and
+ *   used for all M rows of x, so the kernel streams the int8 weights at memory speed.
+ * decode_attention: one new query per sequence against its cached keys/values (grouped-query attention: the G
+ *   query heads of a KV head share one pass over its cache).
+ */
+#include <math.h>
+#include <stdint.h>
+#include <string.h>
+
+#if defined(__AVX512F__)
+#include <immintrin.h>
+#endif
+
+static inline float bf16_to_f32(uint16_t v) {
+    uint32_t u = (uint32_t)v << 16;
+    float f;
+    memcpy(&f, &u, 4);
+    return f;
+}
+
+static inline uint16_t f32_to_bf16(float f) { /* round to nearest even, as torch does */
+    uint32_t u;
+    memcpy(&u, &f, 4);
+    if ((u & 0x7fffffff) > 0x7f800000) return (uint16_t)((u >> 16) | 0x40); /* NaN stays NaN */
+    u += 0x7fff + ((u >> 16) & 1);
+    return (uint16_t)(u >> 16);
+}
+
+static inline void store(void *y, int y_bf16, size_t index, float value) {
+    if (y_bf16)
+        ((uint16_t *)y)[index] = f32_to_bf16(value);
+    else
+        ((float *)y)[index] = value;
+}
+
+#if defined(__AVX512F__)
+/* One weight row (read front to back, 64 bytes at a time) against M activation rows, with P independent partial
+ * sums per activation row so the FMA latency is hidden; M and P are compile-time constants after inlining. */
+static inline __attribute__((always_inline)) void woq_row(const float *x, const int8_t *w, const float *scale,
+                                                          void *y, int y_bf16, int M, int P, int N, int K, int n) {
+    __m512 acc[8][4];
+    const int8_t *row = w + (size_t)n * K;
+#pragma GCC unroll 8
+    for (int m = 0; m < M; m++)
+#pragma GCC unroll 4
+        for (int p = 0; p < P; p++) acc[m][p] = _mm512_setzero_ps();
+    for (int k = 0; k < K; k += 64) {
+        __m512 wv[4];
+#pragma GCC unroll 4
+        for (int j = 0; j < 4; j++)
+            wv[j] = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(row + k + 16 * j))));
+#pragma GCC unroll 8
+        for (int m = 0; m < M; m++)
+#pragma GCC unroll 4
+            for (int j = 0; j < 4; j++)
+                acc[m][j % P] = _mm512_fmadd_ps(wv[j], _mm512_loadu_ps(x + (size_t)m * K + k + 16 * j), acc[m][j % P]);
+    }
+#pragma GCC unroll 8
+    for (int m = 0; m < M; m++) {
+        __m512 sum = acc[m][0];
+#pragma GCC unroll 4
+        for (int p = 1; p < P; p++) sum = _mm512_add_ps(sum, acc[m][p]);
+        store(y, y_bf16, (size_t)m * N + n, _mm512_reduce_add_ps(sum) * scale[n]);
+    }
+}
+
+static void woq_rows(const float *x, const int8_t *w, const float *scale, void *y, int y_bf16, int M, int N, int K,
+                     int n0, int n1) {
+#define WOQ_CASE(MM, PP)                                                                                     \
+    case MM:                                                                                                 \
+        for (int n = n0; n < n1; n++) woq_row(x, w, scale, y, y_bf16, MM, PP, N, K, n);                      \
+        break;
+    switch (M) {
+        WOQ_CASE(1, 4) WOQ_CASE(2, 4) WOQ_CASE(3, 4) WOQ_CASE(4, 4)
+        WOQ_CASE(5, 2) WOQ_CASE(6, 2) WOQ_CASE(7, 2) WOQ_CASE(8, 2)
+    }
+#undef WOQ_CASE
+}
+#endif
+
+static void woq_scalar(const float *x, const int8_t *w, const float *scale, void *y, int y_bf16, int M, int N,
+                       int K, int n0, int n1) {
+    for (int n = n0; n < n1; n++) {
+        const int8_t *row = w + (size_t)n * K;
+        for (int m = 0; m < M; m++) {
+            const float *xm = x + (size_t)m * K;
+            float sum = 0.0f;
+#pragma omp simd reduction(+ : sum)
+            for (int k = 0; k < K; k++) sum += xm[k] * (float)row[k];
+            store(y, y_bf16, (size_t)m * N + n, sum * scale[n]);
+        }
+    }
+}
+
+int woq_int8_matmul(const float *x, const int8_t *w, const float *scale, void *y, int y_bf16, int M, int N, int K) {
+    if (M < 1 || M > 8) return -1;
+    const int block = 16; /* rows per scheduling unit */
+    int blocks = (N + block - 1) / block;
+#pragma omp parallel for schedule(static)
+    for (int i = 0; i < blocks; i++) {
+        int n0 = i * block, n1 = n0 + block <= N ? n0 + block : N;
+#if defined(__AVX512F__)
+        if (K % 64 == 0) {
+            woq_rows(x, w, scale, y, y_bf16, M, N, K, n0, n1);
+            continue;
+        }
+#endif
+        woq_scalar(x, w, scale, y, y_bf16, M, N, K, n0, n1);
+    }
+    return 0;
+}
+
+static inline void load_row(const void *base, int bf16, size_t offset, int D, float *dst) {
+    if (bf16) {
+        const uint16_t *src = (const uint16_t *)base + offset;
+#pragma omp simd
+        for (int d = 0; d < D; d++) dst[d] = bf16_to_f32(src[d]);
+    } else {
+        memcpy(dst, (const float *)base + offset, sizeof(float) * D);
+    }
+}
+
+/* In place: x[0:n] = softmax(x[0:n]). */
+static void softmax_inplace(float *x, int n) {
+    float peak = -INFINITY, total = 0.0f;
+    for (int j = 0; j < n; j++) peak = x[j] > peak ? x[j] : peak;
+    int j = 0;
+#if defined(__AVX512F__)
+    /* exp(v) = 2^(v log2 e): scalef(2^f, round(v log2 e)) with 2^f, |f| <= 1/2, from its degree-6 Taylor series
+     * (relative error below 2e-7). */
+    const __m512 log2e = _mm512_set1_ps(1.44269504088896341f), lowest = _mm512_set1_ps(-126.0f);
+    const __m512 c1 = _mm512_set1_ps(0.693147180f), c2 = _mm512_set1_ps(0.240226507f);
+    const __m512 c3 = _mm512_set1_ps(0.0555041087f), c4 = _mm512_set1_ps(0.00961812911f);
+    const __m512 c5 = _mm512_set1_ps(0.00133335581f), c6 = _mm512_set1_ps(0.000154035304f);
+    const __m512 one = _mm512_set1_ps(1.0f), vpeak = _mm512_set1_ps(peak);
+    __m512 vtotal = _mm512_setzero_ps();
+    for (; j + 16 <= n; j += 16) {
+        __m512 t = _mm512_max_ps(_mm512_mul_ps(_mm512_sub_ps(_mm512_loadu_ps(x + j), vpeak), log2e), lowest);
+        __m512 whole = _mm512_roundscale_ps(t, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+        __m512 f = _mm512_sub_ps(t, whole);
+        __m512 p = _mm512_fmadd_ps(c6, f, c5);
+        p = _mm512_fmadd_ps(p, f, c4);
+        p = _mm512_fmadd_ps(p, f, c3);
+        p = _mm512_fmadd_ps(p, f, c2);
+        p = _mm512_fmadd_ps(p, f, c1);
+        p = _mm512_fmadd_ps(p, f, one);
+        __m512 e = _mm512_scalef_ps(p, whole);
+        _mm512_storeu_ps(x + j, e);
+        vtotal = _mm512_add_ps(vtotal, e);
+    }
+    total = _mm512_reduce_add_ps(vtotal);
+#endif
+    for (; j < n; j++) {
+        x[j] = expf(x[j] - peak);
+        total += x[j];
+    }
+    float inv = 1.0f / total;
+    for (j = 0; j < n; j++) x[j] *= inv;
+}
+
+#define MAX_HEAD_DIM 512
+#define MAX_GROUP_ELEMS 8192 /* G * D */
+
+#if defined(__AVX512F__)
+static inline __m512 load16(const void *base, int bf16, size_t offset) {
+    if (bf16)
+        return _mm512_castsi512_ps(
+            _mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)((const uint16_t *)base + offset))), 16));
+    return _mm512_loadu_ps((const float *)base + offset);
+}
+
+/* One (sequence, KV head) task with head_dim DD (a compile-time constant after inlining): scores of the G queries
+ * against every cached key, softmax, weighted sum of the values (two queries at a time). */
+static inline __attribute__((always_inline)) void attend_task(const float *qh, const void *keys, const void *values,
+                                                              int bf16, size_t base, int len, int G, int DD,
+                                                              float scale, float *scores, int max_len, float *out) {
+    const int C = DD / 16;
+    for (int j = 0; j < len; j++) {
+        __m512 k[16];
+#pragma GCC unroll 16
+        for (int c = 0; c < C; c++) k[c] = load16(keys, bf16, base + (size_t)j * DD + 16 * c);
+        for (int g = 0; g < G; g++) {
+            __m512 acc = _mm512_mul_ps(_mm512_loadu_ps(qh + (size_t)g * DD), k[0]);
+#pragma GCC unroll 16
+            for (int c = 1; c < C; c++) acc = _mm512_fmadd_ps(_mm512_loadu_ps(qh + (size_t)g * DD + 16 * c), k[c], acc);
+            scores[(size_t)g * max_len + j] = _mm512_reduce_add_ps(acc) * scale;
+        }
+    }
+    for (int g = 0; g < G; g++) softmax_inplace(scores + (size_t)g * max_len, len);
+    for (int g0 = 0; g0 < G; g0 += 2) {
+        int pair = G - g0 >= 2 ? 2 : 1;
+        __m512 acc[2][16];
+#pragma GCC unroll 16
+        for (int c = 0; c < C; c++) acc[0][c] = acc[1][c] = _mm512_setzero_ps();
+        for (int j = 0; j < len; j++) {
+            __m512 p0 = _mm512_set1_ps(scores[(size_t)g0 * max_len + j]);
+            __m512 p1 = _mm512_set1_ps(pair == 2 ? scores[(size_t)(g0 + 1) * max_len + j] : 0.0f);
+#pragma GCC unroll 16
+            for (int c = 0; c < C; c++) {
+                __m512 v = load16(values, bf16, base + (size_t)j * DD + 16 * c);
+                acc[0][c] = _mm512_fmadd_ps(p0, v, acc[0][c]);
+                acc[1][c] = _mm512_fmadd_ps(p1, v, acc[1][c]);
+            }
+        }
+#pragma GCC unroll 16
+        for (int c = 0; c < C; c++) {
+            _mm512_storeu_ps(out + (size_t)g0 * DD + 16 * c, acc[0][c]);
+            if (pair == 2) _mm512_storeu_ps(out + (size_t)(g0 + 1) * DD + 16 * c, acc[1][c]);
+        }
+    }
+}
+#endif
+
+/* Portable version of attend_task for any head_dim. */
+static void attend_task_generic(const float *qh, const void *keys, const void *values, int bf16, size_t base, int len,
+                                int G, int D, float scale, float *scores, int max_len, float *out) {
+    float row[MAX_HEAD_DIM];
+    for (int j = 0; j < len; j++) {
+        load_row(keys, bf16, base + (size_t)j * D, D, row);
+        for (int g = 0; g < G; g++) {
+            float s = 0.0f;
+#pragma omp simd reduction(+ : s)
+            for (int d = 0; d < D; d++) s += qh[(size_t)g * D + d] * row[d];
+            scores[(size_t)g * max_len + j] = s * scale;
+        }
+    }
+    for (int g = 0; g < G; g++) softmax_inplace(scores + (size_t)g * max_len, len);
+    for (int i = 0; i < G * D; i++) out[i] = 0.0f;
+    for (int j = 0; j < len; j++) {
+        load_row(values, bf16, base + (size_t)j * D, D, row);
+        for (int g = 0; g < G; g++) {
+            float p = scores[(size_t)g * max_len + j];
+#pragma omp simd
+            for (int d = 0; d < D; d++) out[g * D + d] += p * row[d];
+        }
+    }
+}
+
+/* q: fp32 [B, Hkv * G, D]; keys/values: cache of dtype bf16 or fp32, element strides slot/head, position stride D;
+ * lengths[b]: positions of row b to attend (its new token included); out: fp32 [B, Hkv * G, D];
+ * scratch: fp32 [B * Hkv, G * max_len]. */
+int decode_attention(const float *q, const void *keys, const void *values, int cache_bf16, const int64_t *lengths,
+                     float *out, float *scratch, int B, int Hkv, int G, int D, int64_t slot_stride,
+                     int64_t head_stride, int max_len, float scale) {
+    if (D > MAX_HEAD_DIM || G * D > MAX_GROUP_ELEMS) return -1;
+#pragma omp parallel for schedule(static) if (B * Hkv > 1)
+    for (int task = 0; task < B * Hkv; task++) {
+        int b = task / Hkv, h = task % Hkv;
+        int len = (int)lengths[b];
+        size_t base = (size_t)b * slot_stride + (size_t)h * head_stride;
+        size_t first = (size_t)b * Hkv * G + (size_t)h * G;
+        const float *qh = q + first * D;
+        float *scores = scratch + (size_t)task * G * max_len, *oh = out + first * D;
+#if defined(__AVX512F__)
+        if (D == 64) {
+            attend_task(qh, keys, values, cache_bf16, base, len, G, 64, scale, scores, max_len, oh);
+            continue;
+        }
+        if (D == 128) {
+            attend_task(qh, keys, values, cache_bf16, base, len, G, 128, scale, scores, max_len, oh);
+            continue;
+        }
+        if (D == 256) {
+            attend_task(qh, keys, values, cache_bf16, base, len, G, 256, scale, scores, max_len, oh);
+            continue;
+        }
+#endif
+        attend_task_generic(qh, keys, values, cache_bf16, base, len, G, D, scale, scores, max_len, oh);
+    }
+    return 0;
+}
+
+/* out[r] = index of the largest x[r, :] (the first one on ties, as torch.argmax); x fp32 [rows, cols]. NaN is
+ * treated like any other value that is not greater (logits here never hold NaN). */
+void argmax_rows(const float *x, int rows, int cols, int64_t *out) {
+#pragma omp parallel for schedule(static) if (rows > 8)
+    for (int r = 0; r < rows; r++) {
+        const float *row = x + (size_t)r * cols;
+        int best = 0, c = 0;
+        float best_value = row[0];
+#if defined(__AVX512F__)
+        if (cols >= 64) { /* four independent running maxima hide the compare/blend latency */
+            __m512 values[4];
+            __m512i where[4], index[4];
+            const __m512i step = _mm512_set1_epi32(64);
+            for (int u = 0; u < 4; u++) {
+                index[u] = _mm512_add_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
+                                            _mm512_set1_epi32(16 * u));
+                values[u] = _mm512_loadu_ps(row + 16 * u);
+                where[u] = index[u];
+            }
+            for (c = 64; c + 64 <= cols; c += 64) {
+                for (int u = 0; u < 4; u++) {
+                    index[u] = _mm512_add_epi32(index[u], step);
+                    __m512 next = _mm512_loadu_ps(row + c + 16 * u);
+                    __mmask16 greater = _mm512_cmp_ps_mask(next, values[u], _CMP_GT_OQ);
+                    values[u] = _mm512_mask_blend_ps(greater, values[u], next);
+                    where[u] = _mm512_mask_blend_epi32(greater, where[u], index[u]);
+                }
+            }
+            float lane_values[64];
+            int lane_index[64];
+            for (int u = 0; u < 4; u++) {
+                _mm512_storeu_ps(lane_values + 16 * u, values[u]);
+                _mm512_storeu_si512(lane_index + 16 * u, where[u]);
+            }
+            best_value = lane_values[0];
+            best = lane_index[0];
+            for (int l = 1; l < 64; l++)
+                if (lane_values[l] > best_value || (lane_values[l] == best_value && lane_index[l] < best)) {
+                    best_value = lane_values[l];
+                    best = lane_index[l];
+                }
+        }
+#endif
+        for (; c < cols; c++)
+            if (row[c] > best_value) {
+                best_value = row[c];
+                best = c;
+            }
+        out[r] = best;
+    }
+}
+
+/* ---- fused element-wise steps of a decode layer. They round to the model dtype exactly where the torch ops of
+ * the reference layer do (each bf16 op computes in fp32 and rounds), so results match it closely. The loops work
+ * on fp32 buffers and are written so the compiler vectorises them. ---- */
+
+#define MAX_HIDDEN 8192
+
+static void to_f32(const void *src, size_t offset, int n, int bf16, float *dst) {
+    if (bf16) {
+        const uint16_t *p = (const uint16_t *)src + offset;
+        for (int i = 0; i < n; i++) dst[i] = bf16_to_f32(p[i]);
+    } else {
+        memcpy(dst, (const float *)src + offset, sizeof(float) * n);
+    }
+}
+
+static void from_f32(const float *src, int n, int bf16, void *dst, size_t offset) {
+    if (bf16) {
+        uint16_t *p = (uint16_t *)dst + offset;
+        for (int i = 0; i < n; i++) p[i] = f32_to_bf16(src[i]);
+    } else {
+        memcpy((float *)dst + offset, src, sizeof(float) * n);
+    }
+}
+
+static void round_buffer(float *x, int n, int bf16) {
+    if (bf16)
+        for (int i = 0; i < n; i++) x[i] = bf16_to_f32(f32_to_bf16(x[i]));
+}
+
+/* exp for the vectoriser: 2^(x log2 e) = 2^round * 2^frac, 2^frac from its degree-6 Taylor series (|frac| <= 1/2,
+ * relative error below 2e-7); the result is clamped to [2^-126, 2^127]. */
+static inline float vexp(float x) {
+    float t = x * 1.44269504088896341f;
+    t = t < -126.0f ? -126.0f : (t > 127.0f ? 127.0f : t);
+    float whole = __builtin_rintf(t), f = t - whole;
+    float p = 0.000154035304f;
+    p = p * f + 0.00133335581f;
+    p = p * f + 0.00961812911f;
+    p = p * f + 0.0555041087f;
+    p = p * f + 0.240226507f;
+    p = p * f + 0.693147180f;
+    p = p * f + 1.0f;
+    int32_t bits = ((int32_t)whole + 127) << 23;
+    float scale;
+    memcpy(&scale, &bits, 4);
+    return p * scale;
+}
+
+/* RMSNorm of one vector in place: x = round(w * round(x * rsqrt(mean(x^2) + eps))), x already rounded. */
+static void norm_vector(float *x, const void *w, int dim, float eps, int bf16) {
+    float weight[MAX_HIDDEN];
+    to_f32(w, 0, dim, bf16, weight);
+    float sum = 0.0f;
+#pragma omp simd reduction(+ : sum)
+    for (int i = 0; i < dim; i++) sum += x[i] * x[i];
+    float inv = 1.0f / sqrtf(sum / (float)dim + eps);
+    for (int i = 0; i < dim; i++) x[i] *= inv;
+    round_buffer(x, dim, bf16);
+    for (int i = 0; i < dim; i++) x[i] *= weight[i];
+    round_buffer(x, dim, bf16);
+}
+
+/* h_out = round(h + delta) (delta may be NULL: h_out = h); y = RMSNorm(h_out) * w. Rows of length dim. */
+int add_rms_norm(const void *h, const void *delta, const void *w, void *h_out, void *y, int rows, int dim, float eps,
+                 int bf16) {
+    if (dim > MAX_HIDDEN) return -1;
+#pragma omp parallel for schedule(static) if (rows > 4)
+    for (int r = 0; r < rows; r++) {
+        float x[MAX_HIDDEN], other[MAX_HIDDEN];
+        size_t base = (size_t)r * dim;
+        to_f32(h, base, dim, bf16, x);
+        if (delta) {
+            to_f32(delta, base, dim, bf16, other);
+            for (int i = 0; i < dim; i++) x[i] += other[i];
+            round_buffer(x, dim, bf16);
+        }
+        from_f32(x, dim, bf16, h_out, base);
+        norm_vector(x, w, dim, eps, bf16);
+        from_f32(x, dim, bf16, y, base);
+    }
+    return 0;
+}
+
+/* out = round(round(silu(gate)) * up) with gate_up = [gate | up] per row (width 2 * inter). */
+int silu_mul(const void *gate_up, void *out, int rows, int inter, int bf16) {
+    if (inter > 4 * MAX_HIDDEN) return -1;
+#pragma omp parallel for schedule(static) if (rows * inter > 65536)
+    for (int r = 0; r < rows; r++) {
+        float gate[4 * MAX_HIDDEN], up[4 * MAX_HIDDEN];
+        to_f32(gate_up, (size_t)r * 2 * inter, inter, bf16, gate);
+        to_f32(gate_up, (size_t)r * 2 * inter + inter, inter, bf16, up);
+        for (int i = 0; i < inter; i++) gate[i] = gate[i] / (1.0f + vexp(-gate[i]));
+        round_buffer(gate, inter, bf16);
+        for (int i = 0; i < inter; i++) gate[i] *= up[i];
+        from_f32(gate, inter, bf16, out, (size_t)r * inter);
+    }
+    return 0;
+}
+
+/* QK-norm and rotary embedding of one head (rotate-half layout), as the reference does it in the model dtype:
+ * out = round(round(x * cos) + round(rotate_half(x) * sin)) with x = RMSNorm(head) * w. */
+static void norm_rope_head(const void *src, size_t offset, const void *w, const void *cos, const void *sin,
+                           size_t cs_offset, int D, float eps, int bf16, float *out) {
+    float x[MAX_HEAD_DIM], c[MAX_HEAD_DIM], s[MAX_HEAD_DIM], rotated[MAX_HEAD_DIM];
+    to_f32(src, offset, D, bf16, x);
+    norm_vector(x, w, D, eps, bf16);
+    to_f32(cos, cs_offset, D, bf16, c);
+    to_f32(sin, cs_offset, D, bf16, s);
+    int half = D / 2;
+    for (int i = 0; i < half; i++) {
+        rotated[i] = -x[i + half];
+        rotated[i + half] = x[i];
+    }
+    for (int i = 0; i < D; i++) {
+        c[i] *= x[i];
+        s[i] *= rotated[i];
+    }
+    round_buffer(c, D, bf16);
+    round_buffer(s, D, bf16);
+    for (int i = 0; i < D; i++) out[i] = c[i] + s[i];
+    round_buffer(out, D, bf16);
+}
+
+/* One decode step of attention for a layer: qkv [B, (Hq + 2 Hkv) * D] straight from the fused projection is
+ * QK-normed and rotated (cos/sin [B, D]); k and v go into the cache at (slot b, position positions[b]); each
+ * query then attends to positions 0..positions[b]. out: [B, Hq * D] in the model dtype. */
+int decode_layer_attention(const void *qkv, const void *q_norm, const void *k_norm, const void *cos, const void *sin,
+                           void *keys, void *values, const int64_t *positions, void *out, float *q_scratch,
+                           float *scores, int B, int Hq, int Hkv, int D, float eps, int64_t slot_stride,
+                           int64_t head_stride, int max_len, int bf16) {
+    if (D > MAX_HEAD_DIM || (Hq / Hkv) * D > MAX_GROUP_ELEMS || D % 2 || B > 4096) return -1;
+    int G = Hq / Hkv, width = (Hq + 2 * Hkv) * D;
+#pragma omp parallel for schedule(static) if (B * (Hq + Hkv) > 16)
+    for (int task = 0; task < B * (Hq + Hkv); task++) {
+        int b = task / (Hq + Hkv), head = task % (Hq + Hkv);
+        float rotated[MAX_HEAD_DIM], v[MAX_HEAD_DIM];
+        norm_rope_head(qkv, (size_t)b * width + (size_t)head * D, head < Hq ? q_norm : k_norm, cos, sin,
+                       (size_t)b * D, D, eps, bf16, rotated);
+        if (head < Hq) {
+            memcpy(q_scratch + ((size_t)b * Hq + head) * D, rotated, sizeof(float) * D);
+        } else {
+            int h = head - Hq;
+            size_t at = (size_t)b * slot_stride + (size_t)h * head_stride + (size_t)positions[b] * D;
+            from_f32(rotated, D, bf16, keys, at);
+            to_f32(qkv, (size_t)b * width + (size_t)(Hq + Hkv + h) * D, D, bf16, v);
+            from_f32(v, D, bf16, values, at);
+        }
+    }
+    int64_t lengths[4096];
+    for (int b = 0; b < B; b++) lengths[b] = positions[b] + 1;
+    float *result = q_scratch + (size_t)B * Hq * D;
+    int status = decode_attention(q_scratch, keys, values, bf16, lengths, result, scores, B, Hkv, G, D, slot_stride,
+                                  head_stride, max_len, 1.0f / sqrtf((float)D));
+    from_f32(result, B * Hq * D, bf16, out, 0);
+    return status;
+}

@@ -1,0 +1,204 @@
+"""The CPU decode kernels of cpu_kernels.c: compiled on first use, cached, called through ctypes.
+
+Why: torch has no fast weight-only int8 matrix-vector product on this CPU (``_weight_int8pack_mm`` reads int8
+weights at about half the memory bandwidth), and its attention for one query per sequence spends most of its time
+in per-head overhead when heads are small and sequences many. Both kernels are plain C (AVX-512 intrinsics where
+the compiler targets them, portable loops otherwise).
+
+The library is built with the system C compiler (``$CC``, else gcc/cc) into ``$QWEN3_CACHE/kernels`` (default
+``~/.cache/qwen3/kernels``), named by a hash of the source, compiler and CPU flags, and written atomically.
+Without a compiler, on other architectures, or with ``QWEN3_NO_KERNELS=1``, ``library()`` returns None and callers
+use the torch path (the reference in tests).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import os
+import platform
+import shutil
+import subprocess
+import tempfile
+import threading
+import warnings
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+SOURCE = Path(__file__).with_name("cpu_kernels.c")
+FLAGS = ["-O3", "-march=native", "-fopenmp", "-fno-math-errno", "-fno-trapping-math", "-shared", "-fPIC"]
+MAX_DECODE_ROWS = 8
+
+_lock = threading.Lock()
+_library: ctypes.CDLL | None = None
+_tried = False
+
+
+def cache_dir() -> Path:
+    root = os.environ.get("QWEN3_CACHE") or Path.home() / ".cache" / "qwen3"
+    return Path(root) / "kernels"
+
+
+def _cpu_flags() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("flags"):
+                return line
+    except OSError:
+        pass
+    return platform.processor()
+
+
+def _build(compiler: str) -> Path:
+    version = subprocess.run([compiler, "--version"], capture_output=True, text=True).stdout
+    key = hashlib.sha256("\0".join([SOURCE.read_text(), version, _cpu_flags(), *FLAGS]).encode()).hexdigest()
+    target = cache_dir() / f"cpu_kernels-{key[:16]}.so"
+    if target.is_file():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
+        built = Path(tmp) / target.name
+        result = subprocess.run(
+            [compiler, *FLAGS, str(SOURCE), "-o", str(built), "-lm"], capture_output=True, text=True
+        )
+        if result.returncode != 0:
+            raise RuntimeError(f"{compiler} failed on {SOURCE}:\n{result.stderr[-2000:]}")
+        os.replace(built, target)  # atomic: a concurrent builder writes the same bytes
+    return target
+
+
+def library() -> ctypes.CDLL | None:
+    """The loaded kernels, or None when they cannot be used here (the reason is warned once)."""
+    global _library, _tried
+    with _lock:
+        if _tried:
+            return _library
+        _tried = True
+        if os.environ.get("QWEN3_NO_KERNELS") == "1" or platform.machine() not in ("x86_64", "AMD64"):
+            return None
+        compiler = os.environ.get("CC") or shutil.which("gcc") or shutil.which("cc")
+        if compiler is None:
+            warnings.warn(
+                "no C compiler found: the engine uses torch's slower CPU decode paths", stacklevel=2
+            )
+            return None
+        try:
+            lib = ctypes.CDLL(str(_build(compiler)))
+        except (OSError, RuntimeError) as err:
+            warnings.warn(f"CPU kernels unavailable, using torch's paths: {err}", stacklevel=2)
+            return None
+        lib.woq_int8_matmul.argtypes = [ctypes.c_void_p] * 4 + [ctypes.c_int] * 4
+        lib.decode_attention.argtypes = [ctypes.c_void_p] * 3 + [ctypes.c_int] + [ctypes.c_void_p] * 3
+        lib.decode_attention.argtypes += (
+            [ctypes.c_int] * 4 + [ctypes.c_int64] * 2 + [ctypes.c_int, ctypes.c_float]
+        )
+        lib.argmax_rows.argtypes = [ctypes.c_void_p, ctypes.c_int, ctypes.c_int, ctypes.c_void_p]
+        lib.argmax_rows.restype = None
+        lib.add_rms_norm.argtypes = (
+            [ctypes.c_void_p] * 5 + [ctypes.c_int] * 2 + [ctypes.c_float, ctypes.c_int]
+        )
+        lib.silu_mul.argtypes = [ctypes.c_void_p] * 2 + [ctypes.c_int] * 3
+        lib.decode_layer_attention.argtypes = (
+            [ctypes.c_void_p] * 11
+            + [ctypes.c_int] * 4
+            + [ctypes.c_float]
+            + [ctypes.c_int64] * 2
+            + [ctypes.c_int] * 2
+        )
+        _library = lib
+        return lib
+
+
+def woq_int8_matmul(x: Tensor, weight: Tensor, scales: Tensor) -> Tensor:
+    """x [..., K] (fp32 or bf16, at most 8 rows) @ (weight int8 [N, K] * scales fp32 [N]).T, in x's dtype."""
+    lib = library()
+    assert lib is not None
+    rows = x.reshape(-1, x.shape[-1]).float().contiguous()
+    out = torch.empty(rows.shape[0], weight.shape[0], dtype=x.dtype)
+    status = lib.woq_int8_matmul(
+        rows.data_ptr(),
+        weight.data_ptr(),
+        scales.data_ptr(),
+        out.data_ptr(),
+        int(x.dtype == torch.bfloat16),
+        rows.shape[0],
+        weight.shape[0],
+        weight.shape[1],
+    )
+    if status != 0:
+        raise ValueError(f"woq_int8_matmul: unsupported shape {tuple(x.shape)} x {tuple(weight.shape)}")
+    return out.view(*x.shape[:-1], weight.shape[0])
+
+
+def argmax(logits: Tensor) -> Tensor:
+    """Row-wise argmax of fp32 logits [R, V] (first index on ties), without torch's slow CPU reduction."""
+    lib = library()
+    assert lib is not None
+    rows = logits.contiguous()
+    out = torch.empty(rows.shape[0], dtype=torch.int64)
+    lib.argmax_rows(rows.data_ptr(), rows.shape[0], rows.shape[1], out.data_ptr())
+    return out
+
+
+FUSED_DTYPES = (torch.float32, torch.bfloat16)
+
+
+def _pointer(t: Tensor | None) -> int | None:
+    return None if t is None else t.data_ptr()
+
+
+def add_rms_norm(h: Tensor, delta: Tensor | None, weight: Tensor, eps: float) -> tuple[Tensor, Tensor]:
+    """h [rows, dim] (+ delta) -> (h + delta, RMSNorm(h + delta) * weight), rounded like the torch ops."""
+    lib = library()
+    assert lib is not None
+    h_out, y = torch.empty_like(h), torch.empty_like(h)
+    status = lib.add_rms_norm(
+        h.data_ptr(), _pointer(delta), weight.data_ptr(), h_out.data_ptr(), y.data_ptr(), h.shape[0], h.shape[1],
+        eps, int(h.dtype == torch.bfloat16),
+    )  # fmt: skip
+    if status != 0:
+        raise ValueError(f"add_rms_norm: hidden size {h.shape[1]} is beyond the kernel's limit")
+    return h_out, y
+
+
+def silu_mul(gate_up: Tensor) -> Tensor:
+    """[rows, 2 * inter] (gate | up) -> silu(gate) * up."""
+    lib = library()
+    assert lib is not None
+    inter = gate_up.shape[1] // 2
+    out = torch.empty(gate_up.shape[0], inter, dtype=gate_up.dtype)
+    lib.silu_mul(
+        gate_up.data_ptr(), out.data_ptr(), gate_up.shape[0], inter, int(gate_up.dtype == torch.bfloat16)
+    )
+    return out
+
+
+def decode_layer_attention(
+    qkv: Tensor,
+    q_norm: Tensor,
+    k_norm: Tensor,
+    cos: Tensor,
+    sin: Tensor,
+    keys: Tensor,
+    values: Tensor,
+    positions: Tensor,
+    heads: int,
+    max_length: int,
+    eps: float,
+) -> Tensor | None:
+    """See ``SlotKVCache.decode_layer``. cos, sin [B, D]; keys/values the layer's cache; positions [B] int64."""
+    lib = library()
+    assert lib is not None
+    batch = qkv.shape[0]
+    kv_heads, dim = keys.shape[1], keys.shape[3]
+    out = torch.empty(batch, heads * dim, dtype=qkv.dtype)
+    q_scratch = torch.empty(2 * batch * heads * dim, dtype=torch.float32)
+    scores = torch.empty(batch * heads * max_length, dtype=torch.float32)
+    status = lib.decode_layer_attention(
+        qkv.data_ptr(), q_norm.data_ptr(), k_norm.data_ptr(), cos.data_ptr(), sin.data_ptr(), keys.data_ptr(),
+        values.data_ptr(), positions.data_ptr(), out.data_ptr(), q_scratch.data_ptr(), scores.data_ptr(), batch,
+        heads, kv_heads, dim, eps, keys.stride(0), keys.stride(1), max_length, int(qkv.dtype == torch.bfloat16),
+    )  # fmt: skip
+    return out if status == 0 else None

@@ -1,0 +1,134 @@
+"""The C decode kernels against the torch computations they replace."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from qwen3.engine import SamplingParams, cpu_kernels
+from qwen3.engine.fast_weights import Int8Linear
+from qwen3.model.layers import RMSNorm
+from qwen3.model.rope import apply_rotary
+
+from .conftest import make_llm, random_prompt
+
+pytestmark = pytest.mark.skipif(cpu_kernels.library() is None, reason="no C compiler / CPU kernels here")
+DTYPES = [torch.float32, torch.bfloat16]
+
+
+def ulp_close(ours: torch.Tensor, expected: torch.Tensor, dtype: torch.dtype, ulps: float = 2.0) -> None:
+    """Within a few units in the last place of ``dtype`` (bf16 has 8 bits of mantissa)."""
+    eps = torch.finfo(dtype).eps
+    scale = expected.float().abs().clamp(min=1e-3)
+    assert ((ours.float() - expected.float()).abs() / scale).max() <= ulps * eps + 1e-6
+
+
+@pytest.mark.parametrize("rows", [1, 2, 3, 5, 8])
+@pytest.mark.parametrize(("out_features", "in_features"), [(37, 128), (64, 48)])
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_woq_int8_matmul(rows, out_features, in_features, dtype):
+    gen = torch.Generator().manual_seed(rows)
+    linear = Int8Linear(torch.randn(out_features, in_features, generator=gen))
+    x = torch.randn(rows, in_features, generator=gen).to(dtype)
+    ours = cpu_kernels.woq_int8_matmul(x, linear.weight, linear.scales)
+    expected = F.linear(x.float(), linear.dequantized())
+    assert ours.dtype == dtype and ours.shape == (rows, out_features)
+    torch.testing.assert_close(ours.float(), expected, rtol=8e-3 if dtype == torch.bfloat16 else 1e-5, atol=1e-4)
+
+
+def test_woq_int8_matmul_refuses_large_batches():
+    linear = Int8Linear(torch.randn(8, 64))
+    with pytest.raises(ValueError, match="unsupported shape"):
+        cpu_kernels.woq_int8_matmul(torch.randn(9, 64), linear.weight, linear.scales)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("with_delta", [False, True])
+def test_add_rms_norm(dtype, with_delta):
+    gen = torch.Generator().manual_seed(0)
+    norm = RMSNorm(96, eps=1e-6).to(dtype)
+    with torch.no_grad():
+        norm.weight.copy_(1 + 0.1 * torch.randn(96, generator=gen))
+    h = torch.randn(5, 96, generator=gen).to(dtype)
+    delta = torch.randn(5, 96, generator=gen).to(dtype) if with_delta else None
+    h_out, y = cpu_kernels.add_rms_norm(h, delta, norm.weight.detach(), norm.eps)
+    summed = h + delta if with_delta else h
+    assert torch.equal(h_out, summed)
+    with torch.no_grad():
+        ulp_close(y, norm(summed), dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_silu_mul(dtype):
+    gate_up = (torch.randn(3, 2 * 40, generator=torch.Generator().manual_seed(1)) * 4).to(dtype)
+    gate, up = gate_up.chunk(2, dim=-1)
+    ulp_close(cpu_kernels.silu_mul(gate_up), F.silu(gate) * up, dtype)
+
+
+def test_argmax_matches_torch_including_ties():
+    logits = torch.randn(6, 1000, generator=torch.Generator().manual_seed(2))
+    logits[1, 10] = logits[1, 900] = 50.0  # first index wins, as in torch
+    logits[2, -1] = 60.0
+    logits[3, :] = float("-inf")
+    logits[3, 17] = 0.0
+    assert torch.equal(cpu_kernels.argmax(logits), logits.argmax(-1))
+    assert torch.equal(cpu_kernels.argmax(logits[:, :13].contiguous()), logits[:, :13].argmax(-1))
+
+
+def torch_decode_layer(qkv, q_norm, k_norm, cos, sin, keys, values, positions, heads, eps):
+    """The reference: QK-norm, RoPE, cache write, masked SDPA with grouped queries."""
+    batch, dim, kv_heads = qkv.shape[0], keys.shape[3], keys.shape[1]
+    q, k, v = qkv.view(batch, 1, -1).split([heads * dim, kv_heads * dim, kv_heads * dim], dim=-1)
+    shape = (batch, 1, -1, dim)
+    q = apply_rotary(q_norm(q.view(shape)).transpose(1, 2), cos[:, None], sin[:, None])
+    k = apply_rotary(k_norm(k.view(shape)).transpose(1, 2), cos[:, None], sin[:, None])
+    v = v.view(shape).transpose(1, 2)
+    rows = torch.arange(batch)
+    keys[rows, :, positions] = k[:, :, 0]
+    values[rows, :, positions] = v[:, :, 0]
+    span = int(positions.max()) + 1
+    mask = (torch.arange(span) <= positions[:, None])[:, None, None, :]
+    out = F.scaled_dot_product_attention(
+        q, keys[:batch, :, :span], values[:batch, :, :span], attn_mask=mask, enable_gqa=True
+    )
+    return out.reshape(batch, heads * dim)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize(("heads", "kv_heads", "dim"), [(4, 2, 64), (2, 2, 128), (6, 2, 16), (3, 1, 64)])
+def test_decode_layer_attention(dtype, heads, kv_heads, dim):
+    gen = torch.Generator().manual_seed(heads * dim)
+    batch, max_len = 3, 40
+    positions = torch.tensor([5, 31, 0])
+    qkv = torch.randn(batch, (heads + 2 * kv_heads) * dim, generator=gen).to(dtype)
+    q_norm, k_norm = RMSNorm(dim).to(dtype), RMSNorm(dim).to(dtype)
+    with torch.no_grad():
+        q_norm.weight.copy_(1 + 0.2 * torch.randn(dim, generator=gen))
+        k_norm.weight.copy_(1 + 0.2 * torch.randn(dim, generator=gen))
+    angles = positions[:, None].float() * (1.0 / 10000 ** (torch.arange(0, dim, 2) / dim))
+    angles = torch.cat((angles, angles), -1)
+    cos, sin = angles.cos().to(dtype), angles.sin().to(dtype)
+    caches = [torch.randn(batch + 1, kv_heads, max_len, dim, generator=gen).to(dtype) for _ in range(2)]
+    ours_keys, ours_values = (c.clone() for c in caches)
+    out = cpu_kernels.decode_layer_attention(
+        qkv, q_norm.weight.detach(), k_norm.weight.detach(), cos, sin, ours_keys, ours_values, positions, heads,
+        32, 1e-6,
+    )  # fmt: skip
+    with torch.no_grad():
+        expected = torch_decode_layer(qkv, q_norm, k_norm, cos, sin, *caches, positions, heads, 1e-6)
+    tolerance = 2e-2 if dtype == torch.bfloat16 else 1e-5
+    torch.testing.assert_close(ours_keys.float(), caches[0].float(), rtol=tolerance, atol=tolerance)
+    assert torch.equal(ours_values, caches[1])
+    torch.testing.assert_close(out.float(), expected.float(), rtol=tolerance, atol=tolerance)
+
+
+def test_engine_without_kernels_gives_the_same_tokens(monkeypatch):
+    prompts = [random_prompt(n, seed=n) for n in (6, 19)]
+    params = SamplingParams(temperature=0, max_tokens=20, ignore_eos=True)
+    with_kernels = make_llm(weights="fused").generate(prompts, params)
+    monkeypatch.setattr(cpu_kernels, "_library", None)
+    llm = make_llm(weights="fused")
+    assert not llm.engine.runner.cache.decode_kernel
+    without = llm.generate(prompts, params)
+    assert [o.outputs[0].token_ids for o in without] == [o.outputs[0].token_ids for o in with_kernels]
