@@ -84,8 +84,10 @@ class RequestStream:
         if not self.finished:
             self._owner.abort(self.request_ids)
 
-    def _deliver(self, item: list[CompletionDelta] | BaseException) -> None:
-        self.queue.put_nowait(item)
+
+def _put_all(batch: list[tuple[RequestStream, list[CompletionDelta] | BaseException]]) -> None:
+    for stream, item in batch:
+        stream.queue.put_nowait(item)
 
 
 class AsyncEngine:
@@ -195,8 +197,7 @@ class AsyncEngine:
                     self._remaining[delta.request_id] -= 1
                     if not self._remaining[delta.request_id]:
                         del self._remaining[delta.request_id], self._streams[delta.request_id]
-        for stream, items in by_stream.items():
-            self._call_soon(stream, items)
+        self._deliver(list(by_stream.items()))
 
     def _fail_all(self, error: BaseException) -> None:
         with self._lock:
@@ -206,10 +207,14 @@ class AsyncEngine:
             self._remaining.clear()
         for request_id in request_ids:
             self.engine.abort(request_id)
-        for stream in streams:
-            self._call_soon(stream, error)
+        self._deliver([(stream, error) for stream in streams])
 
     @staticmethod
-    def _call_soon(stream: RequestStream, item: list[CompletionDelta] | BaseException) -> None:
-        with contextlib.suppress(RuntimeError):  # a closed event loop: nobody is listening any more
-            stream.loop.call_soon_threadsafe(stream._deliver, item)
+    def _deliver(items: list[tuple[RequestStream, list[CompletionDelta] | BaseException]]) -> None:
+        """One ``call_soon_threadsafe`` per event loop and step (each call wakes the loop), not one per request."""
+        by_loop: dict[asyncio.AbstractEventLoop, list] = defaultdict(list)
+        for stream, item in items:
+            by_loop[stream.loop].append((stream, item))
+        for loop, batch in by_loop.items():
+            with contextlib.suppress(RuntimeError):  # a closed event loop: nobody is listening any more
+                loop.call_soon_threadsafe(_put_all, batch)

@@ -1,4 +1,5 @@
-"""Body size limit (413) and the concurrency limit: one request at a time, one more waits, the next gets 429."""
+"""Body size limit (413); the concurrency limit (one request at a time, one more waits, the next gets 429); an
+engine step that fails (the requests in it get an error, the server goes on)."""
 
 from __future__ import annotations
 
@@ -15,15 +16,20 @@ LONG = {"messages": USER, "max_tokens": 1500, "ignore_eos": True}
 
 
 class Gate:
-    """Pauses the engine thread between steps while closed, so a request holds its place as long as a test needs."""
+    """Pauses the engine thread between steps while closed, so a request holds its place as long as a test needs;
+    ``fail`` makes the next step raise."""
 
     def __init__(self, engine):
         self.opened = threading.Event()
         self.opened.set()
+        self.fail = threading.Event()
         step = engine.step
 
         def gated_step():
             self.opened.wait()
+            if self.fail.is_set():
+                self.fail.clear()
+                raise RuntimeError("injected failure")
             return step()
 
         engine.step = gated_step
@@ -105,3 +111,25 @@ def test_a_client_that_gives_up_while_queued_is_cleaned_up(server, gate):
     assert (
         server.http.post("/v1/chat/completions", json={"messages": USER, "max_tokens": 2}).status_code == 200
     )
+
+
+def test_a_failing_engine_step_fails_its_requests_and_the_server_goes_on(server, gate):
+    gate["gate"].fail.set()
+    response = server.http.post("/v1/chat/completions", json={"messages": USER, "max_tokens": 4})
+    assert response.status_code == 500
+    error = response.json()["error"]
+    assert error["type"] == "server_error" and "injected failure" in error["message"]
+
+    gate["gate"].fail.set()
+    with server.http.stream(
+        "POST", "/v1/chat/completions", json={"messages": USER, "max_tokens": 4, "stream": True}
+    ) as r:
+        lines = [line for line in r.iter_lines() if line]
+    assert r.status_code == 200 and lines[-1] == "data: [DONE]"
+    assert "injected failure" in json.loads(lines[-2].removeprefix("data: "))["error"]["message"]
+
+    assert (
+        server.http.post("/v1/chat/completions", json={"messages": USER, "max_tokens": 4}).status_code == 200
+    )
+    assert server.http.get("/health").status_code == 200
+    server.wait_until(server.idle, "all requests to finish")
