@@ -15,6 +15,7 @@ from typing import TypeVar
 from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import ValidationError
+from starlette.concurrency import run_in_threadpool
 
 from qwen3.engine.llm_engine import LLMEngine
 from qwen3.serve.async_engine import AsyncEngine, RequestStream
@@ -95,7 +96,7 @@ def create_app(engine: LLMEngine, config: ServerConfig | None = None) -> FastAPI
     app.add_middleware(HTTPMetricsMiddleware, metrics=server.metrics)
     install_error_handlers(app)
 
-    def authorize(request: Request) -> None:
+    async def authorize(request: Request) -> None:
         check_api_key(request.headers.get("authorization"), config.api_key)
 
     v1 = APIRouter(prefix="/v1", dependencies=[Depends(authorize)])
@@ -112,7 +113,8 @@ def create_app(engine: LLMEngine, config: ServerConfig | None = None) -> FastAPI
     async def chat_completions(request: Request):
         body = await read_body(request, ChatCompletionRequest)
         model = server.model_name(body.model)
-        plan = plan_chat(body, config, server.tokenizer, server.max_model_len)
+        # Rendering and tokenising a long conversation takes a while: off the event loop, which serves the streams.
+        plan = await run_in_threadpool(plan_chat, body, config, server.tokenizer, server.max_model_len)
         response_id = f"chatcmpl-{uuid.uuid4().hex}"
         responder = ChatResponder(
             response_id,
@@ -133,7 +135,9 @@ def create_app(engine: LLMEngine, config: ServerConfig | None = None) -> FastAPI
     async def completions(request: Request):
         body = await read_body(request, CompletionRequest)
         model = server.model_name(body.model)
-        plan = plan_completion(body, config, server.tokenizer, server.max_model_len, engine.default_params)
+        plan = await run_in_threadpool(
+            plan_completion, body, config, server.tokenizer, server.max_model_len, engine.default_params
+        )
         response_id = f"cmpl-{uuid.uuid4().hex}"
         request_ids = [f"{response_id}-{i}" for i in range(len(plan.prompts))]
         responder = CompletionResponder(
