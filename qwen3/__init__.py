@@ -30,6 +30,8 @@ _LAZY: dict[str, str] = {
     "LLMEngine": "qwen3.engine.llm_engine:LLMEngine",
     "EngineConfig": "qwen3.engine.config:EngineConfig",
     "SamplingParams": "qwen3.engine.sampling_params:SamplingParams",
+    "create_app": "qwen3.serve.app:create_app",
+    "ServerConfig": "qwen3.serve.config:ServerConfig",
 }
 
 

@@ -15,7 +15,6 @@ OpenAI chat completions (streamed chunks or one body).
 from __future__ import annotations
 
 import json
-import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,7 +27,7 @@ from qwen3.engine.sampling_params import NON_THINKING_PRESET, THINKING_PRESET, S
 from qwen3.serve.config import ServerConfig
 from qwen3.serve.errors import bad_request, from_value_error
 from qwen3.serve.protocol import ChatCompletionRequest, NamedToolChoice
-from qwen3.serve.responses import Tally, chat_logprobs
+from qwen3.serve.responses import Responder, chat_logprobs
 from qwen3.serve.sampling import build_params, check_context, check_unsupported, resolve_max_tokens
 from qwen3.tokenizer.special import IM_START, THINK_END, THINK_START, TOOL_CALL_START
 
@@ -142,8 +141,11 @@ def _render(messages, tools, enable_thinking, kwargs: dict[str, Any], template: 
         raise bad_request(f"the chat template failed on this conversation: {err}", "messages") from None
 
 
-class ChatResponder:
+class ChatResponder(Responder):
     """Engine deltas -> ``chat.completion.chunk`` objects or one ``chat.completion``."""
+
+    chunk_object = "chat.completion.chunk"
+    body_object = "chat.completion"
 
     def __init__(
         self,
@@ -155,17 +157,10 @@ class ChatResponder:
         tokenizer,
         num_prompt_tokens: int,
     ):
-        self.response_id = response_id
-        self.model = model
-        self.created = int(time.time())
+        super().__init__(response_id, model, include_usage, tokenizer, num_prompt_tokens)
         self.n = n
         self.top_logprobs = top_logprobs
-        self.include_usage = include_usage
-        self.tokenizer = tokenizer
-        self.tally = Tally()
-        self.tally.prompt_tokens = num_prompt_tokens
         self._called = [False] * n  # whether choice i has produced a tool call
-        self._finals: dict[int, CompletionDelta] = {}
 
     # -- streaming ---------------------------------------------------------------------------------------------
     def start(self) -> list[dict]:
@@ -186,38 +181,17 @@ class ChatResponder:
             out.append(self._chunk(delta.index, {}, reason, delta.stop_reason))
         return out
 
-    def end(self) -> list[dict]:
-        if not self.include_usage:
-            return []
-        return [{**self._header(), "choices": [], "usage": self.tally.usage()}]
-
-    def _header(self) -> dict[str, Any]:
-        return {
-            "id": self.response_id,
-            "object": "chat.completion.chunk",
-            "created": self.created,
-            "model": self.model,
-        }
-
     def _chunk(self, index: int, delta: dict, reason: str | None = None, stop_reason=None) -> dict[str, Any]:
         choice: dict[str, Any] = {"index": index, "delta": delta, "logprobs": None, "finish_reason": reason}
         if reason is not None:
             choice["stop_reason"] = stop_reason
-        chunk = {**self._header(), "choices": [choice]}
-        if self.include_usage:
-            chunk["usage"] = None
-        return chunk
+        return self._wrap(choice)
 
     # -- one body ----------------------------------------------------------------------------------------------
-    def add(self, delta: CompletionDelta) -> None:
-        if delta.finished:
-            self.tally.finished(delta)
-            self._finals[delta.index] = delta
-
-    def response(self) -> dict[str, Any]:
+    def choices(self) -> list[dict]:
         choices = []
-        for index in sorted(self._finals):
-            out = self._finals[index].output
+        for index in sorted(self.finals):
+            out = self.finals[index].output
             assert out is not None
             message: dict[str, Any] = {
                 "role": "assistant",
@@ -241,14 +215,7 @@ class ChatResponder:
                     "stop_reason": out.stop_reason,
                 }
             )
-        return {
-            "id": self.response_id,
-            "object": "chat.completion",
-            "created": self.created,
-            "model": self.model,
-            "choices": choices,
-            "usage": self.tally.usage(),
-        }
+        return choices
 
 
 def message_delta(message) -> dict[str, Any]:

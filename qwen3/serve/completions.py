@@ -7,7 +7,6 @@ choice's text (not together with ``logprobs``: prompt logprobs are not computed)
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,7 +15,7 @@ from qwen3.engine.sampling_params import SamplingParams
 from qwen3.serve.config import ServerConfig
 from qwen3.serve.errors import bad_request
 from qwen3.serve.protocol import CompletionRequest
-from qwen3.serve.responses import Tally, completion_logprobs
+from qwen3.serve.responses import Responder, completion_logprobs
 from qwen3.serve.sampling import (
     build_params,
     check_context,
@@ -73,8 +72,10 @@ def _prompt_list(prompt: str | list) -> list[str | list[int]]:
     return list(prompt)
 
 
-class CompletionResponder:
+class CompletionResponder(Responder):
     """Engine deltas -> ``text_completion`` chunks or one body."""
+
+    chunk_object = body_object = "text_completion"
 
     def __init__(
         self,
@@ -86,19 +87,12 @@ class CompletionResponder:
         include_usage: bool,
         tokenizer,
     ):
-        self.response_id = response_id
-        self.model = model
-        self.created = int(time.time())
+        super().__init__(response_id, model, include_usage, tokenizer, sum(len(ids) for ids in plan.prompts))
         self.n = plan.params.n
         self.top_logprobs = plan.params.logprobs
-        self.include_usage = include_usage
-        self.tokenizer = tokenizer
         self._prompt_of = {request_id: i for i, request_id in enumerate(request_ids)}
         self._echo = [tokenizer.decode(ids) if echo else "" for ids in plan.prompts]
         self._offsets: dict[int, int] = {}  # text_offset per choice
-        self._finals: dict[int, CompletionDelta] = {}
-        self.tally = Tally()
-        self.tally.prompt_tokens = sum(len(ids) for ids in plan.prompts)
 
     def index(self, delta: CompletionDelta) -> int:
         return self._prompt_of[delta.request_id] * self.n + delta.index
@@ -127,43 +121,26 @@ class CompletionResponder:
             return []
         return [self._chunk(index, delta.text, logprobs, delta)]
 
-    def end(self) -> list[dict]:
-        if not self.include_usage:
-            return []
-        return [{**self._header(), "choices": [], "usage": self.tally.usage()}]
-
-    def _header(self) -> dict[str, Any]:
-        return {
-            "id": self.response_id,
-            "object": "text_completion",
-            "created": self.created,
-            "model": self.model,
-        }
-
     def _chunk(self, index: int, text: str, logprobs, delta: CompletionDelta | None = None) -> dict[str, Any]:
         finished = delta is not None and delta.finished
-        choice = {
-            "index": index,
-            "text": text,
-            "logprobs": logprobs,
-            "finish_reason": delta.finish_reason if finished else None,
-            "stop_reason": delta.stop_reason if finished else None,
-        }
-        chunk = {**self._header(), "choices": [choice]}
-        if self.include_usage:
-            chunk["usage"] = None
-        return chunk
+        return self._wrap(
+            {
+                "index": index,
+                "text": text,
+                "logprobs": logprobs,
+                "finish_reason": delta.finish_reason if finished else None,
+                "stop_reason": delta.stop_reason if finished else None,
+            }
+        )
 
     # -- one body ----------------------------------------------------------------------------------------------
-    def add(self, delta: CompletionDelta) -> None:
-        if delta.finished:
-            self.tally.finished(delta)
-            self._finals[self.index(delta)] = delta
+    def add(self, delta: CompletionDelta, index: int | None = None) -> None:
+        super().add(delta, self.index(delta))
 
-    def response(self) -> dict[str, Any]:
+    def choices(self) -> list[dict]:
         choices = []
-        for index in sorted(self._finals):
-            delta = self._finals[index]
+        for index in sorted(self.finals):
+            delta = self.finals[index]
             out = delta.output
             assert out is not None
             logprobs = None
@@ -180,11 +157,4 @@ class CompletionResponder:
                     "stop_reason": out.stop_reason,
                 }
             )
-        return {
-            "id": self.response_id,
-            "object": "text_completion",
-            "created": self.created,
-            "model": self.model,
-            "choices": choices,
-            "usage": self.tally.usage(),
-        }
+        return choices

@@ -31,7 +31,7 @@ class ServerConfig:
 
     served_model_names: list[str] = field(default_factory=lambda: ["qwen3"])
     model_path: str | None = None
-    api_key: str | None = None
+    api_key: str | None = field(default=None, repr=False)  # kept out of logs
     default_chat_template_kwargs: dict[str, Any] = field(default_factory=dict)
     chat_template: str | None = None
     max_body_bytes: int = 16 * MiB

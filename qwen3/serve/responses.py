@@ -11,8 +11,9 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
 from collections.abc import AsyncIterator, Callable
-from typing import Any, Protocol
+from typing import Any
 
 from fastapi import Request
 from fastapi.responses import JSONResponse, StreamingResponse
@@ -32,14 +33,57 @@ def sse(payload: dict[str, Any]) -> str:
     return f"data: {json.dumps(payload, ensure_ascii=False, separators=(',', ':'))}\n\n"
 
 
-class Responder(Protocol):
-    tally: Tally
+class Responder:
+    """What chat and text completion responders share: the header of every object, the usage chunk, the final body.
 
-    def start(self) -> list[dict]: ...
-    def chunks(self, delta: CompletionDelta) -> list[dict]: ...
-    def end(self) -> list[dict]: ...
-    def add(self, delta: CompletionDelta) -> None: ...
-    def response(self) -> dict: ...
+    Subclasses give ``start()`` / ``chunks(delta)`` (streamed chunks) and ``add(delta)`` / ``choices()`` (one body).
+    """
+
+    chunk_object = ""  # "chat.completion.chunk", "text_completion"
+    body_object = ""
+
+    def __init__(self, response_id: str, model: str, include_usage: bool, tokenizer, num_prompt_tokens: int):
+        self.response_id = response_id
+        self.model = model
+        self.created = int(time.time())
+        self.include_usage = include_usage
+        self.tokenizer = tokenizer
+        self.tally = Tally()
+        self.tally.prompt_tokens = num_prompt_tokens
+        self.finals: dict[int, CompletionDelta] = {}  # choice index -> its last delta
+
+    def start(self) -> list[dict]:
+        return []
+
+    def chunks(self, delta: CompletionDelta) -> list[dict]:
+        raise NotImplementedError
+
+    def end(self) -> list[dict]:
+        """The usage chunk (``choices: []``) when the client asked for it."""
+        if not self.include_usage:
+            return []
+        return [{**self._header(self.chunk_object), "choices": [], "usage": self.tally.usage()}]
+
+    def add(self, delta: CompletionDelta, index: int | None = None) -> None:
+        if delta.finished:
+            self.tally.finished(delta)
+            self.finals[delta.index if index is None else index] = delta
+
+    def choices(self) -> list[dict]:
+        raise NotImplementedError
+
+    def response(self) -> dict[str, Any]:
+        return {**self._header(self.body_object), "choices": self.choices(), "usage": self.tally.usage()}
+
+    def _header(self, kind: str) -> dict[str, Any]:
+        return {"id": self.response_id, "object": kind, "created": self.created, "model": self.model}
+
+    def _wrap(self, choice: dict[str, Any]) -> dict[str, Any]:
+        """A streamed chunk holding one choice (``usage: null`` when the last chunk will carry the usage)."""
+        chunk = {**self._header(self.chunk_object), "choices": [choice]}
+        if self.include_usage:
+            chunk["usage"] = None
+        return chunk
 
 
 class Tally:
