@@ -41,6 +41,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     engine = p.add_argument_group("engine")
     engine.add_argument("--dtype", choices=["auto", "bfloat16", "float32", "float16"], default="auto")
+    engine.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ...")
     engine.add_argument("--weights", default="auto", help="auto, reference, fused, packed or int8")
     engine.add_argument("--max-model-len", type=int, default=None)
     engine.add_argument("--max-num-seqs", type=int, default=64, help="sequences decoded together")
@@ -111,6 +112,7 @@ def run_serve(args: argparse.Namespace) -> int:
         engine = LLMEngine.from_pretrained(
             args.model,
             dtype=None if args.dtype == "auto" else args.dtype,
+            device=args.device,
             seed=args.seed,
             weights=args.weights,
             max_model_len=args.max_model_len,
@@ -118,7 +120,7 @@ def run_serve(args: argparse.Namespace) -> int:
             max_num_batched_tokens=args.max_num_batched_tokens,
             kv_cache_memory_gb=args.kv_cache_memory_gb,
         )
-    except (ValueError, OSError) as err:
+    except (ValueError, OSError, RuntimeError) as err:  # RuntimeError: torch, e.g. an unknown --device
         raise UserFacingError(str(err)) from None
     app = create_app(engine, config)
     auth = "with an API key" if config.api_key else "without an API key"
