@@ -10,6 +10,7 @@
  */
 #include <math.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 #if defined(__AVX512F__)
@@ -428,10 +429,10 @@ int silu_mul(const void *gate_up, void *out, int rows, int inter, int bf16) {
 
 /* QK-norm and rotary embedding of one head (rotate-half layout), as the reference does it in the model dtype:
  * out = round(round(x * cos) + round(rotate_half(x) * sin)) with x = RMSNorm(head) * w. */
-static void norm_rope_head(const void *src, size_t offset, const void *w, const void *cos, const void *sin,
-                           size_t cs_offset, int D, float eps, int bf16, float *out) {
+static void norm_rope_head(const float *src, const void *w, const void *cos, const void *sin, size_t cs_offset, int D,
+                           float eps, int bf16, float *out) {
     float x[MAX_HEAD_DIM], c[MAX_HEAD_DIM], s[MAX_HEAD_DIM], rotated[MAX_HEAD_DIM];
-    to_f32(src, offset, D, bf16, x);
+    memcpy(x, src, sizeof(float) * D);
     norm_vector(x, w, D, eps, bf16);
     to_f32(cos, cs_offset, D, bf16, c);
     to_f32(sin, cs_offset, D, bf16, s);
@@ -450,36 +451,235 @@ static void norm_rope_head(const void *src, size_t offset, const void *w, const 
     round_buffer(out, D, bf16);
 }
 
-/* One decode step of attention for a layer: qkv [B, (Hq + 2 Hkv) * D] straight from the fused projection is
- * QK-normed and rotated (cos/sin [B, D]); k and v go into the cache at (slot b, position positions[b]); each
- * query then attends to positions 0..positions[b]. out: [B, Hq * D] in the model dtype. */
-int decode_layer_attention(const void *qkv, const void *q_norm, const void *k_norm, const void *cos, const void *sin,
-                           void *keys, void *values, const int64_t *positions, void *out, float *q_scratch,
-                           float *scores, int B, int Hq, int Hkv, int D, float eps, int64_t slot_stride,
-                           int64_t head_stride, int max_len, int bf16) {
+typedef struct {
+    int B, Hq, Hkv, D, max_len, bf16;
+    float eps;
+    int64_t slot_stride, head_stride;
+} AttentionShape;
+
+/* Attention of one decode step for a layer, fp32 buffers (values already rounded to the model dtype): qkv
+ * [B, (Hq + 2 Hkv) * D] from the fused projection is QK-normed and rotated (cos/sin [B, D]); k and v go into the
+ * cache at (slot b, position positions[b]); each query attends to positions 0..positions[b]. out: [B, Hq * D]. */
+static int layer_attention(const AttentionShape *a, const float *qkv, const void *q_norm, const void *k_norm,
+                           const void *cos, const void *sin, void *keys, void *values, const int64_t *positions,
+                           float *out, float *q_scratch, float *scores) {
+    int B = a->B, Hq = a->Hq, Hkv = a->Hkv, D = a->D, bf16 = a->bf16;
     if (D > MAX_HEAD_DIM || (Hq / Hkv) * D > MAX_GROUP_ELEMS || D % 2 || B > 4096) return -1;
-    int G = Hq / Hkv, width = (Hq + 2 * Hkv) * D;
+    int width = (Hq + 2 * Hkv) * D;
 #pragma omp parallel for schedule(static) if (B * (Hq + Hkv) > 16)
     for (int task = 0; task < B * (Hq + Hkv); task++) {
         int b = task / (Hq + Hkv), head = task % (Hq + Hkv);
-        float rotated[MAX_HEAD_DIM], v[MAX_HEAD_DIM];
-        norm_rope_head(qkv, (size_t)b * width + (size_t)head * D, head < Hq ? q_norm : k_norm, cos, sin,
-                       (size_t)b * D, D, eps, bf16, rotated);
+        float rotated[MAX_HEAD_DIM];
+        norm_rope_head(qkv + (size_t)b * width + (size_t)head * D, head < Hq ? q_norm : k_norm, cos, sin,
+                       (size_t)b * D, D, a->eps, bf16, rotated);
         if (head < Hq) {
             memcpy(q_scratch + ((size_t)b * Hq + head) * D, rotated, sizeof(float) * D);
         } else {
             int h = head - Hq;
-            size_t at = (size_t)b * slot_stride + (size_t)h * head_stride + (size_t)positions[b] * D;
+            size_t at = (size_t)b * a->slot_stride + (size_t)h * a->head_stride + (size_t)positions[b] * D;
             from_f32(rotated, D, bf16, keys, at);
-            to_f32(qkv, (size_t)b * width + (size_t)(Hq + Hkv + h) * D, D, bf16, v);
-            from_f32(v, D, bf16, values, at);
+            from_f32(qkv + (size_t)b * width + (size_t)(Hq + Hkv + h) * D, D, bf16, values, at);
         }
     }
     int64_t lengths[4096];
     for (int b = 0; b < B; b++) lengths[b] = positions[b] + 1;
-    float *result = q_scratch + (size_t)B * Hq * D;
-    int status = decode_attention(q_scratch, keys, values, bf16, lengths, result, scores, B, Hkv, G, D, slot_stride,
-                                  head_stride, max_len, 1.0f / sqrtf((float)D));
+    int status = decode_attention(q_scratch, keys, values, bf16, lengths, out, scores, B, Hkv, Hq / Hkv, D,
+                                  a->slot_stride, a->head_stride, a->max_len, 1.0f / sqrtf((float)D));
+    round_buffer(out, B * Hq * D, bf16);
+    return status;
+}
+
+/* decode_layer_attention: layer_attention on buffers of the model dtype (the per-layer path, MoE models). */
+int decode_layer_attention(const void *qkv, const void *q_norm, const void *k_norm, const void *cos, const void *sin,
+                           void *keys, void *values, const int64_t *positions, void *out, float *q_scratch,
+                           float *scores, int B, int Hq, int Hkv, int D, float eps, int64_t slot_stride,
+                           int64_t head_stride, int max_len, int bf16) {
+    AttentionShape shape = {B, Hq, Hkv, D, max_len, bf16, eps, slot_stride, head_stride};
+    size_t width = (size_t)(Hq + 2 * Hkv) * D;
+    float *input = malloc(sizeof(float) * (B * width + (size_t)B * Hq * D));
+    if (!input) return -2;
+    float *result = input + B * width;
+    to_f32(qkv, 0, (int)(B * width), bf16, input);
+    int status = layer_attention(&shape, input, q_norm, k_norm, cos, sin, keys, values, positions, result, q_scratch,
+                                 scores);
     from_f32(result, B * Hq * D, bf16, out, 0);
+    free(input);
+    return status;
+}
+
+/* ---- the whole decode step of a dense model, for batches of at most 8 rows ---- */
+
+enum { WEIGHT_F32 = 0, WEIGHT_BF16 = 1, WEIGHT_INT8 = 2 };
+
+typedef struct {
+    const void *weight; /* [n, k] row-major: fp32, bf16 or int8 */
+    const float *scale; /* int8: per-row scales */
+    int kind, n, k;
+} Linear;
+
+typedef struct {
+    Linear qkv, o, gate_up, down;
+    const void *input_norm, *post_norm, *q_norm, *k_norm; /* model dtype */
+    void *keys, *values;                                  /* this layer's cache */
+} Layer;
+
+#if defined(__AVX512F__)
+/* One weight row of floats (bf16 or fp32) against M rows of x; bf16 rows use the AVX512-BF16 dot product where the
+ * CPU has it (x given as bf16 pairs in xb), else they are widened to fp32. */
+static inline __attribute__((always_inline)) void float_row(const float *x, const uint16_t *xb, const void *w, int kind,
+                                                            int M, int P, int K, size_t n, float *out, int N) {
+    __m512 acc[8][4];
+#pragma GCC unroll 8
+    for (int m = 0; m < M; m++)
+#pragma GCC unroll 4
+        for (int p = 0; p < P; p++) acc[m][p] = _mm512_setzero_ps();
+    if (kind == WEIGHT_BF16) {
+        const uint16_t *row = (const uint16_t *)w + n * K;
+        for (int k = 0; k < K; k += 64) {
+#if defined(__AVX512BF16__)
+#pragma GCC unroll 2
+            for (int j = 0; j < 2; j++) {
+                __m512bh wv = (__m512bh)_mm512_loadu_si512(row + k + 32 * j);
+#pragma GCC unroll 8
+                for (int m = 0; m < M; m++)
+                    acc[m][j % P] = _mm512_dpbf16_ps(acc[m][j % P], wv,
+                                                      (__m512bh)_mm512_loadu_si512(xb + (size_t)m * K + k + 32 * j));
+            }
+#else
+#pragma GCC unroll 4
+            for (int j = 0; j < 4; j++) {
+                __m512 wv = load16(row, 1, k + 16 * j);
+#pragma GCC unroll 8
+                for (int m = 0; m < M; m++)
+                    acc[m][j % P] = _mm512_fmadd_ps(wv, _mm512_loadu_ps(x + (size_t)m * K + k + 16 * j), acc[m][j % P]);
+            }
+#endif
+        }
+    } else {
+        const float *row = (const float *)w + n * K;
+        for (int k = 0; k < K; k += 64) {
+#pragma GCC unroll 4
+            for (int j = 0; j < 4; j++) {
+                __m512 wv = _mm512_loadu_ps(row + k + 16 * j);
+#pragma GCC unroll 8
+                for (int m = 0; m < M; m++)
+                    acc[m][j % P] = _mm512_fmadd_ps(wv, _mm512_loadu_ps(x + (size_t)m * K + k + 16 * j), acc[m][j % P]);
+            }
+        }
+    }
+#pragma GCC unroll 8
+    for (int m = 0; m < M; m++) {
+        __m512 sum = acc[m][0];
+#pragma GCC unroll 4
+        for (int p = 1; p < P; p++) sum = _mm512_add_ps(sum, acc[m][p]);
+        out[(size_t)m * N + n] = _mm512_reduce_add_ps(sum);
+    }
+}
+
+static void float_rows(const float *x, const uint16_t *xb, const Linear *lin, int M, int n0, int n1, float *out) {
+#define FLOAT_CASE(MM, PP)                                                                                   \
+    case MM:                                                                                                 \
+        for (int n = n0; n < n1; n++) float_row(x, xb, lin->weight, lin->kind, MM, PP, lin->k, n, out, lin->n); \
+        break;
+    switch (M) {
+        FLOAT_CASE(1, 4) FLOAT_CASE(2, 4) FLOAT_CASE(3, 4) FLOAT_CASE(4, 4)
+        FLOAT_CASE(5, 2) FLOAT_CASE(6, 2) FLOAT_CASE(7, 2) FLOAT_CASE(8, 2)
+    }
+#undef FLOAT_CASE
+}
+#endif
+
+/* out [M, n] = x [M, k] @ W.T (fp32 buffers), rounded to the model dtype like a torch linear's output. */
+static void linear_rows(const float *x, uint16_t *xb, const Linear *lin, int M, float *out, int bf16) {
+    int N = lin->n, K = lin->k;
+    if (xb)
+        for (size_t i = 0; i < (size_t)M * K; i++) xb[i] = f32_to_bf16(x[i]);
+    if (lin->kind == WEIGHT_INT8) {
+        woq_int8_matmul(x, (const int8_t *)lin->weight, lin->scale, out, 0, M, N, K);
+    } else {
+        const int block = 16;
+#pragma omp parallel for schedule(static)
+        for (int i = 0; i < (N + block - 1) / block; i++) {
+            int n0 = i * block, n1 = n0 + block <= N ? n0 + block : N;
+#if defined(__AVX512F__)
+            if (K % 64 == 0) {
+                float_rows(x, xb, lin, M, n0, n1, out);
+                continue;
+            }
+#endif
+            for (int n = n0; n < n1; n++)
+                for (int m = 0; m < M; m++) {
+                    float sum = 0.0f;
+                    for (int k = 0; k < K; k++)
+                        sum += x[(size_t)m * K + k] * (lin->kind == WEIGHT_BF16
+                                                            ? bf16_to_f32(((const uint16_t *)lin->weight)[(size_t)n * K + k])
+                                                            : ((const float *)lin->weight)[(size_t)n * K + k]);
+                    out[(size_t)m * N + n] = sum;
+                }
+        }
+    }
+    round_buffer(out, M * N, bf16);
+}
+
+/* h = round(h + delta) (delta may be NULL); x = RMSNorm(h) * w, per row. */
+static void add_norm_rows(float *h, const float *delta, const void *w, float *x, int B, int H, float eps, int bf16) {
+    for (int b = 0; b < B; b++) {
+        float *hb = h + (size_t)b * H;
+        if (delta) {
+            for (int i = 0; i < H; i++) hb[i] += delta[(size_t)b * H + i];
+            round_buffer(hb, H, bf16);
+        }
+        memcpy(x + (size_t)b * H, hb, sizeof(float) * H);
+        norm_vector(x + (size_t)b * H, w, H, eps, bf16);
+    }
+}
+
+/* One decode step of a dense model: embeddings [B, H] in, logits [B, V] out (fp32, rounded to the model dtype as
+ * the LM head's output would be). Every layer: add + RMSNorm, q/k/v projection, QK-norm + RoPE + cache write +
+ * attention, o projection, add + RMSNorm, gate/up projection, SiLU x up, down projection. */
+int decode_step(const Layer *layers, int num_layers, const void *final_norm, const Linear *lm_head,
+                const void *embeddings, const void *cos, const void *sin, const int64_t *positions, float *logits,
+                int B, int H, int Hq, int Hkv, int D, int inter, int max_len, int64_t slot_stride,
+                int64_t head_stride, float eps, int bf16) {
+    if (B < 1 || B > 8 || H > MAX_HIDDEN) return -1;
+    AttentionShape shape = {B, Hq, Hkv, D, max_len, bf16, eps, slot_stride, head_stride};
+    size_t qkv_width = (size_t)(Hq + 2 * Hkv) * D, widest = qkv_width > (size_t)2 * inter ? qkv_width : 2 * inter;
+    size_t sizes[] = {B * H, B * H, B * H, B * widest, (size_t)B * Hq * D, (size_t)B * inter, 2 * B * Hq * D,
+                      (size_t)B * Hq * max_len};
+    size_t total = 0;
+    for (int i = 0; i < 8; i++) total += sizes[i];
+    float *memory = malloc(sizeof(float) * total + sizeof(uint16_t) * B * (widest > (size_t)H ? widest : H) + 64);
+    if (!memory) return -2;
+    float *h = memory, *x = h + sizes[0], *delta = x + sizes[1], *wide = delta + sizes[2];
+    float *attn = wide + sizes[3], *act = attn + sizes[4], *q_scratch = act + sizes[5], *scores = q_scratch + sizes[6];
+    uint16_t *xb = NULL;
+#if defined(__AVX512BF16__)
+    if (bf16) xb = (uint16_t *)(scores + sizes[7]);
+#endif
+    to_f32(embeddings, 0, B * H, bf16, h);
+    int status = 0;
+    for (int l = 0; l < num_layers && status == 0; l++) {
+        const Layer *layer = layers + l;
+        add_norm_rows(h, l ? delta : NULL, layer->input_norm, x, B, H, eps, bf16);
+        linear_rows(x, xb, &layer->qkv, B, wide, bf16);
+        status = layer_attention(&shape, wide, layer->q_norm, layer->k_norm, cos, sin, layer->keys, layer->values,
+                                 positions, attn, q_scratch, scores);
+        linear_rows(attn, xb, &layer->o, B, delta, bf16);
+        add_norm_rows(h, delta, layer->post_norm, x, B, H, eps, bf16);
+        linear_rows(x, xb, &layer->gate_up, B, wide, bf16);
+        for (int b = 0; b < B; b++) { /* SiLU(gate) x up, rounding after each op like the torch path */
+            float *gate = wide + (size_t)b * 2 * inter, *up = gate + inter, *a = act + (size_t)b * inter;
+            for (int i = 0; i < inter; i++) a[i] = gate[i] / (1.0f + vexp(-gate[i]));
+            round_buffer(a, inter, bf16);
+            for (int i = 0; i < inter; i++) a[i] *= up[i];
+            round_buffer(a, inter, bf16);
+        }
+        linear_rows(act, xb, &layer->down, B, delta, bf16);
+    }
+    if (status == 0) {
+        add_norm_rows(h, delta, final_norm, x, B, H, eps, bf16);
+        linear_rows(x, xb, lm_head, B, logits, bf16);
+    }
+    free(memory);
     return status;
 }

@@ -22,6 +22,7 @@ import subprocess
 import tempfile
 import threading
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -72,6 +73,8 @@ def _build(compiler: str) -> Path:
 def library() -> ctypes.CDLL | None:
     """The loaded kernels, or None when they cannot be used here (the reason is warned once)."""
     global _library, _tried
+    if _tried:  # the common case, without the lock
+        return _library
     with _lock:
         if _tried:
             return _library
@@ -100,6 +103,10 @@ def library() -> ctypes.CDLL | None:
             [ctypes.c_void_p] * 5 + [ctypes.c_int] * 2 + [ctypes.c_float, ctypes.c_int]
         )
         lib.silu_mul.argtypes = [ctypes.c_void_p] * 2 + [ctypes.c_int] * 3
+        lib.decode_step.argtypes = (
+            [ctypes.c_void_p, ctypes.c_int] + [ctypes.c_void_p] * 7 + [ctypes.c_int] * 7
+        )
+        lib.decode_step.argtypes += [ctypes.c_int64] * 2 + [ctypes.c_float, ctypes.c_int]
         lib.decode_layer_attention.argtypes = (
             [ctypes.c_void_p] * 11
             + [ctypes.c_int] * 4
@@ -202,3 +209,95 @@ def decode_layer_attention(
         heads, kv_heads, dim, eps, keys.stride(0), keys.stride(1), max_length, int(qkv.dtype == torch.bfloat16),
     )  # fmt: skip
     return out if status == 0 else None
+
+
+# -- the whole decode step of a dense model ------------------------------------------------------------------------
+WEIGHT_KINDS = {torch.float32: 0, torch.bfloat16: 1, torch.int8: 2}
+
+
+class _Linear(ctypes.Structure):
+    _fields_ = [
+        ("weight", ctypes.c_void_p),
+        ("scale", ctypes.c_void_p),
+        ("kind", ctypes.c_int),
+        ("n", ctypes.c_int),
+        ("k", ctypes.c_int),
+    ]
+
+
+class _Layer(ctypes.Structure):
+    _fields_ = [
+        ("qkv", _Linear),
+        ("o", _Linear),
+        ("gate_up", _Linear),
+        ("down", _Linear),
+        ("input_norm", ctypes.c_void_p),
+        ("post_norm", ctypes.c_void_p),
+        ("q_norm", ctypes.c_void_p),
+        ("k_norm", ctypes.c_void_p),
+        ("keys", ctypes.c_void_p),
+        ("values", ctypes.c_void_p),
+    ]
+
+
+def linear_spec(weight: Tensor, scales: Tensor | None = None) -> _Linear:
+    """A weight [n, k] (fp32, bf16, or int8 with per-row fp32 scales) as the kernel's Linear."""
+    assert weight.is_contiguous() and weight.dtype in WEIGHT_KINDS
+    return _Linear(
+        weight.data_ptr(), _pointer(scales), WEIGHT_KINDS[weight.dtype], weight.shape[0], weight.shape[1]
+    )
+
+
+@dataclass
+class DenseLayerWeights:
+    qkv: _Linear
+    o: _Linear
+    gate_up: _Linear
+    down: _Linear
+    input_norm: Tensor
+    post_norm: Tensor
+    q_norm: Tensor
+    k_norm: Tensor
+
+
+class DecodeStep:
+    """``decode_step`` of cpu_kernels.c bound to a model's weights and a cache: embeddings [B, H] (B <= 8) in,
+    logits [B, V] out, one C call for all layers. The weights stay where they are (the pointers are taken once;
+    the tensors must outlive this object, which the fast-weights view and the cache guarantee)."""
+
+    MAX_ROWS = 8
+
+    def __init__(self, layers: list[DenseLayerWeights], final_norm: Tensor, lm_head: _Linear, cache, config):
+        self.table = (_Layer * len(layers))()
+        for entry, layer, keys, values in zip(self.table, layers, cache.keys, cache.values):
+            entry.qkv, entry.o, entry.gate_up, entry.down = layer.qkv, layer.o, layer.gate_up, layer.down
+            for name in ("input_norm", "post_norm", "q_norm", "k_norm"):
+                setattr(entry, name, getattr(layer, name).data_ptr())
+            entry.keys, entry.values = keys.data_ptr(), values.data_ptr()
+        self.final_norm = final_norm
+        self.lm_head = lm_head
+        self.cache = cache
+        self.shape = (
+            config.hidden_size,
+            config.num_attention_heads,
+            config.num_key_value_heads,
+            config.head_dim,
+            config.intermediate_size,
+        )
+        self.eps = config.rms_norm_eps
+        self.bf16 = int(final_norm.dtype == torch.bfloat16)
+
+    def __call__(
+        self, embeddings: Tensor, cos: Tensor, sin: Tensor, positions: Tensor, span: int
+    ) -> Tensor | None:
+        lib = library()
+        assert lib is not None
+        batch = embeddings.shape[0]
+        logits = torch.empty(batch, self.lm_head.n, dtype=torch.float32)
+        keys = self.cache.keys[0]
+        status = lib.decode_step(
+            self.table, len(self.table), self.final_norm.data_ptr(), ctypes.byref(self.lm_head),
+            embeddings.data_ptr(), cos.data_ptr(), sin.data_ptr(), positions.data_ptr(), logits.data_ptr(), batch,
+            *self.shape, span, keys.stride(0), keys.stride(1), self.eps, self.bf16,
+        )  # fmt: skip
+        return logits if status == 0 else None

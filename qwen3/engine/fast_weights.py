@@ -57,6 +57,7 @@ class PackedLinear:
     """oneDNN's blocked layout, chosen for small batches (decode)."""
 
     def __init__(self, weight: Tensor, batch_hint: int = 1):
+        self.weight = weight  # the model's own tensor (kept for the C decode step; no copy)
         self.packed = torch.ops.mkldnn._reorder_linear_weight(weight.detach(), batch_hint)
         self.out_features = weight.shape[0]
 
@@ -99,6 +100,13 @@ def packing_supported(weight: Tensor) -> bool:
     if weight.dtype == torch.bfloat16:
         return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
     return weight.dtype == torch.float32
+
+
+def kernel_linear(linear) -> cpu_kernels._Linear:
+    """The C decode step's view of a projection: its int8 weight and scales, or the model's float weight."""
+    if isinstance(linear, Int8Linear):
+        return cpu_kernels.linear_spec(linear.weight, linear.scales)
+    return cpu_kernels.linear_spec(linear.weight.detach())
 
 
 def make_linear(weight: Tensor, kind: str):
@@ -158,6 +166,8 @@ class FusedForward:
                 )
             )
         self.lm_head = make_linear(model.lm_head.weight.detach(), kind)
+        self._step: cpu_kernels.DecodeStep | None = None  # built for the first cache that runs it
+        self._step_cache = None
 
     def hidden_states(self, ids: Tensor, positions: Tensor, cache, decode: bool = False) -> Tensor:
         decoder = self.model.model
@@ -197,6 +207,41 @@ class FusedForward:
         v = v.view(heads).transpose(1, 2)
         return cache.attend(index, apply_rotary(q, cos, sin), apply_rotary(k, cos, sin), v)
 
+    def decode_logits(self, ids: Tensor, positions: Tensor, cache) -> Tensor | None:
+        """Logits [B, vocab] of a decode step in one C call over all layers (dense models, at most 8 rows, CPU
+        kernels available); None when that does not apply and the layer-by-layer path must run."""
+        if ids.shape[0] > cpu_kernels.DecodeStep.MAX_ROWS or not getattr(cache, "decode_kernel", False):
+            return None
+        if any(fused.gate_up is None for fused in self.layers):
+            return None  # MoE layers run in torch
+        if self._step_cache is not cache:
+            self._step, self._step_cache = self._build_step(cache), cache
+        decoder = self.model.model
+        h = decoder.embed_tokens(ids[:, 0])
+        cos, sin = (t[:, 0].contiguous() for t in decoder.rotary_emb(positions, h.dtype))
+        return self._step(h, cos, sin, cache.decode_positions, cache.decode_span)
+
+    def _build_step(self, cache) -> cpu_kernels.DecodeStep:
+        layers = []
+        for fused in self.layers:
+            layer, attn = fused.layer, fused.layer.self_attn
+            layers.append(
+                cpu_kernels.DenseLayerWeights(
+                    kernel_linear(fused.qkv),
+                    kernel_linear(fused.o),
+                    kernel_linear(fused.gate_up),
+                    kernel_linear(fused.down),
+                    layer.input_layernorm.weight.detach(),
+                    layer.post_attention_layernorm.weight.detach(),
+                    attn.q_norm.weight.detach(),
+                    attn.k_norm.weight.detach(),
+                )
+            )
+        final_norm = self.model.model.norm.weight.detach()
+        return cpu_kernels.DecodeStep(
+            layers, final_norm, kernel_linear(self.lm_head), cache, self.model.config
+        )
+
     def _decode_with_kernels(self, ids: Tensor, positions: Tensor, cache) -> Tensor:
         """The decode step with the element-wise work of each layer in C (qwen3.engine.cpu_kernels): per layer
         four projections and four kernel calls instead of about sixty small torch ops."""
@@ -230,9 +275,24 @@ class FusedForward:
 
 
 def build_forward(model: Qwen3ForCausalLM, weights: str):
-    """The forward for ``EngineConfig.weights`` ("auto": packed where oneDNN supports the dtype, else fused)."""
+    """The forward for ``EngineConfig.weights``. "auto": packed where oneDNN supports the dtype and the packed
+    copy fits in memory twice over (it comes on top of the model's weights), else fused."""
     if weights == "reference":
         return ReferenceForward(model)
     if weights == "auto":
-        weights = "packed" if packing_supported(model.lm_head.weight) else "fused"
+        weight_bytes = sum(p.numel() * p.element_size() for p in model.parameters())
+        roomy = available_memory() > 2 * weight_bytes
+        weights = "packed" if packing_supported(model.lm_head.weight) and roomy else "fused"
     return FusedForward(model, weights)
+
+
+def available_memory() -> int:
+    """MemAvailable of /proc/meminfo in bytes (0 where unknown, which keeps "auto" on the fused layout)."""
+    try:
+        with open("/proc/meminfo") as info:
+            for line in info:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0

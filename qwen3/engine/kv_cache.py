@@ -83,6 +83,17 @@ class SlotKVCache:
         return torch.frombuffer(memory, dtype=dtype).view(shape)
 
     @property
+    def decode_positions(self) -> Tensor:
+        """Positions [B] int64 of the tokens the current decode step adds."""
+        assert self._positions is not None
+        return self._positions
+
+    @property
+    def decode_span(self) -> int:
+        """Cached positions the longest row of the current decode step attends to."""
+        return self._span
+
+    @property
     def nbytes(self) -> int:
         return sum(t.numel() * t.element_size() for t in self.keys + self.values)
 

@@ -104,6 +104,9 @@ class LLMEngine:
             self._sequence(request_id, i, prompt_ids, params, chat, think_tokens, answer_prefix)
             for i in range(params.n)
         ]
+        seqs[0].children = seqs[1:]
+        for sibling in seqs[1:]:
+            sibling.parent = seqs[0]
         with self._lock:
             if request_id in self._requests:
                 raise ValueError(f"request id {request_id!r} is already in use")
@@ -154,6 +157,7 @@ class LLMEngine:
         sampled = [seq for i, seq in enumerate(batch.seqs) if batch.completes(i)]
         for seq, count in zip(batch.seqs, batch.num_tokens):
             seq.num_computed_tokens += count
+        logits, sampled = self._fork(logits, sampled) if batch.is_prefill else (logits, sampled)
         deltas = []
         if sampled:
             assert logits is not None
@@ -172,6 +176,19 @@ class LLMEngine:
             self.stats.decode_tokens += len(batch.seqs)
             self.stats.decode_seconds += elapsed
         return deltas
+
+    def _fork(self, logits, sampled: list[Sequence]):
+        """Siblings waiting for a prompt that is now in copy its cache rows and sample from its logits row."""
+        rows, seqs = list(range(len(sampled))), list(sampled)
+        for row, parent in enumerate(sampled):
+            for child in self.scheduler.forks(parent):
+                self.runner.cache.move(parent.slot, child.slot, parent.num_computed_tokens)
+                child.num_computed_tokens = parent.num_computed_tokens
+                rows.append(row)
+                seqs.append(child)
+        if len(seqs) == len(sampled):
+            return logits, sampled
+        return logits[rows], seqs
 
     def _append_sampled(self, seq: Sequence, token: int, logprobs, chosen: float | None) -> None:
         # The hot path of every decode step, once per sequence: kept to plain attribute access.

@@ -55,14 +55,18 @@ class ModelRunner:
             ids, positions, rows = self._prepare_decode(batch)
         if self.dual_chunk is not None:
             positions = self.dual_chunk.model_positions(positions)
-        hidden = self.forward.hidden_states(ids, positions, self.cache, decode=not batch.is_prefill)
-        if rows is not None:
-            if not rows:
-                return None
-            hidden = hidden[0, rows]
-        else:
-            hidden = hidden[:, -1]
-        logits = self.forward.logits(hidden).float()
+        logits = None
+        if not batch.is_prefill and hasattr(self.forward, "decode_logits"):
+            logits = self.forward.decode_logits(ids, positions, self.cache)
+        if logits is None:
+            hidden = self.forward.hidden_states(ids, positions, self.cache, decode=not batch.is_prefill)
+            if rows is not None:
+                if not rows:
+                    return None
+                hidden = hidden[0, rows]
+            else:
+                hidden = hidden[:, -1]
+            logits = self.forward.logits(hidden).float()
         if self.vocab_limit < logits.shape[-1]:
             logits[:, self.vocab_limit :] = float("-inf")
         return logits

@@ -10,6 +10,7 @@ first B cache rows. Each step is either
 - a decode step: every running sequence with its one pending token.
 
 Prefill goes first (as in nano-vllm), so a new request joins the decode batch one step after its prompt is in.
+The ``n`` completions of one request prefill their prompt once: the others copy its cache rows.
 """
 
 from __future__ import annotations
@@ -59,7 +60,7 @@ class Scheduler:
             self.running.append(seq)
         if not self.running:
             return None
-        prefill = [seq for seq in self.running if seq.num_pending > 1]
+        prefill = [seq for seq in self.running if seq.num_pending > 1 and not self.awaits_fork(seq)]
         if not prefill:
             return ScheduledBatch(False, list(self.running), [1] * len(self.running))
         budget = self.max_num_batched_tokens
@@ -72,6 +73,23 @@ class Scheduler:
             counts.append(count)
             budget -= count
         return ScheduledBatch(True, seqs, counts)
+
+    @staticmethod
+    def awaits_fork(seq: Sequence) -> bool:
+        """A sibling completion waits while its parent prefills the shared prompt; admitted too late for that,
+        it prefills on its own."""
+        parent = seq.parent
+        if parent is None or seq.num_computed_tokens:
+            return False
+        if parent.status is SequenceStatus.RUNNING and parent.num_computed_tokens < seq.num_tokens:
+            return True
+        seq.parent = None
+        return False
+
+    @staticmethod
+    def forks(parent: Sequence) -> list[Sequence]:
+        """The siblings that take over ``parent``'s cache rows now that its prompt is in."""
+        return [c for c in parent.children if c.parent is parent and c.status is SequenceStatus.RUNNING]
 
     def free(self, seq: Sequence) -> None:
         """Release a finished or aborted sequence's slot (or take it off the waiting queue)."""

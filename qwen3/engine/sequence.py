@@ -57,6 +57,10 @@ class Sequence:
         self._next_uniform = 0
         self._emitted_tokens = 0  # output tokens already handed out in deltas
         self.num_forced_tokens = 0  # stop-thinking tokens the budget inserted
+        # Completions 1..n-1 of a request share completion 0's prompt: they copy its cache rows instead of
+        # prefilling the same tokens again (see Scheduler.awaits_fork).
+        self.parent: Sequence | None = None
+        self.children: list[Sequence] = []
 
     # -- sizes -----------------------------------------------------------------------------------------------
     @property

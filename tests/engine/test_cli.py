@@ -34,19 +34,11 @@ def qwen3(*args: str, stdin: str = "") -> subprocess.CompletedProcess:
     )
 
 
+RAW_GREEDY = ["--prompt", "hello", "--raw", "--temperature", "0", "--max-tokens", "6"]
+
+
 def test_generate_json_matches_the_library(checkpoint):
-    result = qwen3(
-        "generate",
-        str(checkpoint),
-        "--prompt",
-        "hello",
-        "--raw",
-        "--temperature",
-        "0",
-        "--max-tokens",
-        "6",
-        "--json",
-    )
+    result = qwen3("generate", str(checkpoint), *RAW_GREEDY, "--json")
     assert result.returncode == 0, result.stderr
     record = json.loads(result.stdout)
     expected = LLM(checkpoint).generate("hello", SamplingParams(temperature=0, max_tokens=6))[0]
@@ -56,19 +48,8 @@ def test_generate_json_matches_the_library(checkpoint):
 
 
 def test_generate_stream_prints_the_same_text(checkpoint):
-    common = [
-        "generate",
-        str(checkpoint),
-        "--prompt",
-        "hello",
-        "--raw",
-        "--temperature",
-        "0",
-        "--max-tokens",
-        "6",
-    ]
-    whole = json.loads(qwen3(*common, "--json").stdout)["text"]
-    streamed = qwen3(*common, "--stream")
+    whole = json.loads(qwen3("generate", str(checkpoint), *RAW_GREEDY, "--json").stdout)["text"]
+    streamed = qwen3("generate", str(checkpoint), *RAW_GREEDY, "--stream")
     assert streamed.returncode == 0, streamed.stderr
     assert streamed.stdout == whole + "\n"
 

@@ -34,7 +34,9 @@ def test_woq_int8_matmul(rows, out_features, in_features, dtype):
     ours = cpu_kernels.woq_int8_matmul(x, linear.weight, linear.scales)
     expected = F.linear(x.float(), linear.dequantized())
     assert ours.dtype == dtype and ours.shape == (rows, out_features)
-    torch.testing.assert_close(ours.float(), expected, rtol=8e-3 if dtype == torch.bfloat16 else 1e-5, atol=1e-4)
+    torch.testing.assert_close(
+        ours.float(), expected, rtol=8e-3 if dtype == torch.bfloat16 else 1e-5, atol=1e-4
+    )
 
 
 def test_woq_int8_matmul_refuses_large_batches():

@@ -285,3 +285,15 @@ def test_cache_slots_follow_the_budget(tokenizer):
     engine = LLMEngine(model, tokenizer, EngineConfig(max_model_len=100, kv_cache_memory_gb=budget_gb))
     assert engine.resolved.num_slots == 3
     assert engine.runner.cache.nbytes == 3 * 100 * per_token
+
+
+def test_padding_rows_of_the_embedding_are_never_sampled(tokenizer):
+    """The released embeddings have more rows than the tokenizer has tokens; those rows must never come out."""
+    from .test_thinking_budget import BiasedHead
+
+    model = make_model(vocab_size=600, tie_word_embeddings=False)
+    model.lm_head = BiasedHead(model.lm_head, 550)  # a padding row with by far the largest logit
+    llm = make_llm(model=model, tokenizer=tokenizer)
+    for params in (greedy(max_tokens=10), greedy(max_tokens=10, temperature=1.0, seed=0, logprobs=2)):
+        out = llm.generate([random_prompt(5, seed=1)], params)[0].outputs[0]
+        assert max(out.token_ids) < len(tokenizer) == 512

@@ -87,6 +87,14 @@ def test_fast_weights_give_the_reference_tokens(preset, weights):
     assert completions(make_llm(preset, weights=weights), prompts) == reference
 
 
+@pytest.mark.parametrize("preset", PRESETS)
+def test_fast_weights_with_more_rows_than_the_decode_step_kernel(preset):
+    """Ten sequences: the layer-by-layer kernel path (the whole-step C kernel takes at most 8 rows)."""
+    prompts = [random_prompt(3 + 2 * n, seed=n) for n in range(10)]
+    reference = completions(make_llm(preset), prompts, GREEDY.replace(max_tokens=8))
+    assert completions(make_llm(preset, weights="fused"), prompts, GREEDY.replace(max_tokens=8)) == reference
+
+
 @pytest.mark.parametrize("weights", ["fused", "packed", "int8"])
 def test_fast_weights_logits_close_to_reference(weights):
     model = make_model()

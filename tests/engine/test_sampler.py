@@ -188,3 +188,13 @@ def test_logprobs_are_log_softmax_of_the_model_logits():
             assert entry[alt].logprob == pytest.approx(value, abs=1e-4) and entry[alt].rank == rank
         total += entry[token].logprob
     assert out.cumulative_logprob == pytest.approx(total)
+
+
+def test_n_completions_prefill_the_prompt_once(llm):
+    prompt = random_prompt(30, seed=4)
+    params = SamplingParams(temperature=1.0, max_tokens=6, ignore_eos=True, seed=11)
+    before = llm.engine.stats.prefill_tokens
+    together = llm.generate([prompt], params.replace(n=4))[0].outputs
+    assert llm.engine.stats.prefill_tokens - before == 30
+    separate = [llm.generate([prompt], params.replace(seed=11 + i))[0].outputs[0].token_ids for i in range(4)]
+    assert [o.token_ids for o in together] == separate
