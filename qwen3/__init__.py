@@ -32,6 +32,8 @@ _LAZY: dict[str, str] = {
     "SamplingParams": "qwen3.engine.sampling_params:SamplingParams",
     "TrainConfig": "qwen3.train.config:TrainConfig",
     "Trainer": "qwen3.train.trainer:Trainer",
+    "create_app": "qwen3.serve.app:create_app",
+    "ServerConfig": "qwen3.serve.config:ServerConfig",
 }
 
 

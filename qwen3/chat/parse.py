@@ -16,6 +16,9 @@ The rules (vLLM's Qwen3 reasoning parser plus its Hermes tool parser, with the g
    official Qwen recipe's ``.strip("\\n")``; inner text is kept as is.
 5. A field with no text after stripping is None, so ``reasoning_content`` and ``content`` are never ``""``.
 
+With ``tool_calls=False`` (a request without tools, or OpenAI's ``tool_choice="none"``) rule 3 is off and
+``<tool_call>`` is ordinary text: it neither ends the reasoning nor becomes a call, as vLLM does without a tool parser.
+
 ``StreamingParser`` (qwen3/chat/streaming.py) implements the same rules incrementally; the tests prove that its
 deltas always add up to :func:`parse`.
 """
@@ -100,7 +103,7 @@ def strip_newlines(text: str | None) -> str | None:
     return stripped or None
 
 
-def split_reasoning_text(text: str, enable_thinking: bool) -> tuple[str | None, str]:
+def split_reasoning_text(text: str, enable_thinking: bool, tool_calls: bool = True) -> tuple[str | None, str]:
     """(raw reasoning, raw rest) by rules 1 and 2, before any whitespace handling."""
     if not enable_thinking:
         return None, text
@@ -109,7 +112,7 @@ def split_reasoning_text(text: str, enable_thinking: bool) -> tuple[str | None, 
     end = text.find(THINK_END)
     if end >= 0:
         return text[:end], text[end + len(THINK_END) :]
-    call = text.find(TOOL_CALL_START)
+    call = text.find(TOOL_CALL_START) if tool_calls else -1
     if call >= 0:
         return text[:call], text[call:]
     return text, ""
@@ -136,17 +139,21 @@ def extract_tool_calls(text: str) -> tuple[str, list[FunctionCall]]:
 
 
 def parse(
-    text: str, enable_thinking: bool = True, tool_call_id: ToolCallIdFactory | None = None
+    text: str,
+    enable_thinking: bool = True,
+    tool_call_id: ToolCallIdFactory | None = None,
+    tool_calls: bool = True,
 ) -> ParsedOutput:
     """Parse a completion (the text after the prompt, stop token removed) into reasoning, content and tool calls.
 
     ``enable_thinking=False`` only when the prompt was rendered with the hard switch (it ends in an empty think
     block); under a soft ``/no_think`` the model writes its own empty think block, so keep True.
-    ``tool_call_id(index)`` names each call; the default gives random ``call_...`` ids.
+    ``tool_call_id(index)`` names each call; the default gives random ``call_...`` ids. ``tool_calls=False`` leaves
+    ``<tool_call>`` blocks as text (no tools offered).
     """
     make_id = tool_call_id or random_tool_call_id
-    reasoning, rest = split_reasoning_text(text, enable_thinking)
-    content, calls = extract_tool_calls(rest)
+    reasoning, rest = split_reasoning_text(text, enable_thinking, tool_calls)
+    content, calls = extract_tool_calls(rest) if tool_calls else (rest, [])
     return ParsedOutput(
         reasoning_content=strip_newlines(reasoning),
         content=strip_newlines(content),

@@ -78,6 +78,8 @@ def accumulate(deltas: list[DeltaMessage]) -> ParsedOutput:
 
 def _partial_tag_length(text: str, tags: tuple[str, ...]) -> int:
     """Length of the longest end of ``text`` that is a proper prefix of one of ``tags``."""
+    if not tags:
+        return 0
     longest = min(len(text), max(len(tag) for tag in tags) - 1)
     for size in range(longest, 0, -1):
         if any(tag.startswith(text[-size:]) for tag in tags):
@@ -127,7 +129,8 @@ class StreamingParser:
     """Feed text (``feed``) or token ids (``feed_tokens``, needs ``tokenizer``), then call ``finish`` once.
 
     ``enable_thinking`` is as in :func:`qwen3.chat.parse` (False only under the hard switch);
-    ``tool_call_id(index)`` names the calls (random ``call_...`` ids by default).
+    ``tool_call_id(index)`` names the calls (random ``call_...`` ids by default); ``tool_calls=False`` leaves
+    ``<tool_call>`` blocks as text, as ``parse(..., tool_calls=False)`` does.
     """
 
     def __init__(
@@ -135,8 +138,13 @@ class StreamingParser:
         enable_thinking: bool = True,
         tokenizer: Any = None,
         tool_call_id: ToolCallIdFactory | None = None,
+        tool_calls: bool = True,
     ) -> None:
         self._state = "think_start" if enable_thinking else "content"
+        self._tool_calls = tool_calls
+        # The tags whose start may be held back at the end of a chunk, in the reasoning and in the content.
+        self._reasoning_tags = (THINK_END, TOOL_CALL_START) if tool_calls else (THINK_END,)
+        self._content_tags = (TOOL_CALL_START,) if tool_calls else ()
         self._buffer = ""
         self._scan_from = 0  # where to resume looking for a closing tag in the held states
         self._reasoning = _NewlineTrimmedField()
@@ -207,7 +215,7 @@ class StreamingParser:
 
     def _in_reasoning(self, out: _Deltas, final: bool) -> bool:
         end = self._buffer.find(THINK_END)
-        call = self._buffer.find(TOOL_CALL_START)
+        call = self._buffer.find(TOOL_CALL_START) if self._tool_calls else -1
         if end >= 0 and (call < 0 or end < call):
             self._emit(out, "reasoning_content", self._take(end))
             self._take(len(THINK_END))
@@ -218,7 +226,7 @@ class StreamingParser:
             self._emit(out, "reasoning_content", self._take(call))
             self._state, self._scan_from = "reasoning_held", 0
             return True
-        hold = 0 if final else _partial_tag_length(self._buffer, (THINK_END, TOOL_CALL_START))
+        hold = 0 if final else _partial_tag_length(self._buffer, self._reasoning_tags)
         self._emit(out, "reasoning_content", self._take(len(self._buffer) - hold))
         return False
 
@@ -236,12 +244,12 @@ class StreamingParser:
         return False
 
     def _in_content(self, out: _Deltas, final: bool) -> bool:
-        call = self._buffer.find(TOOL_CALL_START)
+        call = self._buffer.find(TOOL_CALL_START) if self._tool_calls else -1
         if call >= 0:
             self._emit(out, "content", self._take(call))
             self._state, self._scan_from = "tool_call", len(TOOL_CALL_START)
             return True
-        hold = 0 if final else _partial_tag_length(self._buffer, (TOOL_CALL_START,))
+        hold = 0 if final else _partial_tag_length(self._buffer, self._content_tags)
         self._emit(out, "content", self._take(len(self._buffer) - hold))
         return False
 

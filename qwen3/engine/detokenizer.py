@@ -17,9 +17,11 @@ from qwen3.tokenizer.streaming import IncrementalDetokenizer
 @dataclass(frozen=True)
 class ChatOptions:
     """How to parse a chat completion: ``enable_thinking`` is the hard switch only (False when the prompt ends with
-    the empty think block), as ``qwen3.chat.parse`` takes it."""
+    the empty think block), as ``qwen3.chat.parse`` takes it; ``tool_calls=False`` leaves ``<tool_call>`` blocks as
+    text (a request that offered no tools)."""
 
     enable_thinking: bool = True
+    tool_calls: bool = True
 
 
 class OutputText:
@@ -43,7 +45,11 @@ class OutputText:
         self.chat = chat
         self._tool_ids: dict[int, str] = {}
         self._parser = (
-            StreamingParser(enable_thinking=chat.enable_thinking, tool_call_id=self.tool_call_id)
+            StreamingParser(
+                enable_thinking=chat.enable_thinking,
+                tool_call_id=self.tool_call_id,
+                tool_calls=chat.tool_calls,
+            )
             if chat
             else None
         )
@@ -99,4 +105,9 @@ class OutputText:
     def parsed(self) -> ParsedOutput | None:
         if self.chat is None:
             return None
-        return parse(self.text, enable_thinking=self.chat.enable_thinking, tool_call_id=self.tool_call_id)
+        return parse(
+            self.text,
+            enable_thinking=self.chat.enable_thinking,
+            tool_call_id=self.tool_call_id,
+            tool_calls=self.chat.tool_calls,
+        )

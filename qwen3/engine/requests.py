@@ -10,7 +10,7 @@ import torch
 from qwen3.engine.detokenizer import ChatOptions, OutputText
 from qwen3.engine.sampling_params import EMPTY_THOUGHT_TEXT, SamplingParams
 from qwen3.engine.sequence import Sequence
-from qwen3.engine.thinking_budget import ThinkingState, ThinkTokens
+from qwen3.engine.thinking_budget import ANSWER_SEPARATOR, AnswerPrefix, ThinkingState, ThinkTokens
 
 
 class RequestBuilder:
@@ -30,7 +30,11 @@ class RequestBuilder:
         prompt_ids = self.prompt_ids(prompt)
         self.check(prompt_ids, params)
         think_tokens = self.thinking_tokens(params.thinking_stop_text)
-        seqs = [self.sequence(request_id, i, prompt_ids, params, chat, think_tokens) for i in range(params.n)]
+        answer_prefix = self.answer_prefix(params.answer_prefix)
+        seqs = [
+            self.sequence(request_id, i, prompt_ids, params, chat, think_tokens, answer_prefix)
+            for i in range(params.n)
+        ]
         seqs[0].children = seqs[1:]
         for sibling in seqs[1:]:
             sibling.parent = seqs[0]
@@ -78,6 +82,12 @@ class RequestBuilder:
             self._think_tokens[stop_text] = tokens
         return tokens
 
+    def answer_prefix(self, text: str | None) -> AnswerPrefix | None:
+        if text is None:
+            return None
+        encode = self.tokenizer.encode
+        return AnswerPrefix(tuple(encode(text)), tuple(encode(ANSWER_SEPARATOR + text)))
+
     def sequence(
         self,
         request_id: str,
@@ -86,13 +96,14 @@ class RequestBuilder:
         params: SamplingParams,
         chat: ChatOptions | None,
         think_tokens: ThinkTokens,
+        answer_prefix: AnswerPrefix | None = None,
     ) -> Sequence:
         seed = params.seed + index if params.seed is not None else self._seeds.getrandbits(63)
         generator = torch.Generator().manual_seed(seed)
         text = OutputText(
             self.tokenizer, params.stop, params.include_stop_str_in_output, params.skip_special_tokens, chat
         )
-        thinking = ThinkingState(prompt_ids, think_tokens, params.thinking_budget)
+        thinking = ThinkingState(prompt_ids, think_tokens, params.thinking_budget, answer_prefix)
         seq = Sequence(request_id, index, prompt_ids, params, generator, text, thinking)
         forced = thinking.initial_forced()
         if forced:

@@ -47,6 +47,9 @@ class SamplingParams:
       are ``log_softmax`` of the model's logits (before penalties and temperature).
     - ``thinking_budget``: at most this many generated tokens inside ``<think>``; then ``thinking_stop_text`` is
       forced (see ``qwen3.engine.thinking_budget``). 0 gives an empty think block, as non-thinking mode does.
+    - ``answer_prefix``: text the answer (what follows the thought) must start with, forced as output tokens right
+      after the thought closes, or before the first step when the prompt already closed it (non-thinking mode).
+      The server uses it to force a tool call (``tool_choice``): ``'<tool_call>\n{"name": "f", "arguments": '``.
     """
 
     n: int = 1
@@ -66,6 +69,7 @@ class SamplingParams:
     logprobs: int | None = None
     thinking_budget: int | None = None
     thinking_stop_text: str = STOP_THINKING_TEXT
+    answer_prefix: str | None = None
     skip_special_tokens: bool = True
 
     def __post_init__(self) -> None:
@@ -148,6 +152,10 @@ def _check(p: SamplingParams) -> None:
         raise ValueError(
             "SamplingParams.thinking_stop_text must contain '</think>' (it ends the thought), got "
             f"{p.thinking_stop_text!r}"
+        )
+    if p.answer_prefix is not None and (not isinstance(p.answer_prefix, str) or not p.answer_prefix):
+        raise ValueError(
+            f"SamplingParams.answer_prefix must be a non-empty string or None, got {p.answer_prefix!r}"
         )
 
 

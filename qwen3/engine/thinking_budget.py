@@ -17,6 +17,10 @@ next step, they count toward ``max_tokens`` and they are part of the output (tex
 budget is reached right after ``<think>`` (budget 0), the forced text is ``"\\n\\n</think>\\n\\n"`` instead, so the
 output starts with exactly the empty think block of non-thinking mode, ``<think>\\n\\n</think>\\n\\n``, then the
 answer. A prompt that ends inside a thought with budget 0 gets the forced text before the first step.
+
+An answer prefix (``SamplingParams.answer_prefix``) is forced the same way right after the thought closes: after
+the model's own ``</think>`` (preceded by the ``"\n\n"`` the model writes there), after a forced stop-thinking
+text, or before the first step when the prompt closed the thought. It is forced once.
 """
 
 from __future__ import annotations
@@ -43,6 +47,19 @@ class ThinkTokens:
     empty_ids: tuple[int, ...]  # the tokenised "\n\n</think>\n\n"
 
 
+# What the model writes between "</think>" and its answer (the chat template's "</think>\n\n").
+ANSWER_SEPARATOR = "\n\n"
+
+
+@dataclass(frozen=True)
+class AnswerPrefix:
+    """A request's answer prefix tokenised as is (after a prompt or a forced text that ends in ``</think>\n\n``)
+    and with the separator in front (after the model's own ``</think>``)."""
+
+    ids: tuple[int, ...]
+    after_think_end_ids: tuple[int, ...]
+
+
 def prompt_phase(prompt_ids: Sequence[int], tokens: ThinkTokens) -> Phase:
     """Where the prompt leaves the thought of its last turn."""
     turn = _last_index(prompt_ids, tokens.turn_start)
@@ -65,8 +82,15 @@ def _last_index(ids: Sequence[int], token: int) -> int:
 class ThinkingState:
     """Tracks one sequence's thought; ``on_sampled(token)`` returns the tokens to force after it (usually none)."""
 
-    def __init__(self, prompt_ids: Sequence[int], tokens: ThinkTokens, budget: int | None):
+    def __init__(
+        self,
+        prompt_ids: Sequence[int],
+        tokens: ThinkTokens,
+        budget: int | None,
+        answer_prefix: AnswerPrefix | None = None,
+    ):
         self.tokens = tokens
+        self._answer_prefix = answer_prefix  # None once forced
         self.budget = budget
         self.phase = prompt_phase(prompt_ids, tokens)
         self.closed_by_prompt = self.phase is Phase.CLOSED
@@ -76,13 +100,19 @@ class ThinkingState:
         self._right_after_start = bool(prompt_ids) and prompt_ids[-1] == tokens.think_start
 
     def initial_forced(self) -> list[int]:
-        """Tokens to append before the first step: budget 0 with a prompt that ends inside a thought."""
-        return self._force() if self._budget_reached() else []
+        """Tokens to append before the first step: budget 0 with a prompt that ends inside a thought, or the answer
+        prefix when the prompt closed the thought."""
+        if self._budget_reached():
+            return self._force()
+        return self._take_answer_prefix(after_think_end=False) if self.phase is Phase.CLOSED else []
 
     def on_sampled(self, token: int) -> list[int]:
+        was_open = self.phase is Phase.OPEN
         self.observe(token)
         if self.budget is not None and self.phase is Phase.OPEN and self.thought_tokens >= self.budget:
             return self._force()
+        if self._answer_prefix is not None and was_open and self.phase is Phase.CLOSED:
+            return self._take_answer_prefix(after_think_end=True)
         return []
 
     def observe(self, token: int) -> None:
@@ -116,4 +146,11 @@ class ThinkingState:
         return self.budget is not None and self.phase is Phase.OPEN and self.thought_tokens >= self.budget
 
     def _force(self) -> list[int]:
-        return list(self.tokens.empty_ids if self._right_after_start else self.tokens.stop_ids)
+        stop = self.tokens.empty_ids if self._right_after_start else self.tokens.stop_ids
+        return [*stop, *self._take_answer_prefix(after_think_end=False)]
+
+    def _take_answer_prefix(self, after_think_end: bool) -> list[int]:
+        prefix, self._answer_prefix = self._answer_prefix, None
+        if prefix is None:
+            return []
+        return list(prefix.after_think_end_ids if after_think_end else prefix.ids)
