@@ -54,7 +54,15 @@ class PlainLinear:
 
 
 class PackedLinear:
-    """oneDNN's blocked layout, chosen for small batches (decode)."""
+    """oneDNN's blocked layout, chosen for small batches (decode).
+
+    oneDNN builds and caches one primitive (with its own buffers) per input row count, so a server that saw every
+    prefill length would grow until the 1024-entry primitive cache fills. Inputs of up to ``ROW_BUCKETS[-1]`` rows
+    are therefore padded to the next bucket (at most 1.5x the rows), and larger ones, which are compute-bound
+    anyway, run ``F.linear`` on the model's weight: memory stays bounded by len(ROW_BUCKETS) primitives.
+    """
+
+    ROW_BUCKETS = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64)
 
     def __init__(self, weight: Tensor, batch_hint: int = 1):
         self.weight = weight  # the model's own tensor (kept for the C decode step; no copy)
@@ -62,7 +70,15 @@ class PackedLinear:
         self.out_features = weight.shape[0]
 
     def __call__(self, x: Tensor) -> Tensor:
-        return torch.ops.mkldnn._linear_pointwise(x, self.packed, None, "none", [], "")
+        rows = x.numel() // x.shape[-1]
+        if rows > self.ROW_BUCKETS[-1]:
+            return F.linear(x, self.weight)
+        bucket = next(b for b in self.ROW_BUCKETS if b >= rows)
+        flat = x.reshape(rows, x.shape[-1])
+        if bucket != rows:
+            flat = torch.cat([flat, flat.new_zeros(bucket - rows, flat.shape[1])])
+        out = torch.ops.mkldnn._linear_pointwise(flat, self.packed, None, "none", [], "")
+        return out[:rows].view(*x.shape[:-1], self.out_features)
 
 
 class Int8Linear:
