@@ -38,13 +38,20 @@ class _Request:
 
 
 def load_model_and_tokenizer(path_or_model, dtype=None, device="cpu", tokenizer=None, seed: int = 0):
-    """A checkpoint directory, a preset name (random weights; debug presets get the debug tokenizer of their
-    vocabulary size) or a ready model, with its tokenizer."""
+    """A checkpoint directory (Hugging Face, or a training checkpoint / run directory: its newest model), a preset
+    name (random weights; debug presets get the debug tokenizer of their vocabulary size) or a ready model, with
+    its tokenizer."""
     from qwen3.model.checkpoint import load_model
     from qwen3.model.model import Qwen3ForCausalLM
     from qwen3.tokenizer import load_tokenizer
     from qwen3.tokenizer.train import tokenizer_for_vocab
 
+    if isinstance(path_or_model, (str, Path)) and Path(path_or_model).is_dir():
+        from qwen3.train.checkpoint import resolve_model_dir
+
+        path_or_model = resolve_model_dir(
+            path_or_model
+        )  # a training checkpoint or run directory -> its model
     if isinstance(path_or_model, Qwen3ForCausalLM):
         model = path_or_model
         if dtype is not None or str(device) != "cpu":

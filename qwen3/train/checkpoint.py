@@ -130,6 +130,19 @@ def resolve_init(path: str | Path) -> Path:
     return latest
 
 
+def resolve_model_dir(path: str | Path) -> Path:
+    """What ``qwen3 generate``/``chat``/``serve`` and ``qwen3.LLM`` accept as a model: a Hugging Face directory as
+    it is, a training checkpoint (``step-*``) as its ``model/``, a run directory as its newest complete
+    checkpoint's ``model/``. Anything else is returned unchanged (the loader names the problem)."""
+    path = Path(path)
+    if (path / "config.json").is_file():
+        return path
+    if (path / STATE_FILE).is_file():
+        return model_dir(path)
+    latest = latest_checkpoint(path)
+    return model_dir(latest) if latest is not None else path
+
+
 def model_dir(checkpoint: Path) -> Path:
     """The Hugging Face directory inside a training checkpoint, or the path itself for a plain model directory."""
     return checkpoint / "model" if (checkpoint / STATE_FILE).is_file() else checkpoint
