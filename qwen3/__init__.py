@@ -1,8 +1,7 @@
 """qwen3: a hackable implementation of the Qwen3 system (arXiv 2505.09388).
 
 The data's path through the package: ``qwen3.model`` -> ``qwen3.engine`` -> ``qwen3.serve``, with the text layer in
-``qwen3.tokenizer`` and ``qwen3.chat``, training in ``qwen3.train``, evaluation in ``qwen3.eval`` and end-to-end
-recipes in ``qwen3.recipes``.
+``qwen3.tokenizer`` and ``qwen3.chat``, and training in ``qwen3.train``.
 
 Public names are imported lazily so that ``import qwen3`` stays cheap (the CLI and the server start fast).
 """

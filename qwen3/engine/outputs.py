@@ -1,8 +1,10 @@
 """What the engine returns, with vLLM's field names: ``RequestOutput`` holding one ``CompletionOutput`` per completion
 (``n``), and ``CompletionDelta``, the per-step increment ``LLMEngine.step`` yields for streaming.
 
-Token counts: ``num_reasoning_tokens`` counts the output tokens up to and including the first ``</think>`` (all of
-them while a thought is still open at the end; 0 when the prompt closed the thought, as non-thinking mode does).
+Token counts: ``num_reasoning_tokens`` counts the output tokens the chat parser files as reasoning: up to and
+including the first ``</think>``; without one, those before the first ``<tool_call>``, or all of them (a thought
+cut off). 0 when the prompt closed the thought, as non-thinking mode does. Raw (non-chat) completions count only
+from a generated ``<think>``.
 """
 
 from __future__ import annotations

@@ -76,6 +76,7 @@ class RequestBuilder:
                 tok.think_start_id,
                 tok.think_end_id,
                 tok.im_start_id,
+                tok.tool_call_start_id,
                 stop_ids,
                 tuple(tok.encode(EMPTY_THOUGHT_TEXT)),
             )
@@ -103,7 +104,10 @@ class RequestBuilder:
         text = OutputText(
             self.tokenizer, params.stop, params.include_stop_str_in_output, params.skip_special_tokens, chat
         )
-        thinking = ThinkingState(prompt_ids, think_tokens, params.thinking_budget, answer_prefix)
+        implicit_thought = chat is not None and chat.enable_thinking
+        thinking = ThinkingState(
+            prompt_ids, think_tokens, params.thinking_budget, answer_prefix, implicit_thought
+        )
         seq = Sequence(request_id, index, prompt_ids, params, generator, text, thinking)
         forced = thinking.initial_forced()
         if forced:

@@ -43,6 +43,7 @@ class ThinkTokens:
     think_start: int
     think_end: int
     turn_start: int  # <|im_start|>
+    tool_call_start: int
     stop_ids: tuple[int, ...]  # the tokenised stop-thinking text
     empty_ids: tuple[int, ...]  # the tokenised "\n\n</think>\n\n"
 
@@ -88,8 +89,12 @@ class ThinkingState:
         tokens: ThinkTokens,
         budget: int | None,
         answer_prefix: AnswerPrefix | None = None,
+        implicit_thought: bool = False,
     ):
         self.tokens = tokens
+        # A chat reply in thinking mode is reasoning from its first token, <think> or not (qwen3.chat.parse's rule);
+        # a raw completion only after a generated <think>.
+        self.implicit_thought = implicit_thought
         self._answer_prefix = answer_prefix  # None once forced
         self.budget = budget
         self.phase = prompt_phase(prompt_ids, tokens)
@@ -97,6 +102,7 @@ class ThinkingState:
         self.thought_tokens = 0  # generated (or forced) tokens inside the thought
         self.num_output = 0
         self.reasoning_end: int | None = None  # output tokens up to and including the first </think>
+        self.tool_call_at: int | None = None  # output tokens before the first <tool_call>
         self._right_after_start = bool(prompt_ids) and prompt_ids[-1] == tokens.think_start
 
     def initial_forced(self) -> list[int]:
@@ -118,28 +124,33 @@ class ThinkingState:
     def observe(self, token: int) -> None:
         """Account one output token (sampled or forced)."""
         self.num_output += 1
-        phase = self.phase
-        if phase is Phase.CLOSED:
+        if self.phase is Phase.CLOSED:
             return
-        if phase is Phase.BEFORE:
+        if token == self.tokens.tool_call_start and self.tool_call_at is None:
+            self.tool_call_at = self.num_output - 1
+        if token == self.tokens.think_end and (self.phase is Phase.OPEN or self.implicit_thought):
+            self.phase = Phase.CLOSED
+            self.reasoning_end = self.num_output
+            return
+        if self.phase is Phase.BEFORE:
             if token == self.tokens.think_start:
                 self.phase = Phase.OPEN
                 self._right_after_start = True
             return
         self._right_after_start = False
-        if token == self.tokens.think_end:
-            self.phase = Phase.CLOSED
-            if self.reasoning_end is None:
-                self.reasoning_end = self.num_output
-        else:
-            self.thought_tokens += 1
+        self.thought_tokens += 1
 
     @property
     def reasoning_tokens(self) -> int:
+        """The output tokens ``qwen3.chat.parse`` files as reasoning: up to and including the first ``</think>``;
+        without one, those before the first ``<tool_call>``, or all of them (a thought cut off). A raw completion
+        (no implicit thought) counts only from a generated ``<think>``; 0 when the prompt closed the thought."""
+        if self.closed_by_prompt:
+            return 0
         if self.reasoning_end is not None:
             return self.reasoning_end
-        if self.phase is Phase.OPEN:
-            return self.num_output
+        if self.phase is Phase.OPEN or self.implicit_thought:
+            return self.tool_call_at if self.tool_call_at is not None else self.num_output
         return 0
 
     def _budget_reached(self) -> bool:

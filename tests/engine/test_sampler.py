@@ -93,7 +93,14 @@ def test_draws_follow_the_distribution():
 
 def make_sequence(tokenizer, prompt: list[int], output: list[int], params: SamplingParams) -> Sequence:
     text = OutputText(tokenizer, [], False, True, None)
-    think = ThinkTokens(tokenizer.think_start_id, tokenizer.think_end_id, tokenizer.im_start_id, (), ())
+    think = ThinkTokens(
+        tokenizer.think_start_id,
+        tokenizer.think_end_id,
+        tokenizer.im_start_id,
+        tokenizer.tool_call_start_id,
+        (),
+        (),
+    )
     seq = Sequence("r", 0, prompt, params, torch.Generator(), text, ThinkingState(prompt, think, None))
     seq.append(output)
     return seq

@@ -4,12 +4,15 @@ batch; budget 0 gives the empty think block of non-thinking mode; reasoning-toke
 from __future__ import annotations
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from torch import nn
 
 from qwen3.chat import render
+from qwen3.chat.parse import split_reasoning_text
 from qwen3.engine import SamplingParams
 from qwen3.engine.sampling_params import EMPTY_THOUGHT_TEXT, STOP_THINKING_TEXT
-from qwen3.engine.thinking_budget import Phase, ThinkTokens, prompt_phase
+from qwen3.engine.thinking_budget import Phase, ThinkingState, ThinkTokens, prompt_phase
 
 from .conftest import make_llm, make_model
 
@@ -50,7 +53,14 @@ def thinking_llm(tokenizer):
 
 
 def test_prompt_phases(tokenizer):
-    tokens = ThinkTokens(tokenizer.think_start_id, tokenizer.think_end_id, tokenizer.im_start_id, (), ())
+    tokens = ThinkTokens(
+        tokenizer.think_start_id,
+        tokenizer.think_end_id,
+        tokenizer.im_start_id,
+        tokenizer.tool_call_start_id,
+        (),
+        (),
+    )
     thinking = render(USER, add_generation_prompt=True)
     assert prompt_phase(tokenizer.encode(thinking), tokens) is Phase.BEFORE
     assert prompt_phase(tokenizer.encode(thinking + "<think>\nhmm"), tokens) is Phase.OPEN
@@ -168,3 +178,45 @@ def test_reasoning_tokens_with_a_natural_end(tokenizer):
     out = llm.generate([open_thought_prompt(tokenizer)], greedy(None, max_tokens=5))[0].outputs[0]
     assert out.token_ids[0] == tokenizer.think_end_id and out.num_reasoning_tokens == 1
     assert out.num_forced_tokens == 0
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    picks=st.lists(st.sampled_from(["<think>", "</think>", "<tool_call>", "</tool_call>", "a", " b", "\n"]))
+)
+def test_reasoning_tokens_are_what_the_chat_parser_files_as_reasoning(tokenizer, picks):
+    """For a chat reply in thinking mode the count covers exactly the text ``qwen3.chat.parse`` calls reasoning."""
+    tokens = ThinkTokens(
+        tokenizer.think_start_id,
+        tokenizer.think_end_id,
+        tokenizer.im_start_id,
+        tokenizer.tool_call_start_id,
+        (),
+        (),
+    )
+    prompt = tokenizer.encode(render(USER, add_generation_prompt=True))
+    ids = [tokenizer.encode(piece)[0] for piece in picks]
+    state = ThinkingState(prompt, tokens, budget=None, implicit_thought=True)
+    for token in ids:
+        state.observe(token)
+    text = tokenizer.decode(ids)
+    reasoning, _ = split_reasoning_text(text, enable_thinking=True)
+    counted = tokenizer.decode(ids[: state.reasoning_tokens]).removeprefix("<think>").removesuffix("</think>")
+    if "</think>" not in text and "<tool_call>" not in text:
+        assert state.reasoning_tokens == len(ids)  # a thought cut off: everything is reasoning
+    assert counted == reasoning
+
+
+def test_raw_completions_count_reasoning_only_after_a_generated_think(tokenizer):
+    tokens = ThinkTokens(
+        tokenizer.think_start_id,
+        tokenizer.think_end_id,
+        tokenizer.im_start_id,
+        tokenizer.tool_call_start_id,
+        (),
+        (),
+    )
+    state = ThinkingState(tokenizer.encode("The capital of France is"), tokens, budget=None)
+    for token in tokenizer.encode(" Paris</think> more"):
+        state.observe(token)
+    assert state.reasoning_tokens == 0
