@@ -107,10 +107,15 @@ class Qwen3Tokenizer:
 
     @classmethod
     def from_ranks(cls, rank_file: str | os.PathLike | None = None) -> Qwen3Tokenizer:
-        """The real Qwen3 tokenizer built from the Qwen rank file (default: the one in the dashscope wheel)."""
+        """The real Qwen3 tokenizer built from the Qwen rank file (default: the one in the dashscope wheel), with the
+        Qwen3 chat template (ours, byte-identical in output to the official one) as its ``chat_template``, as the
+        official tokenizer_config.json carries it."""
+        from qwen3.chat.jinja import qwen3_template
         from qwen3.tokenizer.ranks import cached_tokenizer_json
 
-        return cls.from_file(cached_tokenizer_json(rank_file))
+        tokenizer = cls.from_file(cached_tokenizer_json(rank_file))
+        tokenizer.chat_template = qwen3_template()
+        return tokenizer
 
     # ---------------------------------------------------------------------------------------------- encoding
     def encode(self, text: str, *, allow_special: bool = True) -> list[int]:

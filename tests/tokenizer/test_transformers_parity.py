@@ -95,3 +95,21 @@ def test_vocab_and_merges_files_alone_give_the_same_ids(qwen3_tokenizer, tmp_pat
     assert len(hf) == 151669
     for text in ["Hello <|im_start|>user\n<think>\nhi</think> 你好 12345 🫠 naïve", "  \r\n\tx'LL y's  "]:
         assert hf.encode(text, add_special_tokens=False) == qwen3_tokenizer.encode(text)
+
+
+def test_the_named_tokenizer_saves_the_chat_template_transformers_renders(tmp_path):
+    from transformers import AutoTokenizer
+
+    from qwen3.chat import render
+    from qwen3.tokenizer import load_tokenizer
+
+    load_tokenizer("qwen3").save_pretrained(tmp_path)
+    theirs = AutoTokenizer.from_pretrained(tmp_path)
+    messages = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi /no_think"}]
+    for enable_thinking in (True, False):
+        expected = render(messages, add_generation_prompt=True, enable_thinking=enable_thinking)
+        rendered = theirs.apply_chat_template(
+            messages, tokenize=False, add_generation_prompt=True, enable_thinking=enable_thinking
+        )
+        assert rendered == expected
+        assert theirs.encode(rendered, add_special_tokens=False) == load_tokenizer("qwen3").encode(expected)
