@@ -128,20 +128,24 @@ static inline void load_row(const void *base, int bf16, size_t offset, int D, fl
 
 /* In place: x[0:n] = softmax(x[0:n]). */
 static void softmax_inplace(float *x, int n) {
-    float peak = -INFINITY, total = 0.0f;
-    for (int j = 0; j < n; j++) peak = x[j] > peak ? x[j] : peak;
-    int j = 0;
 #if defined(__AVX512F__)
     /* exp(v) = 2^(v log2 e): scalef(2^f, round(v log2 e)) with 2^f, |f| <= 1/2, from its degree-6 Taylor series
-     * (relative error below 2e-7). */
+     * (relative error below 2e-7). Masked loads cover the tail, so every element takes the same path. */
+    __m512 vpeak = _mm512_set1_ps(-INFINITY);
+    for (int j = 0; j < n; j += 16) {
+        __mmask16 live = n - j >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (n - j)) - 1);
+        vpeak = _mm512_max_ps(vpeak, _mm512_mask_loadu_ps(_mm512_set1_ps(-INFINITY), live, x + j));
+    }
+    vpeak = _mm512_set1_ps(_mm512_reduce_max_ps(vpeak));
     const __m512 log2e = _mm512_set1_ps(1.44269504088896341f), lowest = _mm512_set1_ps(-126.0f);
     const __m512 c1 = _mm512_set1_ps(0.693147180f), c2 = _mm512_set1_ps(0.240226507f);
     const __m512 c3 = _mm512_set1_ps(0.0555041087f), c4 = _mm512_set1_ps(0.00961812911f);
     const __m512 c5 = _mm512_set1_ps(0.00133335581f), c6 = _mm512_set1_ps(0.000154035304f);
-    const __m512 one = _mm512_set1_ps(1.0f), vpeak = _mm512_set1_ps(peak);
+    const __m512 one = _mm512_set1_ps(1.0f);
     __m512 vtotal = _mm512_setzero_ps();
-    for (; j + 16 <= n; j += 16) {
-        __m512 t = _mm512_max_ps(_mm512_mul_ps(_mm512_sub_ps(_mm512_loadu_ps(x + j), vpeak), log2e), lowest);
+    for (int j = 0; j < n; j += 16) {
+        __mmask16 live = n - j >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (n - j)) - 1);
+        __m512 t = _mm512_max_ps(_mm512_mul_ps(_mm512_sub_ps(_mm512_maskz_loadu_ps(live, x + j), vpeak), log2e), lowest);
         __m512 whole = _mm512_roundscale_ps(t, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
         __m512 f = _mm512_sub_ps(t, whole);
         __m512 p = _mm512_fmadd_ps(c6, f, c5);
@@ -150,18 +154,25 @@ static void softmax_inplace(float *x, int n) {
         p = _mm512_fmadd_ps(p, f, c2);
         p = _mm512_fmadd_ps(p, f, c1);
         p = _mm512_fmadd_ps(p, f, one);
-        __m512 e = _mm512_scalef_ps(p, whole);
-        _mm512_storeu_ps(x + j, e);
+        __m512 e = _mm512_maskz_mov_ps(live, _mm512_scalef_ps(p, whole));
+        _mm512_mask_storeu_ps(x + j, live, e);
         vtotal = _mm512_add_ps(vtotal, e);
     }
-    total = _mm512_reduce_add_ps(vtotal);
-#endif
-    for (; j < n; j++) {
+    const __m512 inv = _mm512_set1_ps(1.0f / _mm512_reduce_add_ps(vtotal));
+    for (int j = 0; j < n; j += 16) {
+        __mmask16 live = n - j >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (n - j)) - 1);
+        _mm512_mask_storeu_ps(x + j, live, _mm512_mul_ps(_mm512_maskz_loadu_ps(live, x + j), inv));
+    }
+#else
+    float peak = -INFINITY, total = 0.0f;
+    for (int j = 0; j < n; j++) peak = x[j] > peak ? x[j] : peak;
+    for (int j = 0; j < n; j++) {
         x[j] = expf(x[j] - peak);
         total += x[j];
     }
     float inv = 1.0f / total;
-    for (j = 0; j < n; j++) x[j] *= inv;
+    for (int j = 0; j < n; j++) x[j] *= inv;
+#endif
 }
 
 #define MAX_HEAD_DIM 512
@@ -217,6 +228,92 @@ static inline __attribute__((always_inline)) void attend_task(const float *qh, c
 }
 #endif
 
+#if defined(__AVX512BF16__)
+/* Lane i of the result = the sum of the 16 lanes of a[i]: four rounds of shuffles and adds for 16 sums (about 3
+ * instructions a sum instead of a full horizontal reduction each). */
+static inline __m512 sum16(const __m512 *a) {
+    __m512 t[8], u[4], v[2];
+#pragma GCC unroll 8
+    for (int i = 0; i < 8; i++) /* per 128-bit block: [a0+a2, b0+b2, a1+a3, b1+b3] */
+        t[i] = _mm512_add_ps(_mm512_unpacklo_ps(a[2 * i], a[2 * i + 1]), _mm512_unpackhi_ps(a[2 * i], a[2 * i + 1]));
+#pragma GCC unroll 4
+    for (int i = 0; i < 4; i++) { /* per block: the block sums of 4 vectors */
+        __m512d x = _mm512_castps_pd(t[2 * i]), y = _mm512_castps_pd(t[2 * i + 1]);
+        u[i] = _mm512_add_ps(_mm512_castpd_ps(_mm512_unpacklo_pd(x, y)), _mm512_castpd_ps(_mm512_unpackhi_pd(x, y)));
+    }
+#pragma GCC unroll 2
+    for (int i = 0; i < 2; i++)
+        v[i] = _mm512_add_ps(_mm512_shuffle_f32x4(u[2 * i], u[2 * i + 1], _MM_SHUFFLE(2, 0, 2, 0)),
+                             _mm512_shuffle_f32x4(u[2 * i], u[2 * i + 1], _MM_SHUFFLE(3, 1, 3, 1)));
+    return _mm512_add_ps(_mm512_shuffle_f32x4(v[0], v[1], _MM_SHUFFLE(2, 0, 2, 0)),
+                         _mm512_shuffle_f32x4(v[0], v[1], _MM_SHUFFLE(3, 1, 3, 1)));
+}
+
+/* attend_task for a bf16 cache on CPUs with AVX512-BF16: the scores of 16 keys at a time come from bf16 dot
+ * products (the queries are bf16 values already, so every product is exact in fp32) and one sum16; the values are
+ * widened to fp32 and weighted with the fp32 probabilities, as before. The next task's keys are prefetched. */
+static inline __attribute__((always_inline)) void attend_task_bf16(const float *qh, const uint16_t *keys,
+                                                                   const uint16_t *values, int len, int G, int DD,
+                                                                   float scale, float *scores, int max_len,
+                                                                   float *out) {
+    const int C = DD / 32; /* bf16 vectors per row */
+    for (int g = 0; g < G; g++) {
+        __m512bh q[8];
+#pragma GCC unroll 8
+        for (int c = 0; c < C; c++)
+            q[c] = _mm512_cvtne2ps_pbh(_mm512_loadu_ps(qh + (size_t)g * DD + 32 * c + 16),
+                                       _mm512_loadu_ps(qh + (size_t)g * DD + 32 * c));
+        float *row = scores + (size_t)g * max_len;
+        for (int j0 = 0; j0 < len; j0 += 16) {
+            int count = len - j0 < 16 ? len - j0 : 16;
+            if (g == 0) { /* the loads of the value pass and the next keys start while this block computes */
+                int ahead = len - j0 - 16 < 16 ? len - j0 - 16 : 16;
+                for (int i = 0; i < count; i++)
+                    for (int c = 0; c < DD * 2; c += 64) _mm_prefetch((const char *)(values + (size_t)(j0 + i) * DD) + c, _MM_HINT_T0);
+                for (int i = 0; i < ahead; i++)
+                    for (int c = 0; c < DD * 2; c += 64) _mm_prefetch((const char *)(keys + (size_t)(j0 + 16 + i) * DD) + c, _MM_HINT_T0);
+            }
+            __m512 acc[16];
+#pragma GCC unroll 16
+            for (int i = 0; i < 16; i++) {
+                acc[i] = _mm512_setzero_ps();
+                if (i < count) {
+                    const uint16_t *key = keys + (size_t)(j0 + i) * DD;
+#pragma GCC unroll 8
+                    for (int c = 0; c < C; c++)
+                        acc[i] = _mm512_dpbf16_ps(acc[i], (__m512bh)_mm512_loadu_si512(key + 32 * c), q[c]);
+                }
+            }
+            __mmask16 keep = (__mmask16)((1u << count) - 1);
+            _mm512_mask_storeu_ps(row + j0, keep, _mm512_mul_ps(sum16(acc), _mm512_set1_ps(scale)));
+        }
+        softmax_inplace(row, len);
+    }
+    for (int g0 = 0; g0 < G; g0 += 2) {
+        int pair = G - g0 >= 2 ? 2 : 1;
+        __m512 acc[2][16];
+#pragma GCC unroll 16
+        for (int c = 0; c < 2 * C; c++) acc[0][c] = acc[1][c] = _mm512_setzero_ps();
+        const float *p0row = scores + (size_t)g0 * max_len, *p1row = p0row + (pair == 2 ? max_len : 0);
+        for (int j = 0; j < len; j++) {
+            __m512 p0 = _mm512_set1_ps(p0row[j]), p1 = _mm512_set1_ps(pair == 2 ? p1row[j] : 0.0f);
+            const uint16_t *value = values + (size_t)j * DD;
+#pragma GCC unroll 16
+            for (int c = 0; c < 2 * C; c++) {
+                __m512 v = _mm512_cvtpbh_ps((__m256bh)_mm256_loadu_si256((const __m256i *)(value + 16 * c)));
+                acc[0][c] = _mm512_fmadd_ps(p0, v, acc[0][c]);
+                acc[1][c] = _mm512_fmadd_ps(p1, v, acc[1][c]);
+            }
+        }
+#pragma GCC unroll 16
+        for (int c = 0; c < 2 * C; c++) {
+            _mm512_storeu_ps(out + (size_t)g0 * DD + 16 * c, acc[0][c]);
+            if (pair == 2) _mm512_storeu_ps(out + (size_t)(g0 + 1) * DD + 16 * c, acc[1][c]);
+        }
+    }
+}
+#endif
+
 /* Portable version of attend_task for any head_dim. */
 static void attend_task_generic(const float *qh, const void *keys, const void *values, int bf16, size_t base, int len,
                                 int G, int D, float scale, float *scores, int max_len, float *out) {
@@ -257,6 +354,18 @@ int decode_attention(const float *q, const void *keys, const void *values, int c
         size_t first = (size_t)b * Hkv * G + (size_t)h * G;
         const float *qh = q + first * D;
         float *scores = scratch + (size_t)task * G * max_len, *oh = out + first * D;
+#if defined(__AVX512BF16__)
+        if (cache_bf16 && (D == 64 || D == 128 || D == 256)) {
+            const uint16_t *k = (const uint16_t *)keys + base, *v = (const uint16_t *)values + base;
+            if (D == 64)
+                attend_task_bf16(qh, k, v, len, G, 64, scale, scores, max_len, oh);
+            else if (D == 128)
+                attend_task_bf16(qh, k, v, len, G, 128, scale, scores, max_len, oh);
+            else
+                attend_task_bf16(qh, k, v, len, G, 256, scale, scores, max_len, oh);
+            continue;
+        }
+#endif
 #if defined(__AVX512F__)
         if (D == 64) {
             attend_task(qh, keys, values, cache_bf16, base, len, G, 64, scale, scores, max_len, oh);
