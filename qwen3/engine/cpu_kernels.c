@@ -385,14 +385,19 @@ int decode_attention(const float *q, const void *keys, const void *values, int c
     return 0;
 }
 
-/* out[r] = index of the largest x[r, :] (the first one on ties, as torch.argmax); x fp32 [rows, cols]. NaN is
- * treated like any other value that is not greater (logits here never hold NaN). */
-void argmax_rows(const float *x, int rows, int cols, int64_t *out) {
+/* out[r] = index of the largest x[r, :] (the first one on ties, as torch.argmax); x fp32 or bf16 [rows, cols]
+ * (bf16 values are compared exactly, as their fp32 widening). NaN is treated like any other value that is not
+ * greater (logits here never hold NaN). */
+static inline float element(const void *x, int bf16, size_t i) {
+    return bf16 ? bf16_to_f32(((const uint16_t *)x)[i]) : ((const float *)x)[i];
+}
+
+void argmax_rows(const void *x, int rows, int cols, int64_t *out, int bf16) {
 #pragma omp parallel for schedule(static) if (rows > 8)
     for (int r = 0; r < rows; r++) {
-        const float *row = x + (size_t)r * cols;
+        size_t row = (size_t)r * cols;
         int best = 0, c = 0;
-        float best_value = row[0];
+        float best_value = element(x, bf16, row);
 #if defined(__AVX512F__)
         if (cols >= 64) { /* four independent running maxima hide the compare/blend latency */
             __m512 values[4];
@@ -401,13 +406,13 @@ void argmax_rows(const float *x, int rows, int cols, int64_t *out) {
             for (int u = 0; u < 4; u++) {
                 index[u] = _mm512_add_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
                                             _mm512_set1_epi32(16 * u));
-                values[u] = _mm512_loadu_ps(row + 16 * u);
+                values[u] = load16(x, bf16, row + 16 * u);
                 where[u] = index[u];
             }
             for (c = 64; c + 64 <= cols; c += 64) {
                 for (int u = 0; u < 4; u++) {
                     index[u] = _mm512_add_epi32(index[u], step);
-                    __m512 next = _mm512_loadu_ps(row + c + 16 * u);
+                    __m512 next = load16(x, bf16, row + c + 16 * u);
                     __mmask16 greater = _mm512_cmp_ps_mask(next, values[u], _CMP_GT_OQ);
                     values[u] = _mm512_mask_blend_ps(greater, values[u], next);
                     where[u] = _mm512_mask_blend_epi32(greater, where[u], index[u]);
@@ -429,8 +434,8 @@ void argmax_rows(const float *x, int rows, int cols, int64_t *out) {
         }
 #endif
         for (; c < cols; c++)
-            if (row[c] > best_value) {
-                best_value = row[c];
+            if (element(x, bf16, row + c) > best_value) {
+                best_value = element(x, bf16, row + c);
                 best = c;
             }
         out[r] = best;

@@ -97,7 +97,13 @@ def library() -> ctypes.CDLL | None:
         lib.decode_attention.argtypes += (
             [ctypes.c_int] * 4 + [ctypes.c_int64] * 2 + [ctypes.c_int, ctypes.c_float]
         )
-        lib.argmax_rows.argtypes = [ctypes.c_void_p, ctypes.c_int, ctypes.c_int, ctypes.c_void_p]
+        lib.argmax_rows.argtypes = [
+            ctypes.c_void_p,
+            ctypes.c_int,
+            ctypes.c_int,
+            ctypes.c_void_p,
+            ctypes.c_int,
+        ]
         lib.argmax_rows.restype = None
         lib.add_rms_norm.argtypes = (
             [ctypes.c_void_p] * 5 + [ctypes.c_int] * 2 + [ctypes.c_float, ctypes.c_int]
@@ -140,12 +146,13 @@ def woq_int8_matmul(x: Tensor, weight: Tensor, scales: Tensor) -> Tensor:
 
 
 def argmax(logits: Tensor) -> Tensor:
-    """Row-wise argmax of fp32 logits [R, V] (first index on ties), without torch's slow CPU reduction."""
+    """Row-wise argmax of fp32 or bf16 logits [R, V] (first index on ties), without torch's slow CPU reduction."""
     lib = library()
     assert lib is not None
     rows = logits.contiguous()
     out = torch.empty(rows.shape[0], dtype=torch.int64)
-    lib.argmax_rows(rows.data_ptr(), rows.shape[0], rows.shape[1], out.data_ptr())
+    bf16 = int(rows.dtype == torch.bfloat16)
+    lib.argmax_rows(rows.data_ptr(), rows.shape[0], rows.shape[1], out.data_ptr(), bf16)
     return out
 
 

@@ -3,6 +3,10 @@
 Text is released to the caller only when it can no longer change: the detokenizer keeps incomplete UTF-8
 characters, and while stop strings are set the last ``len(longest stop) - 1`` characters are held back, since they
 could be the start of a stop string that the next token completes.
+
+A request whose caller takes only the final output (``stream=False``: ``LLM.generate``/``LLM.chat``) and has no stop
+strings needs no text before it finishes, so its tokens are only collected and decoded once at the end (the same
+text: the incremental decoder gives the same result however the ids are split).
 """
 
 from __future__ import annotations
@@ -32,8 +36,11 @@ class OutputText:
         include_stop: bool,
         skip_special_tokens: bool,
         chat: ChatOptions | None,
+        stream: bool = True,
     ):
         self._detokenizer = IncrementalDetokenizer(tokenizer, skip_special_tokens=skip_special_tokens)
+        # Token ids not decoded yet: only when nothing needs the text before the end (see the module docstring).
+        self._deferred: list[int] | None = None if stream or stop else []
         self._stop = stop
         self._include_stop = include_stop
         self._hold = max((len(s) for s in stop), default=1) - 1
@@ -50,13 +57,19 @@ class OutputText:
                 tool_call_id=self.tool_call_id,
                 tool_calls=chat.tool_calls,
             )
-            if chat
+            if chat and stream
             else None
         )
 
     @property
     def text(self) -> str:
+        self._decode_deferred()
         return "".join(self._released) + self._pending
+
+    def _decode_deferred(self) -> None:
+        if self._deferred:
+            self._pending += self._detokenizer.push(self._deferred)
+            self._deferred.clear()
 
     def tool_call_id(self, index: int) -> str:
         """One random id per tool call, the same in the streamed deltas and the final output."""
@@ -64,6 +77,9 @@ class OutputText:
 
     def push(self, token_ids: list[int]) -> str | None:
         """Add tokens; return the stop string when one now appears in the text (the text is cut there)."""
+        if self._deferred is not None:
+            self._deferred.extend(token_ids)
+            return None
         if self.matched_stop is not None:
             return self.matched_stop
         new = self._detokenizer.push(token_ids)
@@ -88,6 +104,9 @@ class OutputText:
 
     def release(self, final: bool) -> tuple[str, list[DeltaMessage]]:
         """The text that became final since the last call, and the chat parser's deltas for it."""
+        if self._deferred is not None and not final:
+            return "", []
+        self._decode_deferred()
         if final and self.matched_stop is None:
             self._pending += self._detokenizer.flush()
         keep = 0 if final or self.matched_stop is not None else min(self._hold, len(self._pending))

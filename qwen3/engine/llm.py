@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import itertools
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,7 +21,7 @@ import torch
 
 from qwen3.engine.config import EngineConfig
 from qwen3.engine.detokenizer import ChatOptions
-from qwen3.engine.llm_engine import LLMEngine
+from qwen3.engine.llm_engine import EngineStats, LLMEngine
 from qwen3.engine.outputs import CompletionDelta, CompletionOutput, RequestOutput
 from qwen3.engine.sampling_params import SamplingParams
 
@@ -108,7 +108,7 @@ class LLM:
         progress: bool | None = None,
     ) -> list[RequestOutput]:
         """One ``RequestOutput`` per prompt, in order. A prompt is text or a list of token ids."""
-        requests = self._add_all(_as_prompt_list(prompts), sampling_params, chat=None)
+        requests = self._add_all(_as_prompt_list(prompts), sampling_params, chat=None, stream=False)
         return self._collect(requests, progress)
 
     def stream(
@@ -132,7 +132,7 @@ class LLM:
         """Render each conversation with the Qwen3 chat template, generate, and parse the reply into
         ``reasoning_content`` / ``content`` / ``tool_calls``. Without ``sampling_params`` each conversation gets the
         model card's preset for the mode it asks for (``/think``, ``/no_think``, ``enable_thinking``)."""
-        requests = self._add_chats(conversations, sampling_params, tools, enable_thinking)
+        requests = self._add_chats(conversations, sampling_params, tools, enable_thinking, stream=False)
         return self._collect(requests, progress)
 
     def chat_stream(
@@ -152,7 +152,9 @@ class LLM:
         return render(messages, tools=tools, add_generation_prompt=True, enable_thinking=enable_thinking)
 
     # -- internals -------------------------------------------------------------------------------------------
-    def _add_chats(self, conversations, sampling_params, tools, enable_thinking) -> list[_Request]:
+    def _add_chats(
+        self, conversations, sampling_params, tools, enable_thinking, stream: bool = True
+    ) -> list[_Request]:
         from qwen3.chat import resolve_thinking
 
         convs = _as_conversation_list(conversations)
@@ -162,16 +164,17 @@ class LLM:
             prompts.append(self.render_chat(messages, tools, enable_thinking))
             params.append(p or SamplingParams.recommended(resolve_thinking(messages, enable_thinking)))
             chats.append(ChatOptions(enable_thinking=enable_thinking is not False))
-        return self._add_all(prompts, params, chats)
+        return self._add_all(prompts, params, chats, stream)
 
-    def _add_all(self, prompts: list[Prompt], sampling_params, chat) -> list[_Request]:
+    def _add_all(self, prompts: list[Prompt], sampling_params, chat, stream: bool = True) -> list[_Request]:
+        """Queue every prompt or none; ``stream=False`` when only the final outputs are wanted."""
         params_list = _broadcast(sampling_params, len(prompts))
         chats = chat if isinstance(chat, list) else [chat] * len(prompts)
         requests: list[_Request] = []
         try:
             for prompt, params, options in zip(prompts, params_list, chats):
                 request_id = str(next(self._ids))
-                ids = self.engine.add_request(request_id, prompt, params, chat=options)
+                ids = self.engine.add_request(request_id, prompt, params, chat=options, stream=stream)
                 n = (params or self.engine.default_params).n
                 requests.append(_Request(request_id, prompt if isinstance(prompt, str) else None, ids, n))
         except Exception:
@@ -185,11 +188,16 @@ class LLM:
         while self.engine.has_unfinished():
             self.engine.step()
 
-    def _stream(self, requests: list[_Request]) -> Iterator[CompletionDelta]:
+    def _stream(
+        self, requests: list[_Request], after_step: Callable[[], None] | None = None
+    ) -> Iterator[CompletionDelta]:
         remaining = {request.request_id: request.n for request in requests}
         try:
             while remaining:
-                for delta in self.engine.step():
+                deltas = self.engine.step()
+                if after_step is not None:
+                    after_step()
+                for delta in deltas:
                     if delta.request_id in remaining:
                         yield delta
                         if delta.finished:
@@ -202,12 +210,11 @@ class LLM:
 
     def _collect(self, requests: list[_Request], progress: bool | None) -> list[RequestOutput]:
         finals: dict[str, dict[int, CompletionOutput]] = {request.request_id: {} for request in requests}
-        with _Progress(sum(request.n for request in requests), progress) as bar:
-            for delta in self._stream(requests):
-                if delta.finished:
-                    assert delta.output is not None
-                    finals[delta.request_id][delta.index] = delta.output
-                bar.update(delta)
+        with _Progress(sum(request.n for request in requests), progress, self.engine.stats) as bar:
+            for delta in self._stream(requests, bar.refresh if bar.enabled else None):
+                assert delta.finished and delta.output is not None  # stream=False: final deltas only
+                finals[delta.request_id][delta.index] = delta.output
+                bar.finished()
         return [
             RequestOutput(
                 r.request_id,
@@ -220,12 +227,13 @@ class LLM:
 
 
 class _Progress:
-    """A rich progress bar on stderr (requests done, output tokens/s); shown by default only on a terminal."""
+    """A rich progress bar on stderr (completions done, output tokens/s); shown by default only on a terminal."""
 
-    def __init__(self, total: int, enabled: bool | None):
+    def __init__(self, total: int, enabled: bool | None, stats: EngineStats):
         self.enabled = sys.stderr.isatty() if enabled is None else enabled
         self.total = total
-        self._tokens = 0
+        self._stats = stats
+        self._first_token = stats.output_tokens
 
     def __enter__(self) -> _Progress:
         if self.enabled:
@@ -243,13 +251,15 @@ class _Progress:
             self._task = self._bar.add_task("generate", total=self.total, rate="")
         return self
 
-    def update(self, delta: CompletionDelta) -> None:
-        if not self.enabled:
-            return
-        self._tokens += len(delta.token_ids)
+    def refresh(self) -> None:
+        """After each engine step: output tokens/s so far."""
         elapsed = self._bar.tasks[0].elapsed or 0.0
-        rate = f"{self._tokens / elapsed:.1f} tok/s" if elapsed > 0 else ""
-        self._bar.update(self._task, advance=1 if delta.finished else 0, rate=rate)
+        tokens = self._stats.output_tokens - self._first_token
+        self._bar.update(self._task, rate=f"{tokens / elapsed:.1f} tok/s" if elapsed > 0 else "")
+
+    def finished(self) -> None:
+        if self.enabled:
+            self._bar.update(self._task, advance=1)
 
     def __exit__(self, *exc) -> None:
         if self.enabled:

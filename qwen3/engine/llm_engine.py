@@ -38,6 +38,7 @@ class EngineStats:
     decode_tokens: int = 0
     decode_seconds: float = 0.0
     steps: int = 0
+    output_tokens: int = 0  # sampled tokens
 
 
 class LLMEngine:
@@ -91,10 +92,14 @@ class LLMEngine:
         sampling_params: SamplingParams | None = None,
         *,
         chat: ChatOptions | None = None,
+        stream: bool = True,
     ) -> list[int]:
-        """Queue a request; returns its prompt token ids. Raises ValueError for a bad request (nothing is queued)."""
+        """Queue a request; returns its prompt token ids. Raises ValueError for a bad request (nothing is queued).
+
+        ``stream=False`` (``LLM.generate``/``chat``): each completion is reported once, by its finishing delta,
+        and its text is decoded when it finishes (unless stop strings need it earlier); the outputs are the same."""
         params = sampling_params or self.default_params
-        prompt_ids, seqs = self.requests.build(request_id, prompt, params, chat)
+        prompt_ids, seqs = self.requests.build(request_id, prompt, params, chat, stream)
         with self._lock:
             if request_id in self._requests:
                 raise ValueError(f"request id {request_id!r} is already in use")
@@ -148,21 +153,31 @@ class LLMEngine:
     def _run(self, batch) -> list[CompletionDelta]:
         start = time.perf_counter()
         logits = self.runner.run(batch)
-        sampled = [seq for i, seq in enumerate(batch.seqs) if batch.completes(i)]
-        for seq, count in zip(batch.seqs, batch.num_tokens):
-            seq.num_computed_tokens += count
-        logits, sampled = self._fork(logits, sampled) if batch.is_prefill else (logits, sampled)
+        if batch.is_prefill:
+            sampled = [seq for i, seq in enumerate(batch.seqs) if batch.completes(i)]
+            for seq, count in zip(batch.seqs, batch.num_tokens):
+                seq.num_computed_tokens += count
+            logits, sampled = self._fork(logits, sampled)
+        else:  # every sequence adds its one pending token and samples
+            sampled = batch.seqs
+            for seq in sampled:
+                seq.num_computed_tokens += 1
         deltas = []
         if sampled:
             assert logits is not None
             result = self.sampler(logits, sampled)
-            for i, seq in enumerate(sampled):
-                self._append_sampled(seq, result.tokens[i], result.logprobs[i], result.chosen_logprobs[i])
-                deltas.append(self._delta(seq))
+            for seq, token, logprobs, chosen in zip(
+                sampled, result.tokens, result.logprobs, result.chosen_logprobs
+            ):
+                self._append_sampled(seq, token, logprobs, chosen)
                 if seq.is_finished:
+                    deltas.append(self._delta(seq))
                     self.scheduler.free(seq)
+                elif seq.stream:
+                    deltas.append(self._delta(seq))
         elapsed = time.perf_counter() - start
         self.stats.steps += 1
+        self.stats.output_tokens += len(sampled)
         if batch.is_prefill:
             self.stats.prefill_tokens += sum(batch.num_tokens)
             self.stats.prefill_seconds += elapsed

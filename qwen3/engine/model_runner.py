@@ -5,8 +5,9 @@ logits of the rows that need a token.
 - prefill: the pending tokens of several sequences packed into one row [1, N]; logits only for the last token of
   each sequence whose pending tokens are all in after this step (a chunk in the middle of a prompt needs none).
 
-Logits are returned in fp32 with the rows beyond the tokenizer's vocabulary set to -inf: the released embeddings
-have padding rows (151,936 rows for 151,669 tokens) that must never be sampled.
+Logits are returned as the LM head produced them (the model dtype; the sampler widens them to fp32 where it needs
+to, and greedy rows take the argmax of the bf16 values directly) with the rows beyond the tokenizer's vocabulary set
+to -inf: the released embeddings have padding rows (151,936 rows for 151,669 tokens) that must never be sampled.
 """
 
 from __future__ import annotations
@@ -53,7 +54,7 @@ class ModelRunner:
 
     @torch.inference_mode()
     def run(self, batch: ScheduledBatch) -> Tensor | None:
-        """Run one step; logits [R, vocab] fp32 for the R sequences that complete (None when none does)."""
+        """Run one step; logits [R, vocab] for the R sequences that complete (None when none does)."""
         if batch.is_prefill:
             ids, positions, rows = self._prepare_prefill(batch)
         else:
@@ -71,7 +72,7 @@ class ModelRunner:
                 hidden = hidden[0, rows]
             else:
                 hidden = hidden[:, -1]
-            logits = self.forward.logits(hidden).float()
+            logits = self.forward.logits(hidden)
         if self.vocab_limit < logits.shape[-1]:
             logits[:, self.vocab_limit :] = float("-inf")
         return logits

@@ -22,9 +22,15 @@ class RequestBuilder:
         self._think_tokens: dict[str, ThinkTokens] = {}
 
     def build(
-        self, request_id: str, prompt: str | list[int], params: SamplingParams, chat: ChatOptions | None
+        self,
+        request_id: str,
+        prompt: str | list[int],
+        params: SamplingParams,
+        chat: ChatOptions | None,
+        stream: bool = True,
     ) -> tuple[list[int], list[Sequence]]:
-        """The prompt ids and the ``params.n`` sequences; completions 1..n-1 will copy completion 0's prompt."""
+        """The prompt ids and the ``params.n`` sequences; completions 1..n-1 will copy completion 0's prompt.
+        ``stream=False``: the caller wants only the final output (see ``LLMEngine.add_request``)."""
         if not isinstance(params, SamplingParams):
             raise TypeError(f"sampling_params must be a SamplingParams, got {type(params).__name__}")
         prompt_ids = self.prompt_ids(prompt)
@@ -32,7 +38,7 @@ class RequestBuilder:
         think_tokens = self.thinking_tokens(params.thinking_stop_text)
         answer_prefix = self.answer_prefix(params.answer_prefix)
         seqs = [
-            self.sequence(request_id, i, prompt_ids, params, chat, think_tokens, answer_prefix)
+            self.sequence(request_id, i, prompt_ids, params, chat, think_tokens, answer_prefix, stream)
             for i in range(params.n)
         ]
         seqs[0].children = seqs[1:]
@@ -98,17 +104,23 @@ class RequestBuilder:
         chat: ChatOptions | None,
         think_tokens: ThinkTokens,
         answer_prefix: AnswerPrefix | None = None,
+        stream: bool = True,
     ) -> Sequence:
         seed = params.seed + index if params.seed is not None else self._seeds.getrandbits(63)
         generator = torch.Generator().manual_seed(seed)
         text = OutputText(
-            self.tokenizer, params.stop, params.include_stop_str_in_output, params.skip_special_tokens, chat
+            self.tokenizer,
+            params.stop,
+            params.include_stop_str_in_output,
+            params.skip_special_tokens,
+            chat,
+            stream,
         )
         implicit_thought = chat is not None and chat.enable_thinking
         thinking = ThinkingState(
             prompt_ids, think_tokens, params.thinking_budget, answer_prefix, implicit_thought
         )
-        seq = Sequence(request_id, index, prompt_ids, params, generator, text, thinking)
+        seq = Sequence(request_id, index, prompt_ids, params, generator, text, thinking, stream)
         forced = thinking.initial_forced()
         if forced:
             seq.force(forced, self.max_model_len)

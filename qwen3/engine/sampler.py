@@ -35,8 +35,10 @@ class Sampler:
         self.decode_token = decode_token
 
     def __call__(self, logits: Tensor, seqs: list[Sequence]) -> SampleResult:
-        raw = logits
         params = [seq.params for seq in seqs]
+        if all(p.plain_greedy for p in params):  # the argmax of the logits as they are, nothing else
+            return SampleResult(argmax(logits).tolist(), [None] * len(seqs), [None] * len(seqs))
+        logits = raw = logits.float()
         if any(p.uses_penalties for p in params):
             logits = apply_penalties(logits.clone(), seqs)
         greedy = [p.greedy for p in params]
@@ -87,7 +89,11 @@ class Sampler:
 
 def argmax(logits: Tensor) -> Tensor:
     """Row-wise argmax; the C kernel on the CPU (torch's CPU argmax is ~10x slower on these shapes)."""
-    if logits.device.type == "cpu" and logits.dtype == torch.float32 and cpu_kernels.library() is not None:
+    if (
+        logits.device.type == "cpu"
+        and logits.dtype in cpu_kernels.FUSED_DTYPES
+        and cpu_kernels.library() is not None
+    ):
         return cpu_kernels.argmax(logits)
     return logits.argmax(dim=-1)
 

@@ -117,6 +117,11 @@ class SamplingParams:
         return self.temperature == 0.0
 
     @property
+    def plain_greedy(self) -> bool:
+        """Greedy with no penalties and no logprobs: the token is the argmax of the model's logits."""
+        return self.temperature == 0.0 and self.logprobs is None and not self.uses_penalties
+
+    @property
     def uses_penalties(self) -> bool:
         return self.presence_penalty != 0.0 or self.frequency_penalty != 0.0 or self.repetition_penalty != 1.0
 

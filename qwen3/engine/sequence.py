@@ -35,8 +35,10 @@ class Sequence:
         generator: torch.Generator,
         text: OutputText,
         thinking: ThinkingState,
+        stream: bool = True,
     ):
         self.request_id = request_id
+        self.stream = stream  # False: the caller takes only the final output (no per-step deltas)
         self.index = index
         self.token_ids = list(prompt_token_ids)
         self.num_prompt_tokens = len(prompt_token_ids)

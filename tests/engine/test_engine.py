@@ -86,6 +86,47 @@ def test_stream_deltas_add_up_to_the_final_outputs(llm):
     assert len(logprobs[keys[2]]) == len(finals[2].outputs[0].token_ids)
 
 
+def run_engine(engine, requests, stream: bool) -> tuple[dict, dict]:
+    """Final outputs and delta counts of (request id, prompt, params, chat options) run with ``stream``."""
+    for request_id, prompt, params, chat in requests:
+        engine.add_request(request_id, prompt, params, chat=chat, stream=stream)
+    outputs, counts = {}, {}
+    while engine.has_unfinished():
+        for delta in engine.step():
+            key = (delta.request_id, delta.index)
+            counts[key] = counts.get(key, 0) + 1
+            if delta.finished:
+                outputs[key] = delta.output
+    return outputs, counts
+
+
+def test_final_only_requests_give_the_same_outputs_as_streamed_ones(tokenizer):
+    """stream=False decodes the text once at the end (and skips per-step deltas): same outputs, one delta each."""
+    from qwen3.engine.detokenizer import ChatOptions
+
+    engine = make_llm().engine
+    requests = [
+        ("plain", random_prompt(9, seed=1), greedy(max_tokens=25), None),
+        ("specials", random_prompt(7, seed=2), greedy(skip_special_tokens=False, max_tokens=20), None),
+        ("stop", random_prompt(5, seed=3), greedy(stop=["e", "a"], max_tokens=25), None),
+        (
+            "sampled",
+            random_prompt(6, seed=4),
+            SamplingParams(temperature=1.0, n=2, seed=3, max_tokens=15),
+            None,
+        ),
+        ("budget", tokenizer.encode("<|im_start|>assistant\n<think>\n"), greedy(thinking_budget=3), None),
+        ("chat", tokenizer.encode("<|im_start|>assistant\n"), greedy(max_tokens=30), ChatOptions()),
+    ]
+    streamed, stream_counts = run_engine(engine, requests, stream=True)
+    final_only, counts = run_engine(engine, requests, stream=False)
+    assert streamed.keys() == final_only.keys() and len(streamed) == len(requests) + 1
+    assert all(count == 1 for count in counts.values())
+    assert max(stream_counts.values()) > 1
+    for key, output in streamed.items():
+        assert final_only[key] == output, key
+
+
 def test_chat_deltas_accumulate_to_the_parse(tokenizer):
     llm = make_llm()
     messages = [{"role": "user", "content": "hello /no_think"}]

@@ -15,7 +15,7 @@ from transformers.generation.logits_process import (
 
 from qwen3.engine import SamplingParams
 from qwen3.engine.detokenizer import OutputText
-from qwen3.engine.sampler import apply_penalties, filtered_logits, sample_rows
+from qwen3.engine.sampler import Sampler, apply_penalties, filtered_logits, sample_rows
 from qwen3.engine.sequence import Sequence
 from qwen3.engine.thinking_budget import ThinkingState, ThinkTokens
 
@@ -104,6 +104,20 @@ def make_sequence(tokenizer, prompt: list[int], output: list[int], params: Sampl
     seq = Sequence("r", 0, prompt, params, torch.Generator(), text, ThinkingState(prompt, think, None))
     seq.append(output)
     return seq
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_greedy_rows_take_the_argmax_of_the_logits_as_given(tokenizer, dtype):
+    """All-greedy batches skip the fp32 copy (bf16 logits straight from the LM head); mixed batches widen them.
+    Either way the greedy token is the argmax of the fp32 values, the first one on ties."""
+    logits = (torch.randn(3, VOCAB, generator=torch.Generator().manual_seed(5)) * 4).to(dtype)
+    logits[1, 40] = logits[1, 7] = logits[1].max() + 1  # a tie: the lower id wins
+    expected = logits.float().argmax(-1).tolist()
+    greedy = [make_sequence(tokenizer, [1], [], SamplingParams(temperature=0)) for _ in range(3)]
+    assert Sampler()(logits, greedy).tokens == expected == [expected[0], 7, expected[2]]
+    mixed = [*greedy[:2], make_sequence(tokenizer, [1], [], SamplingParams(temperature=0, logprobs=1))]
+    result = Sampler()(logits, mixed)
+    assert result.tokens == expected and result.logprobs[2] is not None and result.logprobs[0] is None
 
 
 @pytest.mark.parametrize("penalty", [1.3, 0.7])
