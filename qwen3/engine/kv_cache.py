@@ -51,10 +51,9 @@ class SlotKVCache:
         decode_kernel: bool = False,
     ):
         shape = (num_slots, config.num_key_value_heads, max_len, config.head_dim)
-        self.keys = [torch.zeros(shape, dtype=dtype, device=device) for _ in range(config.num_hidden_layers)]
-        self.values = [
-            torch.zeros(shape, dtype=dtype, device=device) for _ in range(config.num_hidden_layers)
-        ]
+        self._maps: list[mmap.mmap] = []  # keeps the CPU buffers' memory maps alive
+        self.keys = [self._zeros(shape, dtype, device) for _ in range(config.num_hidden_layers)]
+        self.values = [self._zeros(shape, dtype, device) for _ in range(config.num_hidden_layers)]
         self.num_slots, self.max_len = num_slots, max_len
         self.num_kv_heads, self.head_dim = config.num_key_value_heads, config.head_dim
         self.device = torch.device(device)
