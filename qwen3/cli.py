@@ -34,9 +34,35 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
-    except UserFacingError as err:
+    except Exception as err:
+        if not is_user_error(err):
+            raise
         print(f"qwen3 {args.command}: error: {err}", file=sys.stderr)
         return 1
+
+
+# Errors about the user's files, settings or data: their messages name the file, line, field or tensor, so the CLI
+# prints them as one line. Looked up in sys.modules because an exception of a class can only exist once its module
+# has been imported (and importing them here would make `qwen3 --help` slow).
+USER_ERROR_CLASSES = {
+    "qwen3.model.hf_files": "CheckpointError",
+    "qwen3.model.validation": "ConfigError",
+    "qwen3.tokenizer.tokenizer": "TokenizerLoadError",
+    "qwen3.tokenizer.ranks": "RankFileError",
+    "qwen3.train.settings": "SettingsError",
+    "qwen3.train.corpus": "DataError",
+    "qwen3.train.trainer": "TrainingError",
+}
+
+
+def is_user_error(err: BaseException) -> bool:
+    if isinstance(err, UserFacingError):
+        return True
+    for module_name, class_name in USER_ERROR_CLASSES.items():
+        module = sys.modules.get(module_name)
+        if module is not None and isinstance(err, getattr(module, class_name)):
+            return True
+    return False
 
 
 def _version() -> str:

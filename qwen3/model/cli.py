@@ -37,8 +37,15 @@ def run_init(args: argparse.Namespace) -> int:
 
     if args.preset not in PRESETS:
         raise UserFacingError(f"unknown preset {args.preset!r}; presets: {', '.join(PRESETS)}")
-    out = init_checkpoint(
-        args.preset, args.out_dir, seed=args.seed, dtype=args.dtype, with_tokenizer=not args.no_tokenizer
-    )
+    from qwen3.tokenizer.ranks import RankFileError
+
+    try:
+        out = init_checkpoint(
+            args.preset, args.out_dir, seed=args.seed, dtype=args.dtype, with_tokenizer=not args.no_tokenizer
+        )
+    except RankFileError as err:  # released presets write the real tokenizer, built from the rank file
+        raise UserFacingError(
+            f"{err}; or pass --no-tokenizer to write the weights and configs only"
+        ) from None
     print(f"wrote {args.preset} (seed {args.seed}) to {out}")
     return 0
