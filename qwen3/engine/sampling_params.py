@@ -42,7 +42,7 @@ class SamplingParams:
     - ``stop``: strings; the output text ends before the first one (kept with ``include_stop_str_in_output``).
       ``stop_token_ids``: extra ids that end the request like the end-of-sequence ids (``ignore_eos`` ignores those
       only).
-    - ``seed``: makes the request reproducible whatever else is in the batch.
+    - ``seed``: makes the request reproducible whatever else is in the batch; a signed 64-bit integer.
     - ``logprobs``: None = off, k >= 0 = the sampled token's log-probability plus the k most likely tokens'. They
       are ``log_softmax`` of the model's logits (before penalties and temperature).
     - ``thinking_budget``: at most this many generated tokens inside ``<think>``; then ``thinking_stop_text`` is
@@ -142,7 +142,7 @@ def _check(p: SamplingParams) -> None:
     if p.max_tokens is not None:
         _integer(p, "max_tokens", low=1)
     if p.seed is not None:
-        _integer(p, "seed", low=None)
+        _integer(p, "seed", low=-(2**63), high=2**63 - 1)  # torch.Generator.manual_seed takes 64 bits
     if p.logprobs is not None:
         _integer(p, "logprobs", low=0, high=MAX_LOGPROBS)
     if p.thinking_budget is not None:

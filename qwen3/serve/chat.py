@@ -24,7 +24,7 @@ from qwen3.chat import render, render_jinja, resolve_thinking
 from qwen3.engine.detokenizer import ChatOptions
 from qwen3.engine.outputs import CompletionDelta
 from qwen3.engine.sampling_params import NON_THINKING_PRESET, THINKING_PRESET, SamplingParams
-from qwen3.serve.config import ServerConfig
+from qwen3.serve.config import ServerConfig, check_chat_template_kwargs
 from qwen3.serve.errors import bad_request, from_value_error
 from qwen3.serve.protocol import ChatCompletionRequest, NamedToolChoice
 from qwen3.serve.responses import Responder, chat_logprobs
@@ -49,12 +49,11 @@ def plan_chat(
             f"{len(request.messages)} messages, more than the limit of {config.max_messages}", "messages"
         )
     kwargs = {**config.default_chat_template_kwargs, **(request.chat_template_kwargs or {})}
+    problem = check_chat_template_kwargs(kwargs)
+    if problem is not None:  # checked on both renderers, so a request is valid or not whatever the template
+        key, message = problem
+        raise bad_request(f"chat_template_kwargs.{key}: {message}", f"chat_template_kwargs.{key}")
     enable_thinking = kwargs.get("enable_thinking")
-    if enable_thinking is not None and not isinstance(enable_thinking, bool):
-        raise bad_request(
-            f"chat_template_kwargs.enable_thinking must be true or false, got {enable_thinking!r}",
-            "chat_template_kwargs.enable_thinking",
-        )
     tools, parse_tools, answer_prefix = _resolve_tools(request)
     prompt = _render(request.messages, tools, enable_thinking, kwargs, config.chat_template)
     prompt_ids = tokenizer.encode(prompt)

@@ -19,7 +19,8 @@ class ServerConfig:
     - ``api_key``: when set, every ``/v1`` route wants ``Authorization: Bearer <key>`` (401 otherwise);
       ``/health`` and ``/metrics`` stay open, as in vLLM.
     - ``default_chat_template_kwargs``: e.g. ``{"enable_thinking": False}``; a request's ``chat_template_kwargs``
-      win key by key.
+      win key by key. The names the server passes to the template itself (``messages``, ``tools``, ...) and the
+      template's functions are refused (``check_chat_template_kwargs``).
     - ``chat_template``: a Jinja chat template rendered in transformers' environment instead of the built-in
       renderer (which is byte-identical to the official Qwen3 template).
     - ``max_body_bytes``: larger bodies get 413. ``max_messages``: messages per chat request, prompts per
@@ -52,11 +53,9 @@ class ServerConfig:
                 "default_chat_template_kwargs must be a JSON object, got "
                 f"{type(self.default_chat_template_kwargs).__name__}"
             )
-        thinking = self.default_chat_template_kwargs.get("enable_thinking")
-        if thinking is not None and not isinstance(thinking, bool):
-            raise ValueError(
-                f"default_chat_template_kwargs.enable_thinking must be true or false, got {thinking!r}"
-            )
+        problem = check_chat_template_kwargs(self.default_chat_template_kwargs)
+        if problem is not None:
+            raise ValueError(f"default_chat_template_kwargs.{problem[0]}: {problem[1]}")
         for name in ("max_body_bytes", "max_messages"):
             _positive(name, getattr(self, name))
         for name in ("max_tokens_limit", "max_concurrent_requests"):
@@ -68,6 +67,29 @@ class ServerConfig:
     @property
     def model_name(self) -> str:
         return self.served_model_names[0]
+
+
+# Names the server itself gives the chat template (``render_jinja``'s arguments and template variables); a
+# ``chat_template_kwargs`` key that repeats one would make rendering fail ("got multiple values for argument").
+TEMPLATE_ARGUMENTS = ("messages", "tools", "documents", "add_generation_prompt", "template")
+
+
+def check_chat_template_kwargs(kwargs: dict[str, Any]) -> tuple[str, str] | None:
+    """(key, what is wrong) for the first key that cannot go to a chat template, or None when all can.
+
+    Refused: the names the server sets itself, and the template's functions (``range``, ``namespace``,
+    ``raise_exception``, ...), which a value would shadow, so that calling them fails inside the template."""
+    from qwen3.chat.jinja import compile_template
+
+    functions = compile_template("").environment.globals
+    for key, value in kwargs.items():
+        if key in TEMPLATE_ARGUMENTS:
+            return key, f"{key!r} is set by the server (from the request), not by chat_template_kwargs"
+        if key in functions:
+            return key, f"{key!r} is a function of the chat template and cannot be replaced"
+        if key == "enable_thinking" and not isinstance(value, bool):
+            return key, f"enable_thinking must be true or false, got {value!r}"
+    return None
 
 
 def load_chat_template(value: str, model_template: Callable[[], str | None]) -> str:

@@ -79,7 +79,7 @@ class SamplingRequest(OpenAIModel):
     max_tokens: int | None = Field(None, ge=1)
     stop: str | list[str] | None = None
     stop_token_ids: list[int] | None = None
-    seed: int | None = None
+    seed: int | None = Field(None, ge=-(2**63), le=2**63 - 1)  # torch's int64 (as vLLM)
     stream: bool = False
     stream_options: StreamOptions | None = None
     logit_bias: dict[str, float] | None = None

@@ -278,6 +278,7 @@ def test_one_bad_prompt_rejects_the_whole_call(llm):
         ({"stop_token_ids": [-1]}, r"stop_token_ids\[0\] must be a token id"),
         ({"max_tokens": 2.5}, r"max_tokens must be an integer"),
         ({"temperature": float("nan")}, r"temperature must be a finite number"),
+        ({"seed": 2**64}, r"seed must be in \[-9223372036854775808, 9223372036854775807\], got 1844"),
     ],
 )
 def test_sampling_params_validation(settings, message):

@@ -170,6 +170,25 @@ def test_tool_round_trip(client):
     assert reply.choices[0].finish_reason == "stop"
 
 
+def test_usage_counts_the_reasoning_tokens(server, client):
+    request = dict(model=MODEL, messages=[{"role": "user", "content": "LONG"}], max_tokens=200)
+    thought = len(server.state.tokenizer.encode(LONG_THOUGHT + "</think>"))
+    usage = client.chat.completions.create(**request, extra_body=THINK).usage
+    assert usage.completion_tokens_details.reasoning_tokens == thought < usage.completion_tokens
+    usage = client.chat.completions.create(**request).usage  # thinking off: everything is content
+    assert usage.completion_tokens_details.reasoning_tokens == 0 and usage.completion_tokens > thought
+
+
+def test_a_stop_string_ends_the_reply(client):
+    message, _ = ask(client, "PLAIN", stop=["4."])
+    assert message["content"] == "The answer is " and message["finish_reason"] == "stop"
+    request = dict(model=MODEL, messages=[{"role": "user", "content": "PLAIN"}], max_tokens=200)
+    choice = client.chat.completions.create(**request, stop=["4."]).choices[0]
+    assert choice.finish_reason == "stop" and choice.model_extra["stop_reason"] == "4."
+    choice = client.chat.completions.create(**request).choices[0]  # ended by the model: no stop string
+    assert choice.finish_reason == "stop" and choice.model_extra["stop_reason"] is None
+
+
 def test_thinking_budget(server, client):
     message, _ = ask(client, "LONG", extra_body={**THINK, "thinking_budget": 5})
     tokenizer = server.state.tokenizer

@@ -96,18 +96,18 @@ def test_queue_then_429(server, gate):
 
 
 def test_a_client_that_gives_up_while_queued_is_cleaned_up(server, gate):
+    aborted = server.metric("qwen3_request_success_total", finished_reason="abort")
     gate["gate"].opened.clear()
     with server.http.stream("POST", "/v1/chat/completions", json={**LONG, "stream": True}) as first:
         lines = first.iter_lines()
         next(lines)
         with pytest.raises(httpx.ReadTimeout):
-            server.http.post(
-                "/v1/chat/completions",
-                json={"messages": USER, "max_tokens": 4},
-                timeout=httpx.Timeout(30, read=0.3),
-            )
+            server.http.post("/v1/chat/completions", json=LONG, timeout=httpx.Timeout(30, read=0.3))
+        assert server.state.admission.queued == 1  # the hang-up is noticed when its turn comes
     gate["gate"].opened.set()
     server.wait_until(server.idle, "all requests to finish")
+    # Both were aborted: the stream that was left and the queued request, which would otherwise run 1500 tokens.
+    assert server.metric("qwen3_request_success_total", finished_reason="abort") == aborted + 2
     assert (
         server.http.post("/v1/chat/completions", json={"messages": USER, "max_tokens": 2}).status_code == 200
     )

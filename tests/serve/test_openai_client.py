@@ -226,13 +226,15 @@ def test_disconnect_mid_stream_frees_the_request(server, client):
 
 
 def test_disconnect_while_waiting_for_a_non_streamed_reply(server):
-    with pytest.raises(httpx.ReadTimeout):
+    aborted = server.metric("qwen3_request_success_total", finished_reason="abort")
+    with pytest.raises(httpx.ReadTimeout):  # 1500 tokens: still generating when the client gives up
         server.http.post(
             "/v1/chat/completions",
             json={"messages": USER, "max_tokens": 1500, "ignore_eos": True},
             timeout=httpx.Timeout(30, read=0.3),
         )
     server.wait_until(server.idle, "the abandoned request to leave the engine")
+    assert server.metric("qwen3_request_success_total", finished_reason="abort") == aborted + 1
 
 
 def test_metrics(server):
