@@ -16,9 +16,24 @@ import time
 from pathlib import Path
 from typing import Any
 
+from qwen3.train.settings import SettingsError
 from qwen3.utils.atomic import atomic_write_text
 
 METRICS_FILE = "metrics.jsonl"
+TENSORBOARD_MISSING = (
+    "tensorboard = true needs the tensorboard package: pip install 'qwen3[train]', or set tensorboard = false"
+)
+
+
+def tensorboard_writer_class() -> type:
+    """torch's ``SummaryWriter``; ``SettingsError`` when the tensorboard package (the ``train`` extra) is missing."""
+    try:
+        # Imported first and by name: torch.utils.tensorboard may already be cached in sys.modules.
+        import tensorboard  # noqa: F401
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        raise SettingsError(TENSORBOARD_MISSING) from None
+    return SummaryWriter
 
 
 def read_metrics(path: str | Path) -> list[dict[str, Any]]:
@@ -56,9 +71,7 @@ class MetricsLogger:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._file = open(self.path, "a", encoding="utf-8")  # noqa: SIM115 (open for the whole run)
         if tensorboard:
-            from torch.utils.tensorboard import SummaryWriter
-
-            self._writer = SummaryWriter(str(Path(run_dir) / "tensorboard"))
+            self._writer = tensorboard_writer_class()(str(Path(run_dir) / "tensorboard"))
         if progress if progress is not None else sys.stderr.isatty():
             self._start_progress()
 

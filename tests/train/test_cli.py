@@ -1,4 +1,5 @@
 import json
+import sys
 
 import pytest
 
@@ -45,3 +46,28 @@ def test_user_errors_are_one_line_messages(tmp_path, capsys, args, message):
     args = [arg.replace("RUN", str(tmp_path / "run")) for arg in args]
     assert main(args) == 1
     assert message in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("module", "args", "message"),
+    [
+        (
+            "matplotlib",
+            ["plot", "RUN"],
+            "qwen3 plot: error: qwen3 plot needs matplotlib: pip install 'qwen3[train]'",
+        ),
+        (
+            "tensorboard",
+            ["train", "debug", "tensorboard=true", "run_dir=RUN", "--no-progress"],
+            "tensorboard = true needs the tensorboard package: pip install 'qwen3[train]', or set tensorboard = false",
+        ),
+    ],
+)
+def test_missing_optional_packages_name_the_install_command(
+    tmp_path, capsys, monkeypatch, module, args, message
+):
+    monkeypatch.setitem(sys.modules, module, None)  # as if not installed
+    args = [arg.replace("RUN", str(tmp_path / "run")) for arg in args]
+    assert main(args) == 1
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err

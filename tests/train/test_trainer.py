@@ -1,5 +1,7 @@
 import json
 import math
+import re
+import sys
 
 import pytest
 import torch
@@ -7,8 +9,9 @@ import torch
 import qwen3
 from qwen3.train.checkpoint import list_checkpoints, load_optimizer_file
 from qwen3.train.loss import make_loss
-from qwen3.train.metrics import read_metrics
+from qwen3.train.metrics import TENSORBOARD_MISSING, read_metrics
 from qwen3.train.pretrain import chain_configs, run_chain
+from qwen3.train.settings import SettingsError
 from qwen3.train.trainer import Trainer, TrainingError
 
 from .conftest import run_losses, tiny_config
@@ -180,3 +183,36 @@ def test_a_custom_loss_logs_its_metrics_per_target(tmp_path):
     for record in read_metrics(tmp_path):
         assert record["targets_seen"] == pytest.approx(1.0)
         assert record["half_loss"] == pytest.approx(record["loss"] / 2)
+
+
+def test_tensorboard_logs_every_numeric_field_per_step(tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    Trainer(tiny_config(tmp_path, steps=2, tensorboard=True), progress=False).fit()
+    assert list((tmp_path / "tensorboard").glob("events.*"))
+    events = EventAccumulator(str(tmp_path / "tensorboard"))
+    events.Reload()
+    logged = [(e.step, e.value) for e in events.Scalars("train/loss")]
+    expected = [(r["step"], r["loss"]) for r in read_metrics(tmp_path)]
+    assert [step for step, _ in logged] == [1, 2]
+    assert [value for _, value in logged] == pytest.approx([value for _, value in expected], rel=1e-6)
+    assert {"train/lr", "train/grad_norm", "train/tokens"} <= set(events.Tags()["scalars"])
+
+
+def test_tensorboard_without_its_package_fails_before_training(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "tensorboard", None)  # as if not installed
+    with pytest.raises(SettingsError, match=re.escape(TENSORBOARD_MISSING)):
+        Trainer(tiny_config(tmp_path, tensorboard=True), progress=False)
+    assert not (tmp_path / "metrics.jsonl").exists()
+
+
+def test_the_progress_bar_leaves_the_log_unchanged(tmp_path, capsys):
+    timing = ("tokens_per_s", "elapsed_s")
+
+    def records(run_dir):
+        return [{k: v for k, v in r.items() if k not in timing} for r in read_metrics(run_dir)]
+
+    Trainer(tiny_config(tmp_path / "bar", steps=3, checkpoint__every=2), progress=True).fit()
+    Trainer(tiny_config(tmp_path / "plain", steps=3, checkpoint__every=2), progress=False).fit()
+    assert records(tmp_path / "bar") == records(tmp_path / "plain") and len(records(tmp_path / "bar")) == 3
+    assert "3/3" in capsys.readouterr().out  # the bar's final state
