@@ -40,12 +40,19 @@ def test_train_and_plot_from_the_command_line(tmp_path, capsys):
         (["train", "debug", "optim.lr=fast"], "debug.toml: optim.lr: expected float, got 'fast'"),
         (["train", "debug", "data.synthetic=null", "run_dir=RUN"], "data: give paths"),
         (["plot", "RUN"], "no metrics.jsonl"),
+        (
+            ["train", "debug", "init_from=RUN/nowhere", "run_dir=RUN/new"],
+            "init_from 'RUN/nowhere': no such file or directory",
+        ),
+        (["train", "debug", "init_from=RUN", "run_dir=RUN/new"], "init_from 'RUN': not a checkpoint"),
     ],
 )
 def test_user_errors_are_one_line_messages(tmp_path, capsys, args, message):
+    (tmp_path / "run").mkdir()
     args = [arg.replace("RUN", str(tmp_path / "run")) for arg in args]
     assert main(args) == 1
-    assert message in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert message.replace("RUN", str(tmp_path / "run")) in err and "Traceback" not in err
 
 
 @pytest.mark.parametrize(
