@@ -169,6 +169,15 @@ def test_pretraining_stages_chain_with_abf(tmp_path):
     assert run_chain(configs, resume=True, progress=False) == []  # all stages finished
 
 
+def test_s3_continues_at_the_learning_rate_s2_ended_with(tmp_path):
+    table = tiny_config(tmp_path, steps=2).to_dict()  # shared: lr 3e-3, min_lr_ratio 0.1
+    s2 = {"steps": 4, "optim": {"lr": 1e-3}, "schedule": {"min_lr_ratio": 0.5}}
+    table["stages"] = {"s1": {"steps": 3}, "s2": s2, "s3": {"steps": 1}}
+    assert chain_configs(table)[2].optim.lr == pytest.approx(5e-4)
+    table["stages"]["s3"]["optim"] = {"lr": 1e-4}  # an explicit S3 setting still wins
+    assert chain_configs(table)[2].optim.lr == pytest.approx(1e-4)
+
+
 def test_a_custom_loss_logs_its_metrics_per_target(tmp_path):
     base = make_loss("causal_lm")
 
