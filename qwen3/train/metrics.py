@@ -3,7 +3,9 @@ terminal), and optionally TensorBoard scalars. Only rank 0 reports.
 
 ``RUN_DIR/metrics.jsonl`` gets one object per step: ``step``, ``loss`` (mean over the global batch's targets),
 ``lr``, ``grad_norm`` (before clipping), ``tokens`` (input tokens of the step, all ranks), ``targets``,
-``tokens_per_s``, ``elapsed_s``, plus ``aux_loss`` for MoE models and ``skipped`` when a non-finite step was skipped.
+``tokens_per_s``, ``elapsed_s``, plus ``aux_loss`` for MoE models, ``skipped`` when a non-finite step was skipped,
+and the row source's running ``counters()`` (the built-in ones: ``malformed_skipped`` documents, and for SFT
+``overlong_truncated`` / ``overlong_dropped`` examples).
 Lines are appended and flushed; a torn last line (a crash mid-write) is ignored by readers and replaced when the
 run resumes from a checkpoint, which carries the log up to its step.
 """

@@ -80,6 +80,14 @@ class PackedConversations:
         self.truncated = self.dropped = 0
         self._pending: tuple[dict[str, Any], Example] | None = None  # read but not yet placed
 
+    def counters(self) -> dict[str, int]:
+        """Running totals logged with each step: examples read so far that were malformed, cut or left out."""
+        return {
+            **self.stream.counters(),
+            "overlong_truncated": self.truncated,
+            "overlong_dropped": self.dropped,
+        }
+
     def state_dict(self) -> dict[str, Any]:
         # An example waiting for the next row is read (and counted) again on resume: save the state before it.
         state = self._pending[0] if self._pending else self._state()

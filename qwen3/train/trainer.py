@@ -235,6 +235,8 @@ class Trainer:
         record = {"step": self.step, "loss": loss, "lr": lr, "grad_norm": grad_norm, "tokens": tokens,
                   "targets": targets, "tokens_per_s": tokens / (now - t0), "elapsed_s": now - started}  # fmt: skip
         record.update(zip(distributed.unwrap(self.module).metric_names, extra))
+        if hasattr(self.rows, "counters"):  # the same on every rank: all draw the whole global batch
+            record.update(self.rows.counters())
         if self.model.config.is_moe:
             record["aux_loss"] = aux
         if skipped:

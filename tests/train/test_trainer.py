@@ -12,6 +12,7 @@ from qwen3.train.loss import make_loss
 from qwen3.train.metrics import TENSORBOARD_MISSING, read_metrics
 from qwen3.train.pretrain import chain_configs, run_chain
 from qwen3.train.settings import SettingsError
+from qwen3.train.synthetic import chat_examples
 from qwen3.train.trainer import Trainer, TrainingError
 
 from .conftest import run_losses, tiny_config
@@ -139,9 +140,10 @@ def test_bf16_autocast_trains_close_to_fp32(tmp_path):
 
 def test_python_iterables_feed_the_pipeline(tmp_path):
     texts = [f"document number {i}: the quick brown fox jumps over the lazy dog" for i in range(40)]
-    config = tiny_config(tmp_path, steps=3, data__synthetic=None, data__shuffle=False)
-    result = Trainer(config, source=iter(texts * 10), progress=False).fit()
+    config = tiny_config(tmp_path, steps=3, data__synthetic=None, data__shuffle=False, data__on_error="skip")
+    result = Trainer(config, source=iter(([{"title": "no text field"}] + texts) * 10), progress=False).fit()
     assert len(result.losses) == 3 and all(math.isfinite(x) for x in result.losses)
+    assert read_metrics(tmp_path)[0]["malformed_skipped"] == 1
 
 
 def test_moe_run_logs_the_load_balancing_loss(tmp_path):
@@ -167,6 +169,35 @@ def test_pretraining_stages_chain_with_abf(tmp_path):
     steps = [load_optimizer_file(f)["state"]["model.model.norm.weight"]["step"].item() for f in final]
     assert steps == [3, 5, 6]
     assert run_chain(configs, resume=True, progress=False) == []  # all stages finished
+
+
+def test_steps_log_the_data_counters_and_a_resume_continues_them(tmp_path):
+    def turn(question, answer):
+        return {"messages": [{"role": "user", "content": question}, {"role": "assistant", "content": answer}]}
+
+    examples = chat_examples(40, seed=1)
+    examples[3], examples[11] = {"msgs": []}, "not a conversation"  # malformed: skipped
+    examples[7] = turn("question", "answer " * 80)  # overlong: truncated
+    examples[20] = turn("question " * 80, "answer")  # overlong, no target left once cut: dropped
+    names = ("malformed_skipped", "overlong_truncated", "overlong_dropped")
+
+    def counters(run_dir):
+        return [tuple(record[name] for name in names) for record in read_metrics(run_dir)]
+
+    def config(run_dir):
+        return sft_config(run_dir, steps=5, data__pack=True, data__on_error="skip", checkpoint__every=2)
+
+    Trainer(config(tmp_path / "full"), source=examples, progress=False).fit()
+    full = counters(tmp_path / "full")
+    # Running totals of the examples read so far: they grow during the run, each kind is met.
+    assert all(a <= b for before, after in zip(full, full[1:]) for a, b in zip(before, after))
+    assert full[0] != full[-1] and min(full[-1]) >= 1
+    with pytest.raises(Interrupt):  # dies during step 4, after the step-2 checkpoint
+        Trainer(
+            config(tmp_path / "broken"), source=examples, loss_fn=interrupted_loss(3), progress=False
+        ).fit()
+    Trainer(config(tmp_path / "broken"), source=examples, resume=True, progress=False).fit()
+    assert counters(tmp_path / "broken") == full
 
 
 def test_s3_continues_at_the_learning_rate_s2_ended_with(tmp_path):
