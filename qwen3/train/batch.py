@@ -47,6 +47,8 @@ class RowSource(Protocol):
 
     def load_state_dict(self, state: dict[str, Any]) -> None: ...
 
+    # Optional: ``counters() -> dict[str, int]``, running totals (e.g. skipped documents) logged with each step.
+
 
 @dataclass
 class Batch:

@@ -118,14 +118,18 @@ def clean_stale(run_dir: str | Path) -> list[Path]:
 
 def resolve_init(path: str | Path) -> Path:
     """``init_from`` -> a checkpoint directory (with ``model/``) or a Hugging Face model directory."""
+    from qwen3.train.settings import SettingsError
+
     path = Path(path)
+    if not path.exists():
+        raise SettingsError(f"init_from {str(path)!r}: no such file or directory")
     if (path / STATE_FILE).is_file() or (path / "config.json").is_file():
         return path
     latest = latest_checkpoint(path)
     if latest is None:
-        raise FileNotFoundError(
-            f"init_from {path}: not a checkpoint (step-* with {STATE_FILE}), a run directory with checkpoints, "
-            "or a Hugging Face model directory"
+        raise SettingsError(
+            f"init_from {str(path)!r}: not a checkpoint (step-* with {STATE_FILE}), a run directory with "
+            "checkpoints, or a Hugging Face model directory"
         )
     return latest
 

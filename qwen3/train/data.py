@@ -58,6 +58,10 @@ class DocumentStream:
         self._order: np.ndarray | None = None
         self._iterator: Iterator[Any] | None = None
 
+    def counters(self) -> dict[str, int]:
+        """Running totals logged with each step (restored on resume)."""
+        return {"malformed_skipped": self.skipped}
+
     def state_dict(self) -> dict[str, Any]:
         state = {"epoch": self.epoch, "cursor": self.cursor, "skipped": self.skipped}
         if self.indexed:
@@ -167,6 +171,9 @@ class PackedDocuments:
         self.stream, self.seq_len, self.eos_id, self.document_mask = stream, seq_len, eos_id, document_mask
         self._segments: list[tuple[dict[str, Any], list[int]]] = []  # (stream state before it, tokens + EOS)
         self._offset = 0  # tokens of the first segment already consumed
+
+    def counters(self) -> dict[str, int]:
+        return self.stream.counters()
 
     def state_dict(self) -> dict[str, Any]:
         head = self._segments[0][0] if self._segments else self.stream.state_dict()

@@ -3,7 +3,9 @@ terminal), and optionally TensorBoard scalars. Only rank 0 reports.
 
 ``RUN_DIR/metrics.jsonl`` gets one object per step: ``step``, ``loss`` (mean over the global batch's targets),
 ``lr``, ``grad_norm`` (before clipping), ``tokens`` (input tokens of the step, all ranks), ``targets``,
-``tokens_per_s``, ``elapsed_s``, plus ``aux_loss`` for MoE models and ``skipped`` when a non-finite step was skipped.
+``tokens_per_s``, ``elapsed_s``, plus ``aux_loss`` for MoE models, ``skipped`` when a non-finite step was skipped,
+and the row source's running ``counters()`` (the built-in ones: ``malformed_skipped`` documents, and for SFT
+``overlong_truncated`` / ``overlong_dropped`` examples).
 Lines are appended and flushed; a torn last line (a crash mid-write) is ignored by readers and replaced when the
 run resumes from a checkpoint, which carries the log up to its step.
 """
@@ -16,9 +18,24 @@ import time
 from pathlib import Path
 from typing import Any
 
+from qwen3.train.settings import SettingsError
 from qwen3.utils.atomic import atomic_write_text
 
 METRICS_FILE = "metrics.jsonl"
+TENSORBOARD_MISSING = (
+    "tensorboard = true needs the tensorboard package: pip install 'qwen3[train]', or set tensorboard = false"
+)
+
+
+def tensorboard_writer_class() -> type:
+    """torch's ``SummaryWriter``; ``SettingsError`` when the tensorboard package (the ``train`` extra) is missing."""
+    try:
+        # Imported first and by name: torch.utils.tensorboard may already be cached in sys.modules.
+        import tensorboard  # noqa: F401
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        raise SettingsError(TENSORBOARD_MISSING) from None
+    return SummaryWriter
 
 
 def read_metrics(path: str | Path) -> list[dict[str, Any]]:
@@ -56,9 +73,7 @@ class MetricsLogger:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._file = open(self.path, "a", encoding="utf-8")  # noqa: SIM115 (open for the whole run)
         if tensorboard:
-            from torch.utils.tensorboard import SummaryWriter
-
-            self._writer = SummaryWriter(str(Path(run_dir) / "tensorboard"))
+            self._writer = tensorboard_writer_class()(str(Path(run_dir) / "tensorboard"))
         if progress if progress is not None else sys.stderr.isatty():
             self._start_progress()
 

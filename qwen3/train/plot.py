@@ -52,8 +52,12 @@ def plot_runs(
     smooth: float = 0.0,
     log_y: bool = False,
 ) -> Path:
-    import matplotlib
+    try:
+        import matplotlib
+    except ImportError:
+        from qwen3.cli import UserFacingError
 
+        raise UserFacingError("qwen3 plot needs matplotlib: pip install 'qwen3[train]'") from None
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 

@@ -15,7 +15,7 @@ schedules (NOT FOUND); our defaults express its words as a warmup-stable-decay s
 |---|---|---|---|
 | s1 | warmup, then constant at ``optim.lr`` (``wsd``, ``decay_fraction`` 0) | 10,000 | ``data.seq_len`` |
 | s2 | no warmup, decays over the whole stage to ``min_lr_ratio`` x lr (``wsd``, ``decay_fraction`` 1) | 10,000 | same |
-| s3 | constant at the lr S2 ended with | 1,000,000 | 8 x ``data.seq_len`` |
+| s3 | constant at the lr S2 ended with (S2's own lr and schedule) | 1,000,000 | 8 x ``data.seq_len`` |
 
 Any of these can be overridden in the stage's table.
 """
@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from qwen3.train.config import TrainConfig
+from qwen3.train.schedule import lr_at
 from qwen3.train.settings import SettingsError
 
 STAGES = ("s1", "s2", "s3")
@@ -40,8 +41,9 @@ def is_chain(table: dict[str, Any]) -> bool:
     return "stages" in table
 
 
-def stage_defaults(name: str, base: TrainConfig) -> dict[str, Any]:
-    """What the report says about stage ``name``, as overrides of the shared config."""
+def stage_defaults(name: str, base: TrainConfig, previous: TrainConfig | None = None) -> dict[str, Any]:
+    """What the report says about stage ``name``, as overrides of the shared config. S3 continues at the learning
+    rate the ``previous`` stage (normally S2, with its own overrides) ended with."""
     if name == "s1":
         return {
             "stage": "s1-general",
@@ -57,8 +59,13 @@ def stage_defaults(name: str, base: TrainConfig) -> dict[str, Any]:
         }
     return {"stage": "s3-long-context", "model": {"rope_theta": ABF_ROPE_THETA}, "init_optimizer": True,
             "data": {"seq_len": base.data.seq_len * LONG_CONTEXT_FACTOR},
-            "optim": {"lr": base.optim.lr * base.schedule.min_lr_ratio},
+            "optim": {"lr": final_lr(previous or base)},
             "schedule": {"kind": "constant", "warmup_steps": 0}}  # fmt: skip
+
+
+def final_lr(config: TrainConfig) -> float:
+    """The learning rate of a stage's last step."""
+    return lr_at(config.schedule, config.optim.lr, config.steps - 1, config.steps)
 
 
 def chain_configs(table: dict[str, Any]) -> list[TrainConfig]:
@@ -75,7 +82,8 @@ def chain_configs(table: dict[str, Any]) -> list[TrainConfig]:
     root = Path(base.run_dir)
     configs: list[TrainConfig] = []
     for name in (s for s in STAGES if s in stages):
-        merged = _merge(_merge(table, stage_defaults(name, base)), stages[name] or {})
+        previous = configs[-1] if configs else None
+        merged = _merge(_merge(table, stage_defaults(name, base, previous)), stages[name] or {})
         merged["run_dir"] = str(root / name)
         if configs:
             merged["init_from"] = configs[-1].run_dir

@@ -8,7 +8,8 @@ A row's inputs are ``ids[:-1]`` and targets ``ids[1:]`` where the target token i
 Packing (``pack=True``) fills rows of ``seq_len`` with whole examples in stream order (next-fit: an example that
 does not fit starts the next row); each example is its own document, so attention and positions stay within it.
 Examples longer than ``seq_len`` are truncated (or skipped, ``overlong="skip"``); either way they are counted.
-The saved position is the stream position before the example waiting for the next row plus those counters.
+The saved position is the stream position before the example waiting for the next row plus the counters as they
+were then (that example is read and counted again on resume).
 """
 
 from __future__ import annotations
@@ -79,9 +80,21 @@ class PackedConversations:
         self.truncated = self.dropped = 0
         self._pending: tuple[dict[str, Any], Example] | None = None  # read but not yet placed
 
+    def counters(self) -> dict[str, int]:
+        """Running totals logged with each step: examples read so far that were malformed, cut or left out."""
+        return {
+            **self.stream.counters(),
+            "overlong_truncated": self.truncated,
+            "overlong_dropped": self.dropped,
+        }
+
     def state_dict(self) -> dict[str, Any]:
-        head = self._pending[0] if self._pending else self.stream.state_dict()
-        return {"stream": dict(head), "truncated": self.truncated, "dropped": self.dropped}
+        # An example waiting for the next row is read (and counted) again on resume: save the state before it.
+        state = self._pending[0] if self._pending else self._state()
+        return {**state, "stream": dict(state["stream"])}
+
+    def _state(self) -> dict[str, Any]:
+        return {"stream": self.stream.state_dict(), "truncated": self.truncated, "dropped": self.dropped}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.stream.load_state_dict(state["stream"])
@@ -89,12 +102,13 @@ class PackedConversations:
         self._pending = None
 
     def _take(self) -> tuple[dict[str, Any], Example]:
-        """The next example that fits ``seq_len`` (truncated or skipping overlong ones), with the state before it."""
+        """The next example that fits ``seq_len`` (truncated or skipping overlong ones), with the state (stream
+        position and counters) before it."""
         if self._pending is not None:
             taken, self._pending = self._pending, None
             return taken
         while True:
-            before = self.stream.state_dict()
+            before = self._state()
             example = self.stream.next()
             if len(example.input_ids) <= self.seq_len:
                 return before, example

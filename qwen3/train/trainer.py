@@ -25,7 +25,7 @@ from qwen3.train import build, checkpoint, distributed
 from qwen3.train.batch import Batch, Row, RowSource, collate
 from qwen3.train.config import TrainConfig
 from qwen3.train.loss import LossFn, make_loss
-from qwen3.train.metrics import MetricsLogger
+from qwen3.train.metrics import MetricsLogger, tensorboard_writer_class
 from qwen3.train.schedule import lr_at
 from qwen3.utils.atomic import atomic_write_json
 
@@ -84,6 +84,8 @@ class Trainer:
         env: distributed.DistEnv | None = None,
         progress: bool | None = None,
     ):
+        if config.tensorboard:
+            tensorboard_writer_class()  # a missing package fails here, on every rank, before any work
         self.config = config
         self.env = env or distributed.init_distributed(config.device)
         self.run_dir = Path(config.run_dir)
@@ -233,6 +235,8 @@ class Trainer:
         record = {"step": self.step, "loss": loss, "lr": lr, "grad_norm": grad_norm, "tokens": tokens,
                   "targets": targets, "tokens_per_s": tokens / (now - t0), "elapsed_s": now - started}  # fmt: skip
         record.update(zip(distributed.unwrap(self.module).metric_names, extra))
+        if hasattr(self.rows, "counters"):  # the same on every rank: all draw the whole global batch
+            record.update(self.rows.counters())
         if self.model.config.is_moe:
             record["aux_loss"] = aux
         if skipped:

@@ -1,4 +1,5 @@
 import json
+import sys
 
 import pytest
 
@@ -39,9 +40,41 @@ def test_train_and_plot_from_the_command_line(tmp_path, capsys):
         (["train", "debug", "optim.lr=fast"], "debug.toml: optim.lr: expected float, got 'fast'"),
         (["train", "debug", "data.synthetic=null", "run_dir=RUN"], "data: give paths"),
         (["plot", "RUN"], "no metrics.jsonl"),
+        (
+            ["train", "debug", "init_from=RUN/nowhere", "run_dir=RUN/new"],
+            "init_from 'RUN/nowhere': no such file or directory",
+        ),
+        (["train", "debug", "init_from=RUN", "run_dir=RUN/new"], "init_from 'RUN': not a checkpoint"),
     ],
 )
 def test_user_errors_are_one_line_messages(tmp_path, capsys, args, message):
+    (tmp_path / "run").mkdir()
     args = [arg.replace("RUN", str(tmp_path / "run")) for arg in args]
     assert main(args) == 1
-    assert message in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert message.replace("RUN", str(tmp_path / "run")) in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize(
+    ("module", "args", "message"),
+    [
+        (
+            "matplotlib",
+            ["plot", "RUN"],
+            "qwen3 plot: error: qwen3 plot needs matplotlib: pip install 'qwen3[train]'",
+        ),
+        (
+            "tensorboard",
+            ["train", "debug", "tensorboard=true", "run_dir=RUN", "--no-progress"],
+            "tensorboard = true needs the tensorboard package: pip install 'qwen3[train]', or set tensorboard = false",
+        ),
+    ],
+)
+def test_missing_optional_packages_name_the_install_command(
+    tmp_path, capsys, monkeypatch, module, args, message
+):
+    monkeypatch.setitem(sys.modules, module, None)  # as if not installed
+    args = [arg.replace("RUN", str(tmp_path / "run")) for arg in args]
+    assert main(args) == 1
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err

@@ -53,3 +53,17 @@ def test_two_processes_match_one_with_the_same_global_batch(tmp_path, strategy, 
     resumed = tiny_config(two.run_dir, micro_batch_size=8, **{**common, "steps": 5})
     Trainer(resumed, resume=True, progress=False).fit()
     assert run_losses(two.run_dir) == pytest.approx(reference, rel=1e-5)
+
+
+def test_a_one_process_checkpoint_resumes_in_two_fsdp_processes(tmp_path):
+    common = dict(schedule__kind="constant", global_batch_size=8)
+    one = tiny_config(tmp_path / "one", micro_batch_size=8, steps=5, **common)
+    reference = Trainer(one, progress=False).fit().losses
+    first = tiny_config(tmp_path / "run", micro_batch_size=8, steps=3, checkpoint__every=3, **common)
+    Trainer(first, progress=False).fit()
+    # Sharded AdamW moments and weights are loaded from the full single-process checkpoint.
+    resumed = tiny_config(
+        first.run_dir, micro_batch_size=2, steps=5, distributed="fsdp", stage="fsdp", **common
+    )
+    torchrun(resumed, tmp_path, "--resume")
+    assert run_losses(first.run_dir) == pytest.approx(reference, rel=1e-5)

@@ -103,3 +103,23 @@ def test_sft_rows_resume_exactly(tokenizer):
     resumed = rows_of(tokenizer, examples, seq_len=128)
     resumed.load_state_dict(first.state_dict())
     assert [resumed.next_row() for _ in range(6)] == expected[4:]
+
+
+def test_counters_after_a_resume_equal_an_uninterrupted_runs(tokenizer):
+    # A truncated example never fits after another one, so it waits for the next row when a state is saved.
+    long, prompt_only = conversation("question", "answer " * 60), conversation("question " * 60, "answer")
+    examples = [conversation("q", "a"), long, conversation("2 + 2?", "4"), prompt_only, long] * 3
+
+    def counters(rows):
+        return rows.truncated, rows.dropped, rows.state_dict()
+
+    reference = rows_of(tokenizer, examples, seq_len=48)
+    expected = [(reference.next_row(), counters(reference)) for _ in range(8)]
+    for split in range(1, 8):
+        first = rows_of(tokenizer, examples, seq_len=48)
+        for _ in range(split):
+            first.next_row()
+        resumed = rows_of(tokenizer, examples, seq_len=48)
+        resumed.load_state_dict(first.state_dict())
+        assert [(resumed.next_row(), counters(resumed)) for _ in range(8 - split)] == expected[split:], split
+    assert expected[-1][1][:2] == (4, 2)  # rows: s | L | s2 (D) | L | s | L | s2 (D) | L

@@ -1,5 +1,7 @@
 import json
 import math
+import re
+import sys
 
 import pytest
 import torch
@@ -7,8 +9,10 @@ import torch
 import qwen3
 from qwen3.train.checkpoint import list_checkpoints, load_optimizer_file
 from qwen3.train.loss import make_loss
-from qwen3.train.metrics import read_metrics
+from qwen3.train.metrics import TENSORBOARD_MISSING, read_metrics
 from qwen3.train.pretrain import chain_configs, run_chain
+from qwen3.train.settings import SettingsError
+from qwen3.train.synthetic import chat_examples
 from qwen3.train.trainer import Trainer, TrainingError
 
 from .conftest import run_losses, tiny_config
@@ -136,9 +140,10 @@ def test_bf16_autocast_trains_close_to_fp32(tmp_path):
 
 def test_python_iterables_feed_the_pipeline(tmp_path):
     texts = [f"document number {i}: the quick brown fox jumps over the lazy dog" for i in range(40)]
-    config = tiny_config(tmp_path, steps=3, data__synthetic=None, data__shuffle=False)
-    result = Trainer(config, source=iter(texts * 10), progress=False).fit()
+    config = tiny_config(tmp_path, steps=3, data__synthetic=None, data__shuffle=False, data__on_error="skip")
+    result = Trainer(config, source=iter(([{"title": "no text field"}] + texts) * 10), progress=False).fit()
     assert len(result.losses) == 3 and all(math.isfinite(x) for x in result.losses)
+    assert read_metrics(tmp_path)[0]["malformed_skipped"] == 1
 
 
 def test_moe_run_logs_the_load_balancing_loss(tmp_path):
@@ -166,6 +171,44 @@ def test_pretraining_stages_chain_with_abf(tmp_path):
     assert run_chain(configs, resume=True, progress=False) == []  # all stages finished
 
 
+def test_steps_log_the_data_counters_and_a_resume_continues_them(tmp_path):
+    def turn(question, answer):
+        return {"messages": [{"role": "user", "content": question}, {"role": "assistant", "content": answer}]}
+
+    examples = chat_examples(40, seed=1)
+    examples[3], examples[11] = {"msgs": []}, "not a conversation"  # malformed: skipped
+    examples[7] = turn("question", "answer " * 80)  # overlong: truncated
+    examples[20] = turn("question " * 80, "answer")  # overlong, no target left once cut: dropped
+    names = ("malformed_skipped", "overlong_truncated", "overlong_dropped")
+
+    def counters(run_dir):
+        return [tuple(record[name] for name in names) for record in read_metrics(run_dir)]
+
+    def config(run_dir):
+        return sft_config(run_dir, steps=5, data__pack=True, data__on_error="skip", checkpoint__every=2)
+
+    Trainer(config(tmp_path / "full"), source=examples, progress=False).fit()
+    full = counters(tmp_path / "full")
+    # Running totals of the examples read so far: they grow during the run, each kind is met.
+    assert all(a <= b for before, after in zip(full, full[1:]) for a, b in zip(before, after))
+    assert full[0] != full[-1] and min(full[-1]) >= 1
+    with pytest.raises(Interrupt):  # dies during step 4, after the step-2 checkpoint
+        Trainer(
+            config(tmp_path / "broken"), source=examples, loss_fn=interrupted_loss(3), progress=False
+        ).fit()
+    Trainer(config(tmp_path / "broken"), source=examples, resume=True, progress=False).fit()
+    assert counters(tmp_path / "broken") == full
+
+
+def test_s3_continues_at_the_learning_rate_s2_ended_with(tmp_path):
+    table = tiny_config(tmp_path, steps=2).to_dict()  # shared: lr 3e-3, min_lr_ratio 0.1
+    s2 = {"steps": 4, "optim": {"lr": 1e-3}, "schedule": {"min_lr_ratio": 0.5}}
+    table["stages"] = {"s1": {"steps": 3}, "s2": s2, "s3": {"steps": 1}}
+    assert chain_configs(table)[2].optim.lr == pytest.approx(5e-4)
+    table["stages"]["s3"]["optim"] = {"lr": 1e-4}  # an explicit S3 setting still wins
+    assert chain_configs(table)[2].optim.lr == pytest.approx(1e-4)
+
+
 def test_a_custom_loss_logs_its_metrics_per_target(tmp_path):
     base = make_loss("causal_lm")
 
@@ -180,3 +223,36 @@ def test_a_custom_loss_logs_its_metrics_per_target(tmp_path):
     for record in read_metrics(tmp_path):
         assert record["targets_seen"] == pytest.approx(1.0)
         assert record["half_loss"] == pytest.approx(record["loss"] / 2)
+
+
+def test_tensorboard_logs_every_numeric_field_per_step(tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    Trainer(tiny_config(tmp_path, steps=2, tensorboard=True), progress=False).fit()
+    assert list((tmp_path / "tensorboard").glob("events.*"))
+    events = EventAccumulator(str(tmp_path / "tensorboard"))
+    events.Reload()
+    logged = [(e.step, e.value) for e in events.Scalars("train/loss")]
+    expected = [(r["step"], r["loss"]) for r in read_metrics(tmp_path)]
+    assert [step for step, _ in logged] == [1, 2]
+    assert [value for _, value in logged] == pytest.approx([value for _, value in expected], rel=1e-6)
+    assert {"train/lr", "train/grad_norm", "train/tokens"} <= set(events.Tags()["scalars"])
+
+
+def test_tensorboard_without_its_package_fails_before_training(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "tensorboard", None)  # as if not installed
+    with pytest.raises(SettingsError, match=re.escape(TENSORBOARD_MISSING)):
+        Trainer(tiny_config(tmp_path, tensorboard=True), progress=False)
+    assert not (tmp_path / "metrics.jsonl").exists()
+
+
+def test_the_progress_bar_leaves_the_log_unchanged(tmp_path, capsys):
+    timing = ("tokens_per_s", "elapsed_s")
+
+    def records(run_dir):
+        return [{k: v for k, v in r.items() if k not in timing} for r in read_metrics(run_dir)]
+
+    Trainer(tiny_config(tmp_path / "bar", steps=3, checkpoint__every=2), progress=True).fit()
+    Trainer(tiny_config(tmp_path / "plain", steps=3, checkpoint__every=2), progress=False).fit()
+    assert records(tmp_path / "bar") == records(tmp_path / "plain") and len(records(tmp_path / "bar")) == 3
+    assert "3/3" in capsys.readouterr().out  # the bar's final state
