@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import operator
 import os
+import re
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -32,6 +33,8 @@ CHAT_TEMPLATE_FILE = "chat_template.jinja"
 # model_max_length of the 2504 tokenizer_config is not verified (facts section 3); 131,072 is Qwen3's context
 # length with YaRN (facts section 1.1).
 DEFAULT_MODEL_MAX_LENGTH = 131072
+# A Python str can hold surrogate code points (e.g. from surrogateescape or JSON "\ud800"); UTF-8 cannot.
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 class TokenizerLoadError(ValueError):
@@ -124,8 +127,8 @@ class Qwen3Tokenizer:
 
     def encode_batch(self, texts: Sequence[str], *, allow_special: bool = True) -> list[list[int]]:
         texts = list(texts)
-        for text in texts:
-            _check_text(text)
+        for index, text in enumerate(texts):
+            _check_text(text, f"texts[{index}]")
         encodings = self._encoder(allow_special).encode_batch_fast(texts, add_special_tokens=False)
         return [encoding.ids for encoding in encodings]
 
@@ -275,9 +278,15 @@ class Qwen3Tokenizer:
         return config
 
 
-def _check_text(text: object) -> None:
+def _check_text(text: object, name: str = "text") -> None:
     if not isinstance(text, str):
-        raise TypeError(f"expected text as str, got {type(text).__name__}")
+        raise TypeError(f"expected {name} as str, got {type(text).__name__}")
+    # isascii() is O(1) in CPython, so ASCII text skips the scan.
+    if not text.isascii() and (surrogate := _SURROGATE.search(text)):
+        raise ValueError(
+            f"{name} has a lone surrogate U+{ord(surrogate.group()):04X} at index {surrogate.start()}; "
+            "it cannot be encoded as UTF-8"
+        )
 
 
 def _read_chat_template(directory: Path) -> str | None:

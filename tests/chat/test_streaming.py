@@ -122,6 +122,17 @@ def test_misuse_is_an_error():
         StreamingParser().feed_tokens([1])
 
 
+def test_bad_arguments_name_the_argument_and_type():
+    with pytest.raises(TypeError, match="StreamingParser.feed: text: must be a str, got NoneType"):
+        StreamingParser().feed(None)
+    with pytest.raises(TypeError, match="got list"):
+        StreamingParser().feed([1, 2])
+    with pytest.raises(ValueError, match="enable_thinking: must be True or False, got str 'no'"):
+        StreamingParser(enable_thinking="no")
+    with pytest.raises(ValueError, match="tool_calls: must be True or False, got NoneType"):
+        StreamingParser(tool_calls=None)
+
+
 def test_token_deltas(tokenizer):
     text = f"<think>\n你好 plan 🙂\n</think>\n\nOK {CALL}"
     token_ids = tokenizer.encode(text) + [tokenizer.im_end_id]

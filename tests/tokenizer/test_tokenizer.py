@@ -128,6 +128,16 @@ def test_encode_rejects_non_text(qwen3_tokenizer):
         qwen3_tokenizer.encode(b"abc")
 
 
+def test_encode_names_a_lone_surrogate(qwen3_tokenizer):
+    message = r"text has a lone surrogate U\+D800 at index 1; it cannot be encoded as UTF-8"
+    with pytest.raises(ValueError, match=message):
+        qwen3_tokenizer.encode("a\ud800b")
+    with pytest.raises(ValueError, match=r"text has a lone surrogate U\+DFFF at index 2"):
+        qwen3_tokenizer.encode_with_offsets("é\U0001f642\udfff")
+    with pytest.raises(ValueError, match=r"texts\[1\] has a lone surrogate U\+DC80 at index 0"):
+        qwen3_tokenizer.encode_batch(["ok", "\udc80"])
+
+
 def test_batch_encode_and_decode_match_single_calls(qwen3_tokenizer):
     texts = ["Hello world", "", "<|im_start|>user\nhi<|im_end|>", "  \r\n\t数字 12345 🙂"]
     batch = qwen3_tokenizer.encode_batch(texts)
