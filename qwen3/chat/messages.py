@@ -49,6 +49,19 @@ def to_json(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False)
 
 
+def check_flag(name: str, value: Any, *, optional: bool = False) -> None:
+    """Reject a flag that is not a real bool: ``"false"`` or ``"no"`` are truthy and would silently mean True."""
+    if isinstance(value, bool) or (optional and value is None):
+        return
+    expected = "True, False or None" if optional else "True or False"
+    raise ValueError(f"{name}: must be {expected}, got {type(value).__name__} {value!r}")
+
+
+def check_text(name: str, value: Any) -> None:
+    if not isinstance(value, str):
+        raise TypeError(f"{name}: must be a str, got {type(value).__name__}")
+
+
 def content_text(content: Any, where: str) -> str | None:
     """The text of a message content (str, None or a list of text parts); None when there is no content."""
     if content is None or isinstance(content, str):

@@ -22,7 +22,7 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
-from qwen3.chat.messages import normalize_messages
+from qwen3.chat.messages import check_flag, normalize_messages
 
 SOFT_SWITCH = re.compile(r"(?<![\w/])/(no_think|think)(?![\w/])")
 
@@ -35,10 +35,9 @@ def last_soft_switch(text: str) -> bool | None:
 
 def resolve_thinking(messages: Sequence[Any], enable_thinking: bool | None = None) -> bool:
     """True when the model is expected to think in its next reply (see the module docstring for the rules)."""
+    check_flag("enable_thinking", enable_thinking, optional=True)
     if enable_thinking is False:
         return False
-    if enable_thinking not in (None, True):
-        raise ValueError(f"enable_thinking: must be True, False or None, got {enable_thinking!r}")
     mode = True
     for message in normalize_messages(messages):
         if message.role in ("system", "user"):

@@ -31,7 +31,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from qwen3.chat.messages import to_json
+from qwen3.chat.messages import check_flag, check_text, to_json
 from qwen3.tokenizer.special import THINK_END, THINK_START, TOOL_CALL_END, TOOL_CALL_START
 
 ToolCallIdFactory = Callable[[int], str]
@@ -138,6 +138,11 @@ def extract_tool_calls(text: str) -> tuple[str, list[FunctionCall]]:
     return "".join(content), calls
 
 
+def check_parse_flags(enable_thinking: Any, tool_calls: Any) -> None:
+    check_flag("enable_thinking", enable_thinking)
+    check_flag("tool_calls", tool_calls)
+
+
 def parse(
     text: str,
     enable_thinking: bool = True,
@@ -149,8 +154,11 @@ def parse(
     ``enable_thinking=False`` only when the prompt was rendered with the hard switch (it ends in an empty think
     block); under a soft ``/no_think`` the model writes its own empty think block, so keep True.
     ``tool_call_id(index)`` names each call; the default gives random ``call_...`` ids. ``tool_calls=False`` leaves
-    ``<tool_call>`` blocks as text (no tools offered).
+    ``<tool_call>`` blocks as text (no tools offered). A ``text`` that is not a str is a TypeError, a flag that is
+    not a bool a ValueError.
     """
+    check_text("text", text)
+    check_parse_flags(enable_thinking, tool_calls)
     make_id = tool_call_id or random_tool_call_id
     reasoning, rest = split_reasoning_text(text, enable_thinking, tool_calls)
     content, calls = extract_tool_calls(rest) if tool_calls else (rest, [])

@@ -19,11 +19,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from qwen3.chat.messages import check_text
 from qwen3.chat.parse import (
     FunctionCall,
     ParsedOutput,
     ToolCall,
     ToolCallIdFactory,
+    check_parse_flags,
     decode_tool_call,
     random_tool_call_id,
 )
@@ -140,6 +142,7 @@ class StreamingParser:
         tool_call_id: ToolCallIdFactory | None = None,
         tool_calls: bool = True,
     ) -> None:
+        check_parse_flags(enable_thinking, tool_calls)
         self._state = "think_start" if enable_thinking else "content"
         self._tool_calls = tool_calls
         # The tags whose start may be held back at the end of a chunk, in the reasoning and in the content.
@@ -164,6 +167,7 @@ class StreamingParser:
             raise RuntimeError(
                 "StreamingParser.feed after finish(): create a new parser for a new completion"
             )
+        check_text("StreamingParser.feed: text", text)
         self._buffer += text
         return self._advance(final=False)
 

@@ -22,7 +22,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from qwen3.chat.messages import Message, normalize_messages, normalize_tools
+from qwen3.chat.messages import Message, check_flag, normalize_messages, normalize_tools
 from qwen3.tokenizer.special import (
     IM_END,
     IM_START,
@@ -119,6 +119,9 @@ def render_segments(
     prefix_preserving: bool = False,
 ) -> list[Segment]:
     """The rendering of :func:`render`, cut into segments (their concatenation is the rendered text)."""
+    check_flag("add_generation_prompt", add_generation_prompt)
+    check_flag("enable_thinking", enable_thinking, optional=True)
+    check_flag("prefix_preserving", prefix_preserving)
     turns = normalize_messages(messages)
     segments = [Segment(_system_header(turns, normalize_tools(tools)), 0)]
     query_index = last_query_index(turns)
@@ -158,7 +161,8 @@ def render(
     ``enable_thinking=False`` pre-fills the generation prompt with an empty think block (the hard switch);
     ``None`` and ``True`` leave the model free to think. ``prefix_preserving=True`` keeps every assistant turn's
     think block so that each rendering is a byte prefix of the next one in a multi-turn conversation.
-    Raises ValueError naming the message index and field for malformed input.
+    Raises ValueError naming the message index and field for malformed input, or the argument when a flag is not a
+    bool (``enable_thinking`` may also be None).
     """
     return "".join(
         s.text

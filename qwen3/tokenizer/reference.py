@@ -34,14 +34,17 @@ def tiktoken_encoding(rank_file: Path | None = None) -> Any:
 
 
 @cache
-def _added_token_pattern(allow_special: bool) -> re.Pattern[str]:
-    contents = [spec.content for spec in ADDED_TOKENS if allow_special or not spec.special]
+def _added_token_pattern(allow_special: bool | str) -> re.Pattern[str]:
+    # "none": no added token is matched; (?!) is a pattern that never matches.
+    matched = [] if allow_special == "none" else [s for s in ADDED_TOKENS if allow_special or not s.special]
+    contents = [spec.content for spec in matched]
     # Longest first, so that at one position the longest added token wins (as in tokenizers' leftmost-longest).
-    return re.compile("|".join(re.escape(content) for content in sorted(contents, key=len, reverse=True)))
+    return re.compile("|".join(re.escape(c) for c in sorted(contents, key=len, reverse=True)) or "(?!)")
 
 
-def reference_encode(text: str, *, allow_special: bool = True) -> list[int]:
-    """The ids the official Qwen3 tokenizer gives ``text``, computed with tiktoken."""
+def reference_encode(text: str, *, allow_special: bool | str = True) -> list[int]:
+    """The ids the official Qwen3 tokenizer gives ``text`` (``allow_special`` as in ``Qwen3Tokenizer.encode``),
+    computed with tiktoken."""
     encoding = tiktoken_encoding()
     ids: list[int] = []
     position = 0

@@ -25,9 +25,12 @@ class IncrementalDetokenizer:
         self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
 
     def push(self, ids: int | Iterable[int]) -> str:
-        """Add one token id or several; return the text of every character they complete (possibly '')."""
-        if isinstance(ids, numbers.Integral):
-            ids = (int(ids),)
+        """Add one token id or several (a list, tensor or array); return the text of every character they complete
+        (possibly '')."""
+        if isinstance(ids, numbers.Integral) or getattr(ids, "ndim", None) == 0:
+            ids = (ids,)
+        # Plain ints, as decode takes them: a tensor element would never match the skipped ids (it hashes by identity).
+        ids = self._tokenizer._checked_ids(ids)
         token_bytes = self._tokenizer.token_bytes
         data = b"".join(token_bytes(token_id) for token_id in ids if token_id not in self._skipped)
         return self._decoder.decode(data, final=False)

@@ -6,7 +6,9 @@ The ids are those of the official tokenizer.json for any text: the pipeline is t
 Special tokens: with ``allow_special=True`` (the Hugging Face default) all 26 added tokens are matched atomically in
 the text. With ``allow_special=False`` the special ones (``<|im_start|>``, ``<|im_end|>``, ``<|endoftext|>``, the
 vision tokens) are encoded as plain text, like ``split_special_tokens=True`` in ``transformers``; the non-special
-added tokens (``<think>``, ``<tool_call>``, ...) stay atomic in both modes, as they do there.
+added tokens (``<think>``, ``<tool_call>``, ...) stay atomic in both modes, as they do there. With
+``allow_special="none"`` no added token is matched: the whole text is encoded as plain text (for untrusted text that
+must not open a think block or a tool call).
 """
 
 from __future__ import annotations
@@ -14,9 +16,10 @@ from __future__ import annotations
 import json
 import operator
 import os
+import re
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from tokenizers import Tokenizer
 
@@ -32,6 +35,10 @@ CHAT_TEMPLATE_FILE = "chat_template.jinja"
 # model_max_length of the 2504 tokenizer_config is not verified (facts section 3); 131,072 is Qwen3's context
 # length with YaRN (facts section 1.1).
 DEFAULT_MODEL_MAX_LENGTH = 131072
+# True: every added token is atomic; False: the special ones are plain text; "none": all of them are plain text.
+AllowSpecial = bool | Literal["none"]
+# A Python str can hold surrogate code points (e.g. from surrogateescape or JSON "\ud800"); UTF-8 cannot.
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 class TokenizerLoadError(ValueError):
@@ -48,7 +55,8 @@ class Qwen3Tokenizer:
     def __init__(self, tokenizer: Tokenizer, *, chat_template: str | None = None, source: str = "<memory>"):
         self._tokenizer = tokenizer
         self._tokenizer.encode_special_tokens = False
-        self._plain_special_tokenizer: Tokenizer | None = None  # built on first allow_special=False call
+        # Built on the first allow_special=False / "none" call.
+        self._plain_tokenizers: dict[str, Tokenizer] = {}
         self._token_bytes: list[bytes] | None = None  # built on first use
         self.chat_template = chat_template
         self.source = source
@@ -118,19 +126,19 @@ class Qwen3Tokenizer:
         return tokenizer
 
     # ---------------------------------------------------------------------------------------------- encoding
-    def encode(self, text: str, *, allow_special: bool = True) -> list[int]:
+    def encode(self, text: str, *, allow_special: AllowSpecial = True) -> list[int]:
         _check_text(text)
         return self._encoder(allow_special).encode(text, add_special_tokens=False).ids
 
-    def encode_batch(self, texts: Sequence[str], *, allow_special: bool = True) -> list[list[int]]:
+    def encode_batch(self, texts: Sequence[str], *, allow_special: AllowSpecial = True) -> list[list[int]]:
         texts = list(texts)
-        for text in texts:
-            _check_text(text)
+        for index, text in enumerate(texts):
+            _check_text(text, f"texts[{index}]")
         encodings = self._encoder(allow_special).encode_batch_fast(texts, add_special_tokens=False)
         return [encoding.ids for encoding in encodings]
 
     def encode_with_offsets(
-        self, text: str, *, allow_special: bool = True
+        self, text: str, *, allow_special: AllowSpecial = True
     ) -> tuple[list[int], list[tuple[int, int]]]:
         """Ids and, for each, the (start, end) character span of ``text`` it came from.
 
@@ -140,15 +148,25 @@ class Qwen3Tokenizer:
         encoding = self._encoder(allow_special).encode(text, add_special_tokens=False)
         return encoding.ids, list(encoding.offsets)
 
-    def _encoder(self, allow_special: bool) -> Tokenizer:
-        if allow_special:
+    def _encoder(self, allow_special: AllowSpecial) -> Tokenizer:
+        if allow_special is True:
             return self._tokenizer
-        if self._plain_special_tokenizer is None:
+        if allow_special is not False and allow_special != "none":
+            raise ValueError(f"allow_special: must be True, False or 'none', got {allow_special!r}")
+        mode = "none" if allow_special else "special"
+        plain = self._plain_tokenizers.get(mode)
+        if plain is None:
             # A separate instance rather than toggling the flag, so concurrent encodes never see the wrong mode.
-            plain = Tokenizer.from_str(self._tokenizer.to_str())
+            # encode_special_tokens turns off matching for the special=True added tokens only, so for "none" the
+            # copy marks every added token special (this copy only encodes; decoding uses the original).
+            config = json.loads(self._tokenizer.to_str())
+            if mode == "none":
+                for token in config["added_tokens"]:
+                    token["special"] = True
+            plain = Tokenizer.from_str(json.dumps(config))
             plain.encode_special_tokens = True
-            self._plain_special_tokenizer = plain
-        return self._plain_special_tokenizer
+            self._plain_tokenizers[mode] = plain
+        return plain
 
     # ---------------------------------------------------------------------------------------------- decoding
     def decode(self, ids: Iterable[int], *, skip_special_tokens: bool = False) -> str:
@@ -275,9 +293,15 @@ class Qwen3Tokenizer:
         return config
 
 
-def _check_text(text: object) -> None:
+def _check_text(text: object, name: str = "text") -> None:
     if not isinstance(text, str):
-        raise TypeError(f"expected text as str, got {type(text).__name__}")
+        raise TypeError(f"expected {name} as str, got {type(text).__name__}")
+    # isascii() is O(1) in CPython, so ASCII text skips the scan.
+    if not text.isascii() and (surrogate := _SURROGATE.search(text)):
+        raise ValueError(
+            f"{name} has a lone surrogate U+{ord(surrogate.group()):04X} at index {surrogate.start()}; "
+            "it cannot be encoded as UTF-8"
+        )
 
 
 def _read_chat_template(directory: Path) -> str | None:

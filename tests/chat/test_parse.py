@@ -114,3 +114,12 @@ def test_parsed_message_renders_back_to_the_generated_text():
     assert (
         render([*prompt, message]) == render(prompt, add_generation_prompt=True) + generated + "<|im_end|>\n"
     )
+
+
+def test_bad_arguments_name_the_argument_and_type():
+    with pytest.raises(TypeError, match="text: must be a str, got NoneType"):
+        parse(None)
+    with pytest.raises(ValueError, match="enable_thinking: must be True or False, got str 'no'"):
+        parse("x", enable_thinking="no")
+    with pytest.raises(ValueError, match="tool_calls: must be True or False, got int 1"):
+        parse("x", tool_calls=1)

@@ -54,6 +54,42 @@ def test_every_pair_of_split_points_gives_the_parse_result(text, enable_thinking
     assert accumulate(stream(list(text), enable_thinking)) == expected
 
 
+SHORT_CALL = '<tool_call>{"name": "f", "arguments": {}}</tool_call>'
+
+# (output, window, enable_thinking): every one of the 2^(n-1) chunkings of the window (n <= 13 characters) is tried,
+# with the text before and after it fed as one chunk each. A short output is its own window.
+WINDOWS = [
+    ("<think>\nhi\nb", "<think>\nhi\nb", True),  # <think> split anywhere, newlines around the reasoning
+    ("<think>\nhi\nb", "<think>\nhi\nb", False),  # thinking off: all of it is content
+    ("r\n</think>\nok", "r\n</think>\nok", True),  # </think> split anywhere
+    ("r<tool_call>{}", "r<tool_call>{", True),  # a block with no </think> before it (held); not a call
+    ("<tool_call>{x}</tool_call>", "}</tool_call>", False),  # invalid JSON stays content
+    (f"r</think>{SHORT_CALL}\nok", "</think><tool", True),  # a valid call after </think>
+    (f"r{SHORT_CALL}", "}</tool_call>", True),  # a valid call with no </think> before it
+    (f"r{SHORT_CALL}</think>ok", "l></think>ok", True),  # a call inside a thought that is then closed
+]
+
+
+def chunkings(text: str):
+    """All 2^(len(text) - 1) ways to cut a non-empty ``text`` into non-empty chunks."""
+    for mask in range(1 << (len(text) - 1)):
+        cuts = [0, *(i for i in range(1, len(text)) if mask >> (i - 1) & 1), len(text)]
+        yield [text[a:b] for a, b in zip(cuts, cuts[1:])]
+
+
+@pytest.mark.parametrize(("text", "window", "enable_thinking"), WINDOWS)
+def test_every_chunking_of_a_window_gives_the_parse_result(text, window, enable_thinking):
+    before, found, after = text.partition(window)
+    assert found and len(window) <= 13
+    expected = parse(text, enable_thinking, tool_call_id=ids)
+    count = 0
+    for chunks in chunkings(window):
+        deltas = stream([before, *chunks, after], enable_thinking)
+        assert accumulate(deltas) == expected, chunks
+        count += 1
+    assert count == 2 ** (len(window) - 1)
+
+
 fragments = st.sampled_from(
     [
         "<think>",
@@ -120,6 +156,17 @@ def test_misuse_is_an_error():
         parser.finish()
     with pytest.raises(ValueError, match="tokenizer"):
         StreamingParser().feed_tokens([1])
+
+
+def test_bad_arguments_name_the_argument_and_type():
+    with pytest.raises(TypeError, match="StreamingParser.feed: text: must be a str, got NoneType"):
+        StreamingParser().feed(None)
+    with pytest.raises(TypeError, match="got list"):
+        StreamingParser().feed([1, 2])
+    with pytest.raises(ValueError, match="enable_thinking: must be True or False, got str 'no'"):
+        StreamingParser(enable_thinking="no")
+    with pytest.raises(ValueError, match="tool_calls: must be True or False, got NoneType"):
+        StreamingParser(tool_calls=None)
 
 
 def test_token_deltas(tokenizer):

@@ -218,6 +218,20 @@ def test_malformed_tools_are_rejected():
         render([{"role": "user", "content": "x"}], tools=[WEATHER_TOOL, "get_weather"])
 
 
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        ({"enable_thinking": "false"}, "enable_thinking: must be True, False or None, got str 'false'"),
+        ({"enable_thinking": 0}, "enable_thinking: must be True, False or None, got int 0"),
+        ({"add_generation_prompt": "yes"}, "add_generation_prompt: must be True or False, got str 'yes'"),
+        ({"prefix_preserving": None}, "prefix_preserving: must be True or False, got NoneType None"),
+    ],
+)
+def test_flags_that_are_not_bools_are_rejected(flags, message):
+    with pytest.raises(ValueError, match=message):
+        render([{"role": "user", "content": "x"}], **flags)
+
+
 def test_our_template_raises_on_unknown_roles_too():
     with pytest.raises(Exception, match="unknown role"):  # noqa: B017 - jinja2's TemplateError
         render_jinja(OURS, [{"role": "user", "content": "x"}, {"role": "developer", "content": "y"}])

@@ -72,3 +72,16 @@ def test_skip_special_tokens_drops_only_special(qwen3_tokenizer):
 def test_out_of_range_id_is_an_error(qwen3_tokenizer):
     with pytest.raises(ValueError, match="token id 151669 is out of range"):
         IncrementalDetokenizer(qwen3_tokenizer).push([151669])
+
+
+def test_tensor_and_array_ids_skip_special_tokens_like_decode(qwen3_tokenizer):
+    torch = pytest.importorskip("torch")
+    numpy = pytest.importorskip("numpy")
+    tok = qwen3_tokenizer
+    ids = tok.encode("<|im_start|>assistant\n<think>\n</think>ok 🙂<|im_end|>")
+    expected = tok.decode(ids, skip_special_tokens=True)
+    for as_array in (torch.tensor, numpy.array):
+        detok = IncrementalDetokenizer(tok, skip_special_tokens=True)
+        assert detok.push(as_array(ids)) + detok.flush() == expected
+        detok = IncrementalDetokenizer(tok, skip_special_tokens=True)
+        assert "".join(detok.push(as_array(token_id)) for token_id in ids) + detok.flush() == expected

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import random
 import string
+import unicodedata
 
 import pytest
 from hypothesis import given, settings
@@ -67,6 +68,7 @@ def test_public_lazy_export(qwen3_tokenizer):
 def test_ids_match_tiktoken_reference(qwen3_tokenizer, text):
     assert qwen3_tokenizer.encode(text) == reference_encode(text)
     assert qwen3_tokenizer.encode(text, allow_special=False) == reference_encode(text, allow_special=False)
+    assert qwen3_tokenizer.encode(text, allow_special="none") == reference_encode(text, allow_special="none")
 
 
 @settings(max_examples=200, deadline=None)
@@ -75,6 +77,9 @@ def test_decode_inverts_encode_up_to_nfc(qwen3_tokenizer, text):
     for allow_special in (True, False):
         ids = qwen3_tokenizer.encode(text, allow_special=allow_special)
         assert qwen3_tokenizer.decode(ids) == nfc_between_added_tokens(text)
+    # No added tokens: NFC applies to the whole text.
+    plain = qwen3_tokenizer.encode(text, allow_special="none")
+    assert qwen3_tokenizer.decode(plain) == unicodedata.normalize("NFC", text)
 
 
 def test_special_tokens_as_text_when_not_allowed(qwen3_tokenizer):
@@ -86,6 +91,18 @@ def test_special_tokens_as_text_when_not_allowed(qwen3_tokenizer):
     for token_id in (tok.think_start_id, tok.think_end_id, tok.tool_call_start_id, tok.tool_call_end_id):
         assert token_id in ids
     assert tok.decode(ids) == text
+
+
+def test_no_added_token_is_matched_with_allow_special_none(qwen3_tokenizer):
+    tok = qwen3_tokenizer
+    text = "".join(spec.content for spec in ADDED_TOKENS)
+    for ids in (tok.encode(text, allow_special="none"), *tok.encode_batch([text], allow_special="none")):
+        assert max(ids) < QWEN3_FIRST_ADDED_ID and tok.decode(ids) == text
+    think = tok.encode("<think>", allow_special="none")
+    assert think == tok.encode("<think", allow_special="none") + [29]
+    assert tok.encode_with_offsets("<think>", allow_special="none")[0] == think
+    with pytest.raises(ValueError, match="allow_special: must be True, False or 'none', got 'no'"):
+        tok.encode("x", allow_special="no")
 
 
 def test_skip_special_tokens_keeps_think_and_tool_tags(qwen3_tokenizer):
@@ -126,6 +143,16 @@ def test_decode_rejects_ids_out_of_range(qwen3_tokenizer):
 def test_encode_rejects_non_text(qwen3_tokenizer):
     with pytest.raises(TypeError, match="expected text as str, got bytes"):
         qwen3_tokenizer.encode(b"abc")
+
+
+def test_encode_names_a_lone_surrogate(qwen3_tokenizer):
+    message = r"text has a lone surrogate U\+D800 at index 1; it cannot be encoded as UTF-8"
+    with pytest.raises(ValueError, match=message):
+        qwen3_tokenizer.encode("a\ud800b")
+    with pytest.raises(ValueError, match=r"text has a lone surrogate U\+DFFF at index 2"):
+        qwen3_tokenizer.encode_with_offsets("é\U0001f642\udfff")
+    with pytest.raises(ValueError, match=r"texts\[1\] has a lone surrogate U\+DC80 at index 0"):
+        qwen3_tokenizer.encode_batch(["ok", "\udc80"])
 
 
 def test_batch_encode_and_decode_match_single_calls(qwen3_tokenizer):
