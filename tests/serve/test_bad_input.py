@@ -51,6 +51,9 @@ CASES = [
     (CHAT, chat(seed=2**64), 400, "seed"),
     (CHAT, chat(seed=-(2**63) - 1), 400, "seed"),
     (CHAT, chat(stream="yes"), 400, "stream"),
+    # A lone surrogate escape: JSON that no UTF-8 text matches; refused as a malformed body.
+    (CHAT, b'{"messages": [{"role": "user", "content": "a\\ud800b"}]}', 400, None),
+    (COMPLETIONS, b'{"prompt": "a\\ud800b"}', 400, None),
     (CHAT, chat(stop=[""]), 400, "stop"),
     (CHAT, chat(stop=[1]), 400, "stop[0]"),
     (CHAT, chat(max_tokens=-1), 400, "max_tokens"),
