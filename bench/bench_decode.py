@@ -8,7 +8,7 @@ Rows (qwen3-0.6b shape unless said otherwise; 32-token prompts, 128 new tokens, 
 - b1:      bf16, batch 1
 - int8:    ours with per-channel weight-only int8 vs transformers bf16, batch 1; plus a quality check against our bf16
 - b8:      bf16, 8 concurrent requests (transformers: one batch of 8)
-- small64: qwen3-debug-5m (fp32, the preset's dtype), 64 concurrent sequences
+- small64: qwen3-debug-5m in bf16 (`--small-dtype float32`: the preset's fp32), 64 concurrent sequences
 - prefill: bf16, one 512-token prompt, time to the first token
 
 Decode tokens/s = new tokens after the first / (time for 128 tokens - time for 1 token), so prefill is excluded the

@@ -4,12 +4,15 @@ The history holds each reply as an assistant message with its ``reasoning_conten
 thinking of earlier turns when the conversation is rendered, as the model card requires. ``/think`` and
 ``/no_think`` inside a message are the model card's soft switches and reach the model unchanged; on a line of
 their own they are added to the next message. The sampling preset follows the mode the conversation asks for.
+Ctrl-C during a reply stops it (the request is aborted) and keeps the session; the cut reply and its message
+are not added to the history.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+from contextlib import closing
 from pathlib import Path
 
 from qwen3.engine.cli import ReplyPrinter, Timer, _params
@@ -107,22 +110,24 @@ class ChatSession:
 
         messages = [*self.messages, {"role": "user", "content": text}]
         enable = False if self.args.no_think else None
-        try:
-            params = _params(self.args, resolve_thinking(messages, enable), self.budget)
-        except Exception as err:  # a UserFacingError from bad flags: report and keep the session
-            self.note(str(err))
-            return
+        params = _params(self.args, resolve_thinking(messages, enable), self.budget)  # flags checked at start
         printer = ReplyPrinter(self.console, chat=True)
         timer = Timer(self.llm.engine)
         output = None
         try:
-            for delta in self.llm.chat_stream(messages, params, None, enable):
-                printer.delta(delta)
-                timer.tokens += len(delta.token_ids)
-                if delta.finished:
-                    output = delta.output
+            # Closing the stream (also when Ctrl-C interrupts it) aborts the request and frees its slot.
+            with closing(self.llm.chat_stream(messages, params, None, enable)) as stream:
+                for delta in stream:
+                    printer.delta(delta)
+                    timer.tokens += len(delta.token_ids)
+                    if delta.finished:
+                        output = delta.output
         except ValueError as err:  # e.g. the conversation no longer fits the context
             self.note(f"error: {err}")
+            return
+        except KeyboardInterrupt:  # stop this reply, keep the session; the cut reply stays out of the history
+            printer.end()
+            self.note("interrupted: the reply was not added to the conversation")
             return
         printer.end()
         self.note(timer.summary())

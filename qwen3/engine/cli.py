@@ -180,14 +180,17 @@ def run_generate(args: argparse.Namespace) -> int:
     prompts = [sys.stdin.read() if p == "-" else p for p in args.prompt]
     if any(not p for p in prompts):
         raise UserFacingError("--prompt is empty")
-    llm = _load(args, max_num_seqs=max(1, len(prompts)))
-    printer, errors = ReplyPrinter(Console(), chat=not args.raw), Console(stderr=True)
     enable = False if args.no_think else None
+    jobs = []  # (prompt, messages, params): every flag is checked before the model loads
     for prompt in prompts:
         messages = [{"role": "user", "content": prompt}]
         if args.system:
             messages.insert(0, {"role": "system", "content": args.system})
         params = _params(args, resolve_thinking(messages, enable), args.thinking_budget, raw=args.raw)
+        jobs.append((prompt, messages, params))
+    llm = _load(args, max_num_seqs=max(1, len(prompts)))
+    printer, errors = ReplyPrinter(Console(), chat=not args.raw), Console(stderr=True)
+    for prompt, messages, params in jobs:
         timer = Timer(llm.engine)
         try:
             if args.stream and not args.json:
@@ -231,5 +234,6 @@ def _output_json(prompt: str, output, usage) -> dict:
 def run_chat(args: argparse.Namespace) -> int:
     from qwen3.engine.chat_repl import ChatSession
 
+    _params(args, True, args.thinking_budget)  # bad flags fail here, before the model loads
     llm = _load(args, max_num_seqs=1)
     return ChatSession(llm, args).run()

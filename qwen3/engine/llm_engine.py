@@ -138,16 +138,17 @@ class LLMEngine:
             for seq in self._requests.get(request_id, []):
                 if not seq.is_finished:
                     seq.finish("abort")
-                    self.scheduler.free(seq)
                     deltas.append(self._delta(seq))
+                # A finished one too: a step cut short (Ctrl-C) may have finished it without freeing it.
+                self.scheduler.free(seq)
         batch = self.scheduler.schedule()
         if batch is not None:
             deltas += self._run(batch)
         with self._lock:
-            for delta in deltas:
-                seqs = self._requests.get(delta.request_id)
+            for request_id in {delta.request_id for delta in deltas}.union(aborted):
+                seqs = self._requests.get(request_id)
                 if seqs is not None and all(seq.is_finished for seq in seqs):
-                    del self._requests[delta.request_id]
+                    del self._requests[request_id]
         return deltas
 
     def _run(self, batch) -> list[CompletionDelta]:

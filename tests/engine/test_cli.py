@@ -95,6 +95,13 @@ def test_generate_missing_model(tmp_path):
     assert result.returncode == 1 and "neither a checkpoint directory nor a preset" in result.stderr
 
 
+@pytest.mark.parametrize("command", [["generate", "--prompt", "x"], ["chat"]])
+def test_bad_flags_fail_before_the_model_loads(tmp_path, command):
+    result = qwen3(command[0], str(tmp_path / "nope"), *command[1:], "--top-p", "1.5", stdin="hi\n")
+    assert result.returncode == 1 and "error: SamplingParams.top_p must be in" in result.stderr, result.stderr
+    assert "loading" not in result.stderr and "neither a checkpoint" not in result.stderr
+
+
 def test_chat_session_commands(checkpoint, tmp_path):
     first, second = tmp_path / "first.json", tmp_path / "second.json"
     script = "\n".join(
