@@ -97,9 +97,9 @@ def run_ours(precision: str, steps: int, warmup: int, chunk: int) -> dict:
 CASES = {
     "transformers fp32": ("transformers", "fp32", 0),
     "transformers bf16": ("transformers", "bf16", 0),
-    "ours fp32 (fused CE)": ("ours", "fp32", 2048),
+    "ours fp32 (fused CE)": ("ours", "fp32", 512),
     "ours fp32 (plain CE)": ("ours", "fp32", 0),
-    "ours bf16 (fused CE)": ("ours", "bf16", 2048),
+    "ours bf16 (fused CE)": ("ours", "bf16", 512),
     "ours bf16 (plain CE)": ("ours", "bf16", 0),
 }
 

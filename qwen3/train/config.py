@@ -193,7 +193,7 @@ class TrainConfig:
     device: str = "auto"
     seed: int = 0
     loss_type: str = "causal_lm"
-    loss_chunk_size: int = 2048
+    loss_chunk_size: int = 512
     on_nan: str = "stop"
     distributed: str = "ddp"
     init_from: str | None = None

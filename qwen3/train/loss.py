@@ -47,7 +47,7 @@ def make_loss(loss_type: str, **options: object) -> LossFn:
 
 
 @register_loss("causal_lm")
-def causal_lm(chunk_size: int = 2048) -> LossFn:
+def causal_lm(chunk_size: int = 512) -> LossFn:
     def loss(model: torch.nn.Module, batch: Batch) -> LossOutput:
         out = model.hidden_states(batch.input_ids, document_ids=batch.document_ids, output_router_logits=True)
         hidden = out.hidden_states.flatten(0, 1)
@@ -62,7 +62,7 @@ def causal_lm(chunk_size: int = 2048) -> LossFn:
     return loss
 
 
-def linear_cross_entropy(hidden: Tensor, weight: Tensor, labels: Tensor, chunk_size: int = 2048) -> Tensor:
+def linear_cross_entropy(hidden: Tensor, weight: Tensor, labels: Tensor, chunk_size: int = 512) -> Tensor:
     """sum_i CE(hidden[i] @ weight.T, labels[i]) over labels != IGNORE, equal to
     ``F.cross_entropy(F.linear(hidden, weight), labels, ignore_index=IGNORE, reduction="sum")``.
 
