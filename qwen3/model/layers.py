@@ -8,6 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from qwen3.model.blocked_attention import BlockedMask, blocked_attention
 from qwen3.model.config import Qwen3Config
 from qwen3.model.rope import apply_rotary
 
@@ -46,10 +47,17 @@ class MLP(nn.Module):
 
 
 def attend(
-    q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None = None, causal: bool = False, dropout: float = 0.0
+    q: Tensor,
+    k: Tensor,
+    v: Tensor,
+    mask: Tensor | BlockedMask | None = None,
+    causal: bool = False,
+    dropout: float = 0.0,
 ) -> Tensor:
     """Scaled dot-product attention with GQA: q [B, Hq, T, D]; k, v [B, Hkv, S, D]; mask [B, 1, T, S] bool (True
-    = may attend). Scale head_dim ** -0.5."""
+    = may attend), or a ``BlockedMask`` of one (packed documents). Scale head_dim ** -0.5."""
+    if isinstance(mask, BlockedMask):
+        return blocked_attention(q, k, v, mask, dropout)
     return F.scaled_dot_product_attention(
         q,
         k,
@@ -78,7 +86,12 @@ class Attention(nn.Module):
         self.k_norm = RMSNorm(config.head_dim, config.rms_norm_eps)
 
     def forward(
-        self, x: Tensor, cos: Tensor, sin: Tensor, mask: Tensor | None = None, cache: KVCache | None = None
+        self,
+        x: Tensor,
+        cos: Tensor,
+        sin: Tensor,
+        mask: Tensor | BlockedMask | None = None,
+        cache: KVCache | None = None,
     ) -> Tensor:
         batch, length, _ = x.shape
         heads = (batch, length, -1, self.head_dim)

@@ -11,6 +11,7 @@ import torch
 from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
+from qwen3.model.blocked_attention import BlockedMask, block_mask
 from qwen3.model.cache import KVCache
 from qwen3.model.config import Qwen3Config
 from qwen3.model.layers import MLP, Attention, RMSNorm
@@ -49,7 +50,7 @@ class DecoderLayer(nn.Module):
             self.mlp = MLP(config.hidden_size, config.intermediate_size)
 
     def forward(
-        self, h: Tensor, cos: Tensor, sin: Tensor, mask: Tensor | None, cache: KVCache | None
+        self, h: Tensor, cos: Tensor, sin: Tensor, mask: Tensor | BlockedMask | None, cache: KVCache | None
     ) -> tuple[Tensor, Tensor | None]:
         h = h + self.self_attn(self.input_layernorm(h), cos, sin, mask, cache)
         if self.is_sparse:
@@ -80,7 +81,7 @@ class Qwen3Model(nn.Module):
         if cache is not None and document_ids is not None:
             raise ValueError("document_ids (packed sequences) cannot be combined with a KV cache")
         positions = default_positions(input_ids, positions, cache, document_ids)
-        mask = None if document_ids is None else document_mask(document_ids)
+        mask = None if document_ids is None else block_mask(document_mask(document_ids))
         h = self.embed_tokens(input_ids)
         cos, sin = self.rotary_emb(positions, h.dtype)
         router_logits = []
