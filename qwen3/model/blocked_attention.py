@@ -111,13 +111,17 @@ class _BlockedAttention(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad_out: Tensor):  # type: ignore[override]
+        # backward() called inside an autocast region would otherwise run the fp32 score matmuls in bf16.
+        with torch.autocast(grad_out.device.type, enabled=False):
+            return _BlockedAttention._backward(ctx, grad_out)
+
+    @staticmethod
+    def _backward(ctx, grad_out: Tensor) -> tuple[Tensor, Tensor, Tensor, None]:
         q, k, v, out, lse = ctx.saved_tensors
         batch, heads, _, dim = q.shape
         kv_heads = k.shape[1]
         group = heads // kv_heads
-        exact = torch.promote_types(
-            q.dtype, torch.float32
-        )  # scores, softmax and accumulation (fp64 stays fp64)
+        exact = torch.promote_types(q.dtype, torch.float32)  # scores, softmax, sums (fp64 stays fp64)
         grad_q = torch.empty_like(q)
         grad_k = torch.zeros(k.shape, dtype=exact, device=k.device)
         grad_v = torch.zeros(v.shape, dtype=exact, device=v.device)
