@@ -21,6 +21,9 @@ import torch.nn.functional as F
 from torch import Tensor
 
 QUERY_BLOCK = 64  # rows per block (64 beat 128 and 256 on qwen3-debug-5m, 8 x 512, in bf16 and fp32)
+# A private op (it returns each row's log-sum-exp, which the backward needs); a torch without it takes the per-block
+# SDPA path, differentiated by autograd.
+CPU_FLASH = "_scaled_dot_product_flash_attention_for_cpu"
 
 
 @dataclass
@@ -65,7 +68,7 @@ def block_mask(mask: Tensor, block: int = QUERY_BLOCK) -> Tensor | BlockedMask:
 
 def blocked_attention(q: Tensor, k: Tensor, v: Tensor, mask: BlockedMask, dropout: float = 0.0) -> Tensor:
     """``attend`` for a ``BlockedMask``: q [B, Hq, T, D]; k, v [B, Hkv, T, D] -> [B, Hq, T, D]."""
-    if q.device.type != "cpu" or dropout:
+    if q.device.type != "cpu" or dropout or not hasattr(torch.ops.aten, CPU_FLASH):
         return per_block_sdpa(q, k, v, mask, dropout)
     dtype = torch.get_autocast_dtype("cpu") if torch.is_autocast_enabled("cpu") else q.dtype
     return _BlockedAttention.apply(q.to(dtype), k.to(dtype), v.to(dtype), mask)
@@ -96,7 +99,7 @@ class _BlockedAttention(torch.autograd.Function):
     @staticmethod
     def forward(ctx, q: Tensor, k: Tensor, v: Tensor, mask: BlockedMask) -> Tensor:  # type: ignore[override]
         scale = q.shape[-1] ** -0.5
-        flash = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu
+        flash = getattr(torch.ops.aten, CPU_FLASH)
         outputs, lses = [], []
         for (start, end, first, _), additive in zip(mask.blocks, mask.additive(q.dtype)):
             out, lse = flash(

@@ -83,3 +83,17 @@ def test_blocked_attention_under_bf16_autocast_is_as_close_to_fp64_as_sdpa():
         scale = want.abs().max()
         reference_error = (reference.double() - want).abs().max() / scale
         assert (have.double() - want).abs().max() / scale <= max(2 * reference_error, 1e-2), name
+
+
+def test_a_torch_without_the_cpu_flash_op_takes_the_per_block_sdpa_path(monkeypatch):
+    import qwen3.model.blocked_attention as blocked_module
+
+    tensors = qkv(4, 2)
+    grad_out = torch.randn(tensors[0].shape, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    mask = block_mask(document_mask(DOCUMENTS))
+    expected = output_and_grads(lambda q, k, v: blocked_attention(q, k, v, mask), tensors, grad_out)
+    monkeypatch.setattr(blocked_module, "CPU_FLASH", "no_such_op")
+    monkeypatch.setattr(blocked_module._BlockedAttention, "apply", None)  # must not be reached
+    got = output_and_grads(lambda q, k, v: blocked_attention(q, k, v, mask), tensors, grad_out)
+    for a, b in zip(got, expected):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-10)
