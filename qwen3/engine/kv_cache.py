@@ -73,6 +73,7 @@ class SlotKVCache:
         self._rows: Tensor | None = None
         self._positions: Tensor | None = None
         self._segments: list[Segment] = []
+        self._scratch = torch.empty(0, dtype=torch.float32)  # the decode kernel's attention scores
 
     def _zeros(self, shape: tuple[int, ...], dtype: torch.dtype, device: torch.device | str) -> Tensor:
         if torch.device(device).type != "cpu":
@@ -153,14 +154,18 @@ class SlotKVCache:
         eps: float,
     ) -> Tensor | None:
         """The fused decode attention of a layer in one C call: QK-norm and RoPE of the projection output qkv
-        [B, (Hq + 2 Hkv) * D], cache write, attention. Returns [B, Hq * D], or None when the kernel cannot run (the
-        caller then takes the torch path)."""
+        [B, (Hq + 2 Hkv) * D] (cos, sin: rotary tables [P, D] read at the step's positions), cache write,
+        attention. Returns [B, Hq * D], or None when the kernel cannot run (the caller then takes the torch
+        path)."""
         if not self.decode_kernel:
             return None
         heads = qkv.shape[1] // self.head_dim - 2 * self.num_kv_heads
+        needed = qkv.shape[0] * heads * self._span
+        if self._scratch.numel() < needed:  # grown, never shrunk: no allocation per layer and step
+            self._scratch = torch.empty(needed, dtype=torch.float32)
         return cpu_kernels.decode_layer_attention(
             qkv, q_norm, k_norm, cos, sin, self.keys[layer_idx], self.values[layer_idx], self._positions, heads,
-            self._span, eps,
+            self._span, eps, self._scratch,
         )  # fmt: skip
 
     def _attend_prefill(self, layer_idx: int, q: Tensor, k: Tensor, v: Tensor) -> Tensor:

@@ -110,9 +110,9 @@ def test_decode_layer_attention(dtype, heads, kv_heads, dim):
     with torch.no_grad():
         q_norm.weight.copy_(1 + 0.2 * torch.randn(dim, generator=gen))
         k_norm.weight.copy_(1 + 0.2 * torch.randn(dim, generator=gen))
-    angles = positions[:, None].float() * (1.0 / 10000 ** (torch.arange(0, dim, 2) / dim))
+    angles = torch.arange(max_len)[:, None].float() * (1.0 / 10000 ** (torch.arange(0, dim, 2) / dim))
     angles = torch.cat((angles, angles), -1)
-    cos, sin = angles.cos().to(dtype), angles.sin().to(dtype)
+    cos, sin = angles.cos().to(dtype), angles.sin().to(dtype)  # tables by position
     caches = [torch.randn(batch + 1, kv_heads, max_len, dim, generator=gen).to(dtype) for _ in range(2)]
     ours_keys, ours_values = (c.clone() for c in caches)
     out = cpu_kernels.decode_layer_attention(
@@ -120,7 +120,9 @@ def test_decode_layer_attention(dtype, heads, kv_heads, dim):
         32, 1e-6,
     )  # fmt: skip
     with torch.no_grad():
-        expected = torch_decode_layer(qkv, q_norm, k_norm, cos, sin, *caches, positions, heads, 1e-6)
+        expected = torch_decode_layer(
+            qkv, q_norm, k_norm, cos[positions], sin[positions], *caches, positions, heads, 1e-6
+        )
     tolerance = 2e-2 if dtype == torch.bfloat16 else 1e-5
     torch.testing.assert_close(ours_keys.float(), caches[0].float(), rtol=tolerance, atol=tolerance)
     assert torch.equal(ours_values, caches[1])
