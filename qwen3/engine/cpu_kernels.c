@@ -549,7 +549,7 @@ int add_rms_norm(const void *h, const void *delta, const void *w, void *h_out, v
 /* out = round(round(silu(gate)) * up) with gate_up = [gate | up] per row (width 2 * inter). */
 int silu_mul(const void *gate_up, void *out, int rows, int inter, int bf16) {
     if (inter > 4 * MAX_HIDDEN) return -1;
-#pragma omp parallel for schedule(static) if (rows * inter > 65536)
+#pragma omp parallel for schedule(static) if (rows * inter > 8192)
     for (int r = 0; r < rows; r++) {
         float gate[4 * MAX_HIDDEN], up[4 * MAX_HIDDEN];
         to_f32(gate_up, (size_t)r * 2 * inter, inter, bf16, gate);
