@@ -45,7 +45,11 @@ class ReferenceForward:
 
 # -- linear kernels ----------------------------------------------------------------------------------------------
 # The overload itself: calling it skips the packet's overload resolution (about a microsecond a call).
-_LINEAR_POINTWISE = torch.ops.mkldnn._linear_pointwise.default if torch.backends.mkldnn.is_available() else None
+_LINEAR_POINTWISE = (
+    torch.ops.mkldnn._linear_pointwise.default if torch.backends.mkldnn.is_available() else None
+)
+
+
 class PlainLinear:
     def __init__(self, weight: Tensor):
         self.weight = weight
@@ -73,7 +77,9 @@ class PackedLinear:
         self.out_features = weight.shape[0]
 
     def __call__(self, x: Tensor) -> Tensor:
-        if x.dim() == 2 and x.shape[0] in self._BUCKET_SET:  # a decode step: one call, nothing to reshape or pad
+        if (
+            x.dim() == 2 and x.shape[0] in self._BUCKET_SET
+        ):  # a decode step: one call, nothing to reshape or pad
             return _LINEAR_POINTWISE(x, self.packed, None, "none", [], "")
         flat = x.reshape(-1, x.shape[-1])
         largest = self.ROW_BUCKETS[-1]
