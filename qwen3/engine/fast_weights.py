@@ -77,9 +77,8 @@ class PackedLinear:
         self.out_features = weight.shape[0]
 
     def __call__(self, x: Tensor) -> Tensor:
-        if (
-            x.dim() == 2 and x.shape[0] in self._BUCKET_SET
-        ):  # a decode step: one call, nothing to reshape or pad
+        # A decode step: one call, nothing to reshape or pad.
+        if x.dim() == 2 and x.shape[0] in self._BUCKET_SET:
             return _LINEAR_POINTWISE(x, self.packed, None, "none", [], "")
         flat = x.reshape(-1, x.shape[-1])
         largest = self.ROW_BUCKETS[-1]
