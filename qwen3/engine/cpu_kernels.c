@@ -228,6 +228,25 @@ static inline __attribute__((always_inline)) void attend_task(const float *qh, c
 }
 #endif
 
+/* Cached keys and values the next attention task will read: prefetched into L2 while this one computes (the caches
+ * of all layers do not stay in the CPU caches between steps, and the hardware prefetcher ramps up too slowly on
+ * blocks of a few KB). */
+typedef struct {
+    const char *keys, *values;
+    size_t bytes;
+} Prefetch;
+
+static inline void prefetch_range(const Prefetch *next, size_t from, size_t to) {
+#if defined(__AVX512F__)
+    for (size_t offset = from; offset < to && offset < next->bytes; offset += 64) {
+        _mm_prefetch(next->keys + offset, _MM_HINT_T1);
+        _mm_prefetch(next->values + offset, _MM_HINT_T1);
+    }
+#else
+    (void)next, (void)from, (void)to;
+#endif
+}
+
 #if defined(__AVX512BF16__)
 /* Lane i of the result = the sum of the 16 lanes of a[i]: four rounds of shuffles and adds for 16 sums (about 3
  * instructions a sum instead of a full horizontal reduction each). */
@@ -255,8 +274,9 @@ static inline __m512 sum16(const __m512 *a) {
 static inline __attribute__((always_inline)) void attend_task_bf16(const float *qh, const uint16_t *keys,
                                                                    const uint16_t *values, int len, int G, int DD,
                                                                    float scale, float *scores, int max_len,
-                                                                   float *out) {
+                                                                   float *out, const Prefetch *next) {
     const int C = DD / 32; /* bf16 vectors per row */
+    size_t share = ((next->bytes * 16 / (size_t)len) + 64) & ~(size_t)63; /* of the next task, per block of 16 keys */
     for (int g = 0; g < G; g++) {
         __m512bh q[8];
 #pragma GCC unroll 8
@@ -272,6 +292,7 @@ static inline __attribute__((always_inline)) void attend_task_bf16(const float *
                     for (int c = 0; c < DD * 2; c += 64) _mm_prefetch((const char *)(values + (size_t)(j0 + i) * DD) + c, _MM_HINT_T0);
                 for (int i = 0; i < ahead; i++)
                     for (int c = 0; c < DD * 2; c += 64) _mm_prefetch((const char *)(keys + (size_t)(j0 + 16 + i) * DD) + c, _MM_HINT_T0);
+                prefetch_range(next, (size_t)(j0 / 16) * share, (size_t)(j0 / 16 + 1) * share);
             }
             __m512 acc[16];
 #pragma GCC unroll 16
@@ -343,19 +364,20 @@ static void attend_task_generic(const float *qh, const void *keys, const void *v
  * positions of the head at keys/values + base (dtype bf16 or fp32, position stride D); out: fp32 [G, D];
  * scores: fp32 scratch [G, max_len]. */
 static void attend_head(const float *qh, const void *keys, const void *values, int cache_bf16, size_t base, int len,
-                        int G, int D, float scale, float *scores, int max_len, float *oh) {
+                        int G, int D, float scale, float *scores, int max_len, float *oh, const Prefetch *next) {
 #if defined(__AVX512BF16__)
     if (cache_bf16 && (D == 64 || D == 128 || D == 256)) {
         const uint16_t *k = (const uint16_t *)keys + base, *v = (const uint16_t *)values + base;
         if (D == 64)
-            attend_task_bf16(qh, k, v, len, G, 64, scale, scores, max_len, oh);
+            attend_task_bf16(qh, k, v, len, G, 64, scale, scores, max_len, oh, next);
         else if (D == 128)
-            attend_task_bf16(qh, k, v, len, G, 128, scale, scores, max_len, oh);
+            attend_task_bf16(qh, k, v, len, G, 128, scale, scores, max_len, oh, next);
         else
-            attend_task_bf16(qh, k, v, len, G, 256, scale, scores, max_len, oh);
+            attend_task_bf16(qh, k, v, len, G, 256, scale, scores, max_len, oh, next);
         return;
     }
 #endif
+    prefetch_range(next, 0, next->bytes);
 #if defined(__AVX512F__)
     if (D == 64) {
         attend_task(qh, keys, values, cache_bf16, base, len, G, 64, scale, scores, max_len, oh);
@@ -655,32 +677,14 @@ typedef struct {
     int64_t slot_stride, head_stride;
 } AttentionShape;
 
-/* Prefetch into L2 the cached keys and values that task (sequence b, KV head h) of layer_attention will read: the
- * caches of all layers do not stay in the caches between steps, and the hardware prefetcher ramps up too slowly on
- * blocks of a few KB. */
-static void prefetch_task(const AttentionShape *a, int b, int h, const void *keys, const void *values,
-                          const int64_t *positions) {
-#if defined(__AVX512F__)
-    size_t element = a->bf16 ? 2 : 4;
-    size_t start = ((size_t)b * a->slot_stride + (size_t)h * a->head_stride) * element;
-    size_t bytes = (size_t)positions[b] * a->D * element;
-    for (size_t offset = 0; offset < bytes; offset += 64) {
-        _mm_prefetch((const char *)keys + start + offset, _MM_HINT_T1);
-        _mm_prefetch((const char *)values + start + offset, _MM_HINT_T1);
-    }
-#else
-    (void)a, (void)b, (void)h, (void)keys, (void)values, (void)positions;
-#endif
-}
-
 /* One (sequence b, KV head h) task of a layer's decode attention: QK-norm and RoPE of the head's G queries and its
  * key (cos/sin rows at the sequence's position in the tables), key and value into the cache at that position, then
  * attention over positions 0..position. qkv rows [(Hq + 2 Hkv) * D] are fp32 (values already rounded to the model
  * dtype) or the model dtype (qkv_model); out rows [Hq * D] the same (out_model). */
-static void attention_task(const AttentionShape *a, int b, int h, const void *qkv, int qkv_model, const float *qw,
+static void attention_task(const AttentionShape *a, int task, const void *qkv, int qkv_model, const float *qw,
                            const float *kw, const void *cos, const void *sin, void *keys, void *values,
                            const int64_t *positions, void *out, int out_model, float *scratch) {
-    int Hq = a->Hq, Hkv = a->Hkv, D = a->D, G = Hq / Hkv, bf16 = a->bf16;
+    int Hq = a->Hq, Hkv = a->Hkv, D = a->D, G = Hq / Hkv, bf16 = a->bf16, b = task / Hkv, h = task % Hkv;
     int qkv_bf16 = qkv_model && bf16, out_bf16 = out_model && bf16;
     size_t row = (size_t)b * (Hq + 2 * Hkv) * D, position = (size_t)positions[b];
     float c[MAX_HEAD_DIM], s[MAX_HEAD_DIM], head[MAX_HEAD_DIM], q[MAX_GROUP_ELEMS], o[MAX_GROUP_ELEMS];
@@ -697,7 +701,15 @@ static void attention_task(const AttentionShape *a, int b, int h, const void *qk
     to_f32(qkv, row + (size_t)(Hq + Hkv + h) * D, D, qkv_bf16, head);
     from_f32(head, D, bf16, values, at + position * D);
     float *scores = scratch + ((size_t)b * Hkv + h) * G * a->max_len;
-    attend_head(q, keys, values, bf16, at, (int)position + 1, G, D, 1.0f / sqrtf((float)D), scores, a->max_len, o);
+    Prefetch next = {NULL, NULL, 0}; /* task + 1: the next one of this thread under a static schedule */
+    if (task + 1 < a->B * Hkv) {
+        size_t element = bf16 ? 2 : 4, nb = (size_t)(task + 1) / Hkv, nh = (size_t)(task + 1) % Hkv;
+        size_t start = (nb * a->slot_stride + nh * a->head_stride) * element;
+        next = (Prefetch){(const char *)keys + start, (const char *)values + start,
+                          (size_t)positions[nb] * D * element};
+    }
+    attend_head(q, keys, values, bf16, at, (int)position + 1, G, D, 1.0f / sqrtf((float)D), scores, a->max_len, o,
+                &next);
     size_t first = (size_t)b * Hq * D + (size_t)h * G * D;
     if (out_bf16) {
         from_f32(o, G * D, 1, out, first);
@@ -720,11 +732,8 @@ static int layer_attention(const AttentionShape *a, const void *qkv, int qkv_mod
     to_f32(q_norm, 0, D, a->bf16, qw);
     to_f32(k_norm, 0, D, a->bf16, kw);
 #pragma omp parallel for schedule(static) if (B * Hkv > 1)
-    for (int task = 0; task < B * Hkv; task++) {
-        if (task + 1 < B * Hkv) prefetch_task(a, (task + 1) / Hkv, (task + 1) % Hkv, keys, values, positions);
-        attention_task(a, task / Hkv, task % Hkv, qkv, qkv_model, qw, kw, cos, sin, keys, values, positions, out,
-                       out_model, scratch);
-    }
+    for (int task = 0; task < B * Hkv; task++)
+        attention_task(a, task, qkv, qkv_model, qw, kw, cos, sin, keys, values, positions, out, out_model, scratch);
     return 0;
 }
 
