@@ -5,8 +5,8 @@
  * woq_int8_matmul: y[m, n] = scale[n] * sum_k x[m, k] * w[n, k], weight-only int8 with per-output-channel scales,
  *   x fp32 [M, K] (M <= 8: decode batches), y fp32 or bf16 [M, N]. Each weight row is converted to fp32 once and
  *   used for all M rows of x, so the kernel streams the int8 weights at memory speed.
- * decode_attention: one new query per sequence against its cached keys/values (grouped-query attention: the G
- *   query heads of a KV head share one pass over its cache).
+ * decode_layer_attention: one new query per sequence against its cached keys/values (grouped-query attention: the
+ *   G query heads of a KV head share one pass over its cache), with QK-norm, RoPE and the cache write before it.
  */
 #include <math.h>
 #include <stdint.h>
@@ -228,6 +228,25 @@ static inline __attribute__((always_inline)) void attend_task(const float *qh, c
 }
 #endif
 
+/* Cached keys and values the next attention task will read: prefetched into L2 while this one computes (the caches
+ * of all layers do not stay in the CPU caches between steps, and the hardware prefetcher ramps up too slowly on
+ * blocks of a few KB). */
+typedef struct {
+    const char *keys, *values;
+    size_t bytes;
+} Prefetch;
+
+static inline void prefetch_range(const Prefetch *next, size_t from, size_t to) {
+#if defined(__AVX512F__)
+    for (size_t offset = from; offset < to && offset < next->bytes; offset += 64) {
+        _mm_prefetch(next->keys + offset, _MM_HINT_T1);
+        _mm_prefetch(next->values + offset, _MM_HINT_T1);
+    }
+#else
+    (void)next, (void)from, (void)to;
+#endif
+}
+
 #if defined(__AVX512BF16__)
 /* Lane i of the result = the sum of the 16 lanes of a[i]: four rounds of shuffles and adds for 16 sums (about 3
  * instructions a sum instead of a full horizontal reduction each). */
@@ -255,8 +274,9 @@ static inline __m512 sum16(const __m512 *a) {
 static inline __attribute__((always_inline)) void attend_task_bf16(const float *qh, const uint16_t *keys,
                                                                    const uint16_t *values, int len, int G, int DD,
                                                                    float scale, float *scores, int max_len,
-                                                                   float *out) {
+                                                                   float *out, const Prefetch *next) {
     const int C = DD / 32; /* bf16 vectors per row */
+    size_t share = ((next->bytes * 16 / (size_t)len) + 64) & ~(size_t)63; /* of the next task, per block of 16 keys */
     for (int g = 0; g < G; g++) {
         __m512bh q[8];
 #pragma GCC unroll 8
@@ -272,6 +292,7 @@ static inline __attribute__((always_inline)) void attend_task_bf16(const float *
                     for (int c = 0; c < DD * 2; c += 64) _mm_prefetch((const char *)(values + (size_t)(j0 + i) * DD) + c, _MM_HINT_T0);
                 for (int i = 0; i < ahead; i++)
                     for (int c = 0; c < DD * 2; c += 64) _mm_prefetch((const char *)(keys + (size_t)(j0 + 16 + i) * DD) + c, _MM_HINT_T0);
+                prefetch_range(next, (size_t)(j0 / 16) * share, (size_t)(j0 / 16 + 1) * share);
             }
             __m512 acc[16];
 #pragma GCC unroll 16
@@ -339,50 +360,39 @@ static void attend_task_generic(const float *qh, const void *keys, const void *v
     }
 }
 
-/* q: fp32 [B, Hkv * G, D]; keys/values: cache of dtype bf16 or fp32, element strides slot/head, position stride D;
- * lengths[b]: positions of row b to attend (its new token included); out: fp32 [B, Hkv * G, D];
- * scratch: fp32 [B * Hkv, G * max_len]. */
-int decode_attention(const float *q, const void *keys, const void *values, int cache_bf16, const int64_t *lengths,
-                     float *out, float *scratch, int B, int Hkv, int G, int D, int64_t slot_stride,
-                     int64_t head_stride, int max_len, float scale) {
-    if (D > MAX_HEAD_DIM || G * D > MAX_GROUP_ELEMS) return -1;
-#pragma omp parallel for schedule(static) if (B * Hkv > 1)
-    for (int task = 0; task < B * Hkv; task++) {
-        int b = task / Hkv, h = task % Hkv;
-        int len = (int)lengths[b];
-        size_t base = (size_t)b * slot_stride + (size_t)h * head_stride;
-        size_t first = (size_t)b * Hkv * G + (size_t)h * G;
-        const float *qh = q + first * D;
-        float *scores = scratch + (size_t)task * G * max_len, *oh = out + first * D;
+/* One KV head of one sequence: its G queries (fp32 [G, D], values of the model dtype) against the first len cached
+ * positions of the head at keys/values + base (dtype bf16 or fp32, position stride D); out: fp32 [G, D];
+ * scores: fp32 scratch [G, max_len]. */
+static void attend_head(const float *qh, const void *keys, const void *values, int cache_bf16, size_t base, int len,
+                        int G, int D, float scale, float *scores, int max_len, float *oh, const Prefetch *next) {
 #if defined(__AVX512BF16__)
-        if (cache_bf16 && (D == 64 || D == 128 || D == 256)) {
-            const uint16_t *k = (const uint16_t *)keys + base, *v = (const uint16_t *)values + base;
-            if (D == 64)
-                attend_task_bf16(qh, k, v, len, G, 64, scale, scores, max_len, oh);
-            else if (D == 128)
-                attend_task_bf16(qh, k, v, len, G, 128, scale, scores, max_len, oh);
-            else
-                attend_task_bf16(qh, k, v, len, G, 256, scale, scores, max_len, oh);
-            continue;
-        }
-#endif
-#if defined(__AVX512F__)
-        if (D == 64) {
-            attend_task(qh, keys, values, cache_bf16, base, len, G, 64, scale, scores, max_len, oh);
-            continue;
-        }
-        if (D == 128) {
-            attend_task(qh, keys, values, cache_bf16, base, len, G, 128, scale, scores, max_len, oh);
-            continue;
-        }
-        if (D == 256) {
-            attend_task(qh, keys, values, cache_bf16, base, len, G, 256, scale, scores, max_len, oh);
-            continue;
-        }
-#endif
-        attend_task_generic(qh, keys, values, cache_bf16, base, len, G, D, scale, scores, max_len, oh);
+    if (cache_bf16 && (D == 64 || D == 128 || D == 256)) {
+        const uint16_t *k = (const uint16_t *)keys + base, *v = (const uint16_t *)values + base;
+        if (D == 64)
+            attend_task_bf16(qh, k, v, len, G, 64, scale, scores, max_len, oh, next);
+        else if (D == 128)
+            attend_task_bf16(qh, k, v, len, G, 128, scale, scores, max_len, oh, next);
+        else
+            attend_task_bf16(qh, k, v, len, G, 256, scale, scores, max_len, oh, next);
+        return;
     }
-    return 0;
+#endif
+    prefetch_range(next, 0, next->bytes);
+#if defined(__AVX512F__)
+    if (D == 64) {
+        attend_task(qh, keys, values, cache_bf16, base, len, G, 64, scale, scores, max_len, oh);
+        return;
+    }
+    if (D == 128) {
+        attend_task(qh, keys, values, cache_bf16, base, len, G, 128, scale, scores, max_len, oh);
+        return;
+    }
+    if (D == 256) {
+        attend_task(qh, keys, values, cache_bf16, base, len, G, 256, scale, scores, max_len, oh);
+        return;
+    }
+#endif
+    attend_task_generic(qh, keys, values, cache_bf16, base, len, G, D, scale, scores, max_len, oh);
 }
 
 /* out[r] = index of the largest x[r, :] (the first one on ties, as torch.argmax); x fp32 or bf16 [rows, cols]
@@ -448,10 +458,33 @@ void argmax_rows(const void *x, int rows, int cols, int64_t *out, int bf16) {
 
 #define MAX_HIDDEN 8192
 
+#if defined(__AVX512F__)
+/* The upper halves of the bf16 roundings of 16 floats (round to nearest even, NaN kept quiet: f32_to_bf16 on every
+ * lane; the compiler does not vectorise the scalar version because of its NaN branch). */
+static inline __m512i bf16_bits16(__m512 v) {
+    __m512i u = _mm512_castps_si512(v);
+    __m512i lsb = _mm512_and_si512(_mm512_srli_epi32(u, 16), _mm512_set1_epi32(1));
+    __m512i rounded = _mm512_add_epi32(u, _mm512_add_epi32(lsb, _mm512_set1_epi32(0x7fff)));
+    __mmask16 nan = _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q);
+    rounded = _mm512_mask_mov_epi32(rounded, nan, _mm512_or_si512(u, _mm512_set1_epi32(0x400000)));
+    return _mm512_srli_epi32(rounded, 16);
+}
+
+/* v rounded to bf16 (and widened back) when bf16, else v. */
+static inline __m512 round16(__m512 v, int bf16) {
+    return bf16 ? _mm512_castsi512_ps(_mm512_slli_epi32(bf16_bits16(v), 16)) : v;
+}
+#endif
+
 static void to_f32(const void *src, size_t offset, int n, int bf16, float *dst) {
     if (bf16) {
         const uint16_t *p = (const uint16_t *)src + offset;
-        for (int i = 0; i < n; i++) dst[i] = bf16_to_f32(p[i]);
+        int i = 0;
+#if defined(__AVX512F__)
+        for (; i + 16 <= n; i += 16)
+            _mm512_storeu_ps(dst + i, load16(p, 1, i));
+#endif
+        for (; i < n; i++) dst[i] = bf16_to_f32(p[i]);
     } else {
         memcpy(dst, (const float *)src + offset, sizeof(float) * n);
     }
@@ -460,15 +493,25 @@ static void to_f32(const void *src, size_t offset, int n, int bf16, float *dst) 
 static void from_f32(const float *src, int n, int bf16, void *dst, size_t offset) {
     if (bf16) {
         uint16_t *p = (uint16_t *)dst + offset;
-        for (int i = 0; i < n; i++) p[i] = f32_to_bf16(src[i]);
+        int i = 0;
+#if defined(__AVX512F__)
+        for (; i + 16 <= n; i += 16)
+            _mm256_storeu_si256((__m256i *)(p + i), _mm512_cvtepi32_epi16(bf16_bits16(_mm512_loadu_ps(src + i))));
+#endif
+        for (; i < n; i++) p[i] = f32_to_bf16(src[i]);
     } else {
         memcpy((float *)dst + offset, src, sizeof(float) * n);
     }
 }
 
 static void round_buffer(float *x, int n, int bf16) {
-    if (bf16)
-        for (int i = 0; i < n; i++) x[i] = bf16_to_f32(f32_to_bf16(x[i]));
+    if (!bf16) return;
+    int i = 0;
+#if defined(__AVX512F__)
+    for (; i + 16 <= n; i += 16)
+        _mm512_storeu_ps(x + i, _mm512_castsi512_ps(_mm512_slli_epi32(bf16_bits16(_mm512_loadu_ps(x + i)), 16)));
+#endif
+    for (; i < n; i++) x[i] = bf16_to_f32(f32_to_bf16(x[i]));
 }
 
 /* exp for the vectoriser: 2^(x log2 e) = 2^round * 2^frac, 2^frac from its degree-6 Taylor series (|frac| <= 1/2,
@@ -509,14 +552,44 @@ static void norm_vector(float *x, const void *w, int dim, float eps, int bf16) {
     norm_vector_f32(x, weight, dim, eps, bf16);
 }
 
+#if defined(__AVX512F__)
+/* One row of add_rms_norm for dim a multiple of 16 and model-dtype rows: two passes of whole vectors. */
+static void add_rms_norm_row16(const void *h, const void *delta, const float *weight, void *h_out, void *y,
+                               size_t base, int dim, float eps, int bf16) {
+    float x[MAX_HIDDEN];
+    __m512 total = _mm512_setzero_ps();
+    for (int i = 0; i < dim; i += 16) {
+        __m512 v = load16(h, bf16, base + i);
+        if (delta) v = round16(_mm512_add_ps(v, load16(delta, bf16, base + i)), bf16);
+        _mm512_storeu_ps(x + i, v);
+        total = _mm512_fmadd_ps(v, v, total);
+    }
+    from_f32(x, dim, bf16, h_out, base);
+    __m512 inv = _mm512_set1_ps(1.0f / sqrtf(_mm512_reduce_add_ps(total) / (float)dim + eps));
+    for (int i = 0; i < dim; i += 16)
+        _mm512_storeu_ps(x + i, round16(_mm512_mul_ps(round16(_mm512_mul_ps(_mm512_loadu_ps(x + i), inv), bf16),
+                                                      _mm512_loadu_ps(weight + i)),
+                                        bf16));
+    from_f32(x, dim, bf16, y, base);
+}
+#endif
+
 /* h_out = round(h + delta) (delta may be NULL: h_out = h); y = RMSNorm(h_out) * w. Rows of length dim. */
 int add_rms_norm(const void *h, const void *delta, const void *w, void *h_out, void *y, int rows, int dim, float eps,
                  int bf16) {
     if (dim > MAX_HIDDEN) return -1;
+    float weight[MAX_HIDDEN]; /* converted once, not per row */
+    to_f32(w, 0, dim, bf16, weight);
 #pragma omp parallel for schedule(static) if (rows > 4)
     for (int r = 0; r < rows; r++) {
         float x[MAX_HIDDEN], other[MAX_HIDDEN];
         size_t base = (size_t)r * dim;
+#if defined(__AVX512F__)
+        if (dim % 16 == 0) {
+            add_rms_norm_row16(h, delta, weight, h_out, y, base, dim, eps, bf16);
+            continue;
+        }
+#endif
         to_f32(h, base, dim, bf16, x);
         if (delta) {
             to_f32(delta, base, dim, bf16, other);
@@ -524,7 +597,7 @@ int add_rms_norm(const void *h, const void *delta, const void *w, void *h_out, v
             round_buffer(x, dim, bf16);
         }
         from_f32(x, dim, bf16, h_out, base);
-        norm_vector(x, w, dim, eps, bf16);
+        norm_vector_f32(x, weight, dim, eps, bf16);
         from_f32(x, dim, bf16, y, base);
     }
     return 0;
@@ -533,7 +606,7 @@ int add_rms_norm(const void *h, const void *delta, const void *w, void *h_out, v
 /* out = round(round(silu(gate)) * up) with gate_up = [gate | up] per row (width 2 * inter). */
 int silu_mul(const void *gate_up, void *out, int rows, int inter, int bf16) {
     if (inter > 4 * MAX_HIDDEN) return -1;
-#pragma omp parallel for schedule(static) if (rows * inter > 65536)
+#pragma omp parallel for schedule(static) if (rows * inter > 8192)
     for (int r = 0; r < rows; r++) {
         float gate[4 * MAX_HIDDEN], up[4 * MAX_HIDDEN];
         to_f32(gate_up, (size_t)r * 2 * inter, inter, bf16, gate);
@@ -546,10 +619,42 @@ int silu_mul(const void *gate_up, void *out, int rows, int inter, int bf16) {
     return 0;
 }
 
+#if defined(__AVX512F__)
+
+/* norm_rope_head for head_dim a multiple of 32 up to 256, in registers (the halves of rotate_half are whole
+ * vectors): the same operations and roundings, without the loops over small buffers. */
+static void norm_rope_head16(const float *src, const float *w, const float *cos, const float *sin, int D, float eps,
+                             int bf16, float *out) {
+    int C = D / 16, half = C / 2;
+    __m512 x[16], total = _mm512_setzero_ps();
+    for (int c = 0; c < C; c++) {
+        x[c] = _mm512_loadu_ps(src + 16 * c);
+        total = _mm512_fmadd_ps(x[c], x[c], total);
+    }
+    __m512 inv = _mm512_set1_ps(1.0f / sqrtf(_mm512_reduce_add_ps(total) / (float)D + eps));
+    for (int c = 0; c < C; c++)
+        x[c] = round16(_mm512_mul_ps(round16(_mm512_mul_ps(x[c], inv), bf16), _mm512_loadu_ps(w + 16 * c)), bf16);
+    for (int c = 0; c < C; c++) {
+        __m512 rotated = c < half ? _mm512_castsi512_ps(_mm512_xor_si512(_mm512_castps_si512(x[c + half]),
+                                                                          _mm512_set1_epi32((int)0x80000000)))
+                                  : x[c - half];
+        __m512 a = round16(_mm512_mul_ps(x[c], _mm512_loadu_ps(cos + 16 * c)), bf16);
+        __m512 b = round16(_mm512_mul_ps(rotated, _mm512_loadu_ps(sin + 16 * c)), bf16);
+        _mm512_storeu_ps(out + 16 * c, round16(_mm512_add_ps(a, b), bf16));
+    }
+}
+#endif
+
 /* QK-norm and rotary embedding of one head (rotate-half layout), as the reference does it in the model dtype:
  * out = round(round(x * cos) + round(rotate_half(x) * sin)) with x = RMSNorm(head) * w (w, cos, sin in fp32). */
 static void norm_rope_head(const float *src, const float *w, const float *cos, const float *sin, int D, float eps,
                            int bf16, float *out) {
+#if defined(__AVX512F__)
+    if (D % 32 == 0 && D <= 256) {
+        norm_rope_head16(src, w, cos, sin, D, eps, bf16, out);
+        return;
+    }
+#endif
     float x[MAX_HEAD_DIM], c[MAX_HEAD_DIM], s[MAX_HEAD_DIM];
     memcpy(x, src, sizeof(float) * D);
     norm_vector_f32(x, w, D, eps, bf16);
@@ -572,62 +677,73 @@ typedef struct {
     int64_t slot_stride, head_stride;
 } AttentionShape;
 
-/* Attention of one decode step for a layer, fp32 buffers (values already rounded to the model dtype): qkv
- * [B, (Hq + 2 Hkv) * D] from the fused projection is QK-normed and rotated (cos/sin [B, D]); k and v go into the
- * cache at (slot b, position positions[b]); each query attends to positions 0..positions[b]. out: [B, Hq * D]. */
-static int layer_attention(const AttentionShape *a, const float *qkv, const void *q_norm, const void *k_norm,
-                           const void *cos, const void *sin, void *keys, void *values, const int64_t *positions,
-                           float *out, float *q_scratch, float *scores) {
-    int B = a->B, Hq = a->Hq, Hkv = a->Hkv, D = a->D, bf16 = a->bf16;
-    if (D > MAX_HEAD_DIM || (Hq / Hkv) * D > MAX_GROUP_ELEMS || D % 2 || B > 4096) return -1;
-    int width = (Hq + 2 * Hkv) * D;
-    float qw[MAX_HEAD_DIM], kw[MAX_HEAD_DIM]; /* converted once, not per head */
-    to_f32(q_norm, 0, D, bf16, qw);
-    to_f32(k_norm, 0, D, bf16, kw);
-    float *tables = malloc(sizeof(float) * 2 * B * D);
-    if (!tables) return -2;
-    to_f32(cos, 0, B * D, bf16, tables);
-    to_f32(sin, 0, B * D, bf16, tables + (size_t)B * D);
-#pragma omp parallel for schedule(static) if (B * (Hq + Hkv) > 16)
-    for (int task = 0; task < B * (Hq + Hkv); task++) {
-        int b = task / (Hq + Hkv), head = task % (Hq + Hkv);
-        float rotated[MAX_HEAD_DIM];
-        norm_rope_head(qkv + (size_t)b * width + (size_t)head * D, head < Hq ? qw : kw, tables + (size_t)b * D,
-                       tables + (size_t)(B + b) * D, D, a->eps, bf16, rotated);
-        if (head < Hq) {
-            memcpy(q_scratch + ((size_t)b * Hq + head) * D, rotated, sizeof(float) * D);
-        } else {
-            int h = head - Hq;
-            size_t at = (size_t)b * a->slot_stride + (size_t)h * a->head_stride + (size_t)positions[b] * D;
-            from_f32(rotated, D, bf16, keys, at);
-            from_f32(qkv + (size_t)b * width + (size_t)(Hq + Hkv + h) * D, D, bf16, values, at);
-        }
+/* One (sequence b, KV head h) task of a layer's decode attention: QK-norm and RoPE of the head's G queries and its
+ * key (cos/sin rows at the sequence's position in the tables), key and value into the cache at that position, then
+ * attention over positions 0..position. qkv rows [(Hq + 2 Hkv) * D] are fp32 (values already rounded to the model
+ * dtype) or the model dtype (qkv_model); out rows [Hq * D] the same (out_model). */
+static void attention_task(const AttentionShape *a, int task, const void *qkv, int qkv_model, const float *qw,
+                           const float *kw, const void *cos, const void *sin, void *keys, void *values,
+                           const int64_t *positions, void *out, int out_model, float *scratch) {
+    int Hq = a->Hq, Hkv = a->Hkv, D = a->D, G = Hq / Hkv, bf16 = a->bf16, b = task / Hkv, h = task % Hkv;
+    int qkv_bf16 = qkv_model && bf16, out_bf16 = out_model && bf16;
+    size_t row = (size_t)b * (Hq + 2 * Hkv) * D, position = (size_t)positions[b];
+    float c[MAX_HEAD_DIM], s[MAX_HEAD_DIM], head[MAX_HEAD_DIM], q[MAX_GROUP_ELEMS], o[MAX_GROUP_ELEMS];
+    to_f32(cos, position * D, D, bf16, c);
+    to_f32(sin, position * D, D, bf16, s);
+    for (int g = 0; g < G; g++) {
+        to_f32(qkv, row + (size_t)(h * G + g) * D, D, qkv_bf16, head);
+        norm_rope_head(head, qw, c, s, D, a->eps, bf16, q + (size_t)g * D);
     }
-    free(tables);
-    int64_t lengths[4096];
-    for (int b = 0; b < B; b++) lengths[b] = positions[b] + 1;
-    int status = decode_attention(q_scratch, keys, values, bf16, lengths, out, scores, B, Hkv, Hq / Hkv, D,
-                                  a->slot_stride, a->head_stride, a->max_len, 1.0f / sqrtf((float)D));
-    round_buffer(out, B * Hq * D, bf16);
-    return status;
+    size_t at = (size_t)b * a->slot_stride + (size_t)h * a->head_stride;
+    to_f32(qkv, row + (size_t)(Hq + h) * D, D, qkv_bf16, head);
+    norm_rope_head(head, kw, c, s, D, a->eps, bf16, head);
+    from_f32(head, D, bf16, keys, at + position * D);
+    to_f32(qkv, row + (size_t)(Hq + Hkv + h) * D, D, qkv_bf16, head);
+    from_f32(head, D, bf16, values, at + position * D);
+    float *scores = scratch + ((size_t)b * Hkv + h) * G * a->max_len;
+    Prefetch next = {NULL, NULL, 0}; /* task + 1: the next one of this thread under a static schedule */
+    if (task + 1 < a->B * Hkv) {
+        size_t element = bf16 ? 2 : 4, nb = (size_t)(task + 1) / Hkv, nh = (size_t)(task + 1) % Hkv;
+        size_t start = (nb * a->slot_stride + nh * a->head_stride) * element;
+        next = (Prefetch){(const char *)keys + start, (const char *)values + start,
+                          (size_t)positions[nb] * D * element};
+    }
+    attend_head(q, keys, values, bf16, at, (int)position + 1, G, D, 1.0f / sqrtf((float)D), scores, a->max_len, o,
+                &next);
+    size_t first = (size_t)b * Hq * D + (size_t)h * G * D;
+    if (out_bf16) {
+        from_f32(o, G * D, 1, out, first);
+    } else {
+        round_buffer(o, G * D, bf16);
+        memcpy((float *)out + first, o, sizeof(float) * G * D);
+    }
 }
 
-/* decode_layer_attention: layer_attention on buffers of the model dtype (the per-layer path, MoE models). */
+/* Attention of one decode step for a layer: qkv [B, (Hq + 2 Hkv) * D] from the fused projection is QK-normed and
+ * rotated (cos/sin: tables [positions, D] of the model dtype, read at positions[b]); k and v go into the cache at
+ * (slot b, position positions[b]); each query attends to positions 0..positions[b]. out: [B, Hq * D]. scratch: fp32
+ * [B * Hq * max_len] with max_len > every position. One parallel loop over (sequence, KV head) tasks. */
+static int layer_attention(const AttentionShape *a, const void *qkv, int qkv_model, const void *q_norm,
+                           const void *k_norm, const void *cos, const void *sin, void *keys, void *values,
+                           const int64_t *positions, void *out, int out_model, float *scratch) {
+    int B = a->B, Hq = a->Hq, Hkv = a->Hkv, D = a->D;
+    if (D > MAX_HEAD_DIM || (Hq / Hkv) * D > MAX_GROUP_ELEMS || D % 2) return -1;
+    float qw[MAX_HEAD_DIM], kw[MAX_HEAD_DIM]; /* converted once, not per head */
+    to_f32(q_norm, 0, D, a->bf16, qw);
+    to_f32(k_norm, 0, D, a->bf16, kw);
+#pragma omp parallel for schedule(static) if (B * Hkv > 1)
+    for (int task = 0; task < B * Hkv; task++)
+        attention_task(a, task, qkv, qkv_model, qw, kw, cos, sin, keys, values, positions, out, out_model, scratch);
+    return 0;
+}
+
+/* decode_layer_attention: layer_attention on buffers of the model dtype (the per-layer path). */
 int decode_layer_attention(const void *qkv, const void *q_norm, const void *k_norm, const void *cos, const void *sin,
-                           void *keys, void *values, const int64_t *positions, void *out, float *q_scratch,
-                           float *scores, int B, int Hq, int Hkv, int D, float eps, int64_t slot_stride,
-                           int64_t head_stride, int max_len, int bf16) {
+                           void *keys, void *values, const int64_t *positions, void *out, float *scratch, int B,
+                           int Hq, int Hkv, int D, float eps, int64_t slot_stride, int64_t head_stride, int max_len,
+                           int bf16) {
     AttentionShape shape = {B, Hq, Hkv, D, max_len, bf16, eps, slot_stride, head_stride};
-    size_t width = (size_t)(Hq + 2 * Hkv) * D;
-    float *input = malloc(sizeof(float) * (B * width + (size_t)B * Hq * D));
-    if (!input) return -2;
-    float *result = input + B * width;
-    to_f32(qkv, 0, (int)(B * width), bf16, input);
-    int status = layer_attention(&shape, input, q_norm, k_norm, cos, sin, keys, values, positions, result, q_scratch,
-                                 scores);
-    from_f32(result, B * Hq * D, bf16, out, 0);
-    free(input);
-    return status;
+    return layer_attention(&shape, qkv, 1, q_norm, k_norm, cos, sin, keys, values, positions, out, 1, scratch);
 }
 
 /* ---- the whole decode step of a dense model, for batches of at most 8 rows ---- */
@@ -767,17 +883,17 @@ int decode_step(const Layer *layers, int num_layers, const void *final_norm, con
     if (B < 1 || B > 8 || H > MAX_HIDDEN) return -1;
     AttentionShape shape = {B, Hq, Hkv, D, max_len, bf16, eps, slot_stride, head_stride};
     size_t qkv_width = (size_t)(Hq + 2 * Hkv) * D, widest = qkv_width > (size_t)2 * inter ? qkv_width : 2 * inter;
-    size_t sizes[] = {B * H, B * H, B * H, B * widest, (size_t)B * Hq * D, (size_t)B * inter, 2 * B * Hq * D,
+    size_t sizes[] = {B * H, B * H, B * H, B * widest, (size_t)B * Hq * D, (size_t)B * inter,
                       (size_t)B * Hq * max_len};
     size_t total = 0;
-    for (int i = 0; i < 8; i++) total += sizes[i];
+    for (int i = 0; i < 7; i++) total += sizes[i];
     float *memory = malloc(sizeof(float) * total + sizeof(uint16_t) * B * (widest > (size_t)H ? widest : H) + 64);
     if (!memory) return -2;
     float *h = memory, *x = h + sizes[0], *delta = x + sizes[1], *wide = delta + sizes[2];
-    float *attn = wide + sizes[3], *act = attn + sizes[4], *q_scratch = act + sizes[5], *scores = q_scratch + sizes[6];
+    float *attn = wide + sizes[3], *act = attn + sizes[4], *scores = act + sizes[5];
     uint16_t *xb = NULL;
 #if defined(__AVX512BF16__)
-    if (bf16) xb = (uint16_t *)(scores + sizes[7]);
+    if (bf16) xb = (uint16_t *)(scores + sizes[6]);
 #endif
     to_f32(embeddings, 0, B * H, bf16, h);
     int status = 0;
@@ -785,8 +901,8 @@ int decode_step(const Layer *layers, int num_layers, const void *final_norm, con
         const Layer *layer = layers + l;
         add_norm_rows(h, l ? delta : NULL, layer->input_norm, x, B, H, eps, bf16);
         linear_rows(x, xb, &layer->qkv, B, wide, bf16);
-        status = layer_attention(&shape, wide, layer->q_norm, layer->k_norm, cos, sin, layer->keys, layer->values,
-                                 positions, attn, q_scratch, scores);
+        status = layer_attention(&shape, wide, 0, layer->q_norm, layer->k_norm, cos, sin, layer->keys, layer->values,
+                                 positions, attn, 0, scores);
         linear_rows(attn, xb, &layer->o, B, delta, bf16);
         add_norm_rows(h, delta, layer->post_norm, x, B, H, eps, bf16);
         linear_rows(x, xb, &layer->gate_up, B, wide, bf16);

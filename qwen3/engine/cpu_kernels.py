@@ -93,10 +93,6 @@ def library() -> ctypes.CDLL | None:
             warnings.warn(f"CPU kernels unavailable, using torch's paths: {err}", stacklevel=2)
             return None
         lib.woq_int8_matmul.argtypes = [ctypes.c_void_p] * 4 + [ctypes.c_int] * 4
-        lib.decode_attention.argtypes = [ctypes.c_void_p] * 3 + [ctypes.c_int] + [ctypes.c_void_p] * 3
-        lib.decode_attention.argtypes += (
-            [ctypes.c_int] * 4 + [ctypes.c_int64] * 2 + [ctypes.c_int, ctypes.c_float]
-        )
         lib.argmax_rows.argtypes = [
             ctypes.c_void_p,
             ctypes.c_int,
@@ -114,7 +110,7 @@ def library() -> ctypes.CDLL | None:
         )
         lib.decode_step.argtypes += [ctypes.c_int64] * 2 + [ctypes.c_float, ctypes.c_int]
         lib.decode_layer_attention.argtypes = (
-            [ctypes.c_void_p] * 11
+            [ctypes.c_void_p] * 10
             + [ctypes.c_int] * 4
             + [ctypes.c_float]
             + [ctypes.c_int64] * 2
@@ -201,19 +197,22 @@ def decode_layer_attention(
     heads: int,
     max_length: int,
     eps: float,
+    scratch: Tensor | None = None,
 ) -> Tensor | None:
-    """See ``SlotKVCache.decode_layer``. cos, sin [B, D]; keys/values the layer's cache; positions [B] int64."""
+    """See ``SlotKVCache.decode_layer``. cos, sin: tables [P, D] read at each row's position (P > every position);
+    keys/values the layer's cache; positions [B] int64 (< max_length); scratch: fp32 with at least
+    B * heads * max_length elements (allocated when None)."""
     lib = library()
     assert lib is not None
     batch = qkv.shape[0]
     kv_heads, dim = keys.shape[1], keys.shape[3]
     out = torch.empty(batch, heads * dim, dtype=qkv.dtype)
-    q_scratch = torch.empty(2 * batch * heads * dim, dtype=torch.float32)
-    scores = torch.empty(batch * heads * max_length, dtype=torch.float32)
+    if scratch is None:
+        scratch = torch.empty(batch * heads * max_length, dtype=torch.float32)
     status = lib.decode_layer_attention(
         qkv.data_ptr(), q_norm.data_ptr(), k_norm.data_ptr(), cos.data_ptr(), sin.data_ptr(), keys.data_ptr(),
-        values.data_ptr(), positions.data_ptr(), out.data_ptr(), q_scratch.data_ptr(), scores.data_ptr(), batch,
-        heads, kv_heads, dim, eps, keys.stride(0), keys.stride(1), max_length, int(qkv.dtype == torch.bfloat16),
+        values.data_ptr(), positions.data_ptr(), out.data_ptr(), scratch.data_ptr(), batch, heads, kv_heads, dim,
+        eps, keys.stride(0), keys.stride(1), max_length, int(qkv.dtype == torch.bfloat16),
     )  # fmt: skip
     return out if status == 0 else None
 
@@ -301,6 +300,7 @@ class DecodeStep:
     def __call__(
         self, embeddings: Tensor, cos: Tensor, sin: Tensor, positions: Tensor, span: int
     ) -> Tensor | None:
+        """cos, sin: rotary tables [P, D] read at ``positions`` (see ``decode_layer_attention``)."""
         lib = library()
         assert lib is not None
         batch = embeddings.shape[0]

@@ -44,6 +44,12 @@ class ReferenceForward:
 
 
 # -- linear kernels ----------------------------------------------------------------------------------------------
+# The overload itself: calling it skips the packet's overload resolution (about a microsecond a call).
+_LINEAR_POINTWISE = (
+    torch.ops.mkldnn._linear_pointwise.default if torch.backends.mkldnn.is_available() else None
+)
+
+
 class PlainLinear:
     def __init__(self, weight: Tensor):
         self.weight = weight
@@ -63,6 +69,7 @@ class PackedLinear:
     """
 
     ROW_BUCKETS = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512)
+    _BUCKET_SET = frozenset(ROW_BUCKETS)
 
     def __init__(self, weight: Tensor, batch_hint: int = 1):
         self.weight = weight  # the model's own tensor (kept for the C decode step; no copy)
@@ -70,6 +77,9 @@ class PackedLinear:
         self.out_features = weight.shape[0]
 
     def __call__(self, x: Tensor) -> Tensor:
+        # A decode step: one call, nothing to reshape or pad.
+        if x.dim() == 2 and x.shape[0] in self._BUCKET_SET:
+            return _LINEAR_POINTWISE(x, self.packed, None, "none", [], "")
         flat = x.reshape(-1, x.shape[-1])
         largest = self.ROW_BUCKETS[-1]
         parts = [self._bucketed(flat[start : start + largest]) for start in range(0, flat.shape[0], largest)]
@@ -81,7 +91,7 @@ class PackedLinear:
         bucket = next(b for b in self.ROW_BUCKETS if b >= count)
         if bucket != count:
             rows = torch.cat([rows, rows.new_zeros(bucket - count, rows.shape[1])])
-        return torch.ops.mkldnn._linear_pointwise(rows, self.packed, None, "none", [], "")[:count]
+        return _LINEAR_POINTWISE(rows, self.packed, None, "none", [], "")[:count]
 
 
 class Int8Linear:
@@ -202,6 +212,7 @@ class FusedForward:
         self.lm_head = make_linear(model.lm_head.weight.detach(), kind)
         self._step: cpu_kernels.DecodeStep | None = None  # built for the first cache that runs it
         self._step_cache = None
+        self._rope: tuple[nn.Module, Tensor, Tensor] | None = None  # (rotary module, cos, sin) of rope_tables
 
     def hidden_states(self, ids: Tensor, positions: Tensor, cache, decode: bool = False) -> Tensor:
         decoder = self.model.model
@@ -250,10 +261,21 @@ class FusedForward:
             return None  # MoE layers run in torch
         if self._step_cache is not cache:
             self._step, self._step_cache = self._build_step(cache), cache
-        decoder = self.model.model
-        h = decoder.embed_tokens(ids[:, 0])
-        cos, sin = (t[:, 0].contiguous() for t in decoder.rotary_emb(positions, h.dtype))
+        h = self.model.model.embed_tokens(ids[:, 0])
+        cos, sin = self.rope_tables(cache.decode_span)
         return self._step(h, cos, sin, cache.decode_positions, cache.decode_span)
+
+    def rope_tables(self, length: int) -> tuple[Tensor, Tensor]:
+        """cos, sin [P, D] (P >= length) of the model's rotary embedding for positions 0..P-1, in the model dtype:
+        the C kernels read the rows of a step's positions instead of a step computing its own. Computed by the
+        same module (the same values), grown by doubling, rebuilt when the module is replaced (rope scaling)."""
+        rotary = self.model.model.rotary_emb
+        if self._rope is None or self._rope[0] is not rotary or self._rope[1].shape[0] < length:
+            rows = max(256, 1 << (length - 1).bit_length())
+            positions = torch.arange(rows, device=rotary.inv_freq.device)[None]
+            cos, sin = rotary(positions, self.model.lm_head.weight.dtype)
+            self._rope = (rotary, cos[0].contiguous(), sin[0].contiguous())
+        return self._rope[1], self._rope[2]
 
     def _build_step(self, cache) -> cpu_kernels.DecodeStep:
         layers = []
@@ -282,7 +304,7 @@ class FusedForward:
         decoder = self.model.model
         batch = ids.shape[0]
         h = decoder.embed_tokens(ids[:, 0])
-        cos, sin = (t[:, 0] for t in decoder.rotary_emb(positions, h.dtype))
+        cos, sin = self.rope_tables(cache.decode_span)
         delta = None
         for index, fused in enumerate(self.layers):
             layer = fused.layer
@@ -293,7 +315,8 @@ class FusedForward:
                 index, qkv, attn.q_norm.weight, attn.k_norm.weight, cos, sin, attn.q_norm.eps
             )
             if out is None:  # beyond the kernel's limits: the torch attention
-                out = self._attention(index, fused, qkv.view(batch, 1, -1), cos[:, None], sin[:, None], cache)
+                rows = qkv.view(batch, 1, -1)
+                out = self._attention(index, fused, rows, cos[positions], sin[positions], cache)
                 out = out.reshape(batch, -1)
             norm = layer.post_attention_layernorm
             h, x = cpu_kernels.add_rms_norm(h, fused.o(out), norm.weight, norm.eps)

@@ -73,6 +73,8 @@ class SlotKVCache:
         self._rows: Tensor | None = None
         self._positions: Tensor | None = None
         self._segments: list[Segment] = []
+        self._same_length = True
+        self._scratch = torch.empty(0, dtype=torch.float32)  # the decode kernel's attention scores
 
     def _zeros(self, shape: tuple[int, ...], dtype: torch.dtype, device: torch.device | str) -> Tensor:
         if torch.device(device).type != "cpu":
@@ -103,15 +105,22 @@ class SlotKVCache:
         self._batch = len(positions)
         self._span = max(positions) + 1
         self._positions = torch.tensor(positions, dtype=torch.long, device=self.device)
-        self._rows = torch.arange(self._batch, device=self.device)
         self.seq_lens = self._positions
-        # Row b sees cached positions <= positions[b]; one row needs no mask.
-        same = all(p == positions[0] for p in positions)
-        self._mask = (
-            None
-            if same
-            else (torch.arange(self._span, device=self.device) <= self._positions[:, None])[:, None, None, :]
+        self._same_length = all(p == positions[0] for p in positions)
+        self._rows = self._mask = (
+            None  # built by _decode_layout when the torch attention runs (the kernel needs neither)
         )
+
+    def _decode_layout(self) -> tuple[Tensor, Tensor | None]:
+        """Row indices and attention mask of the decode step (once per step, the first time a layer needs them)."""
+        if self._rows is None:
+            self._rows = torch.arange(self._batch, device=self.device)
+            # Row b sees cached positions <= positions[b]; rows of one length need no mask.
+            span = torch.arange(self._span, device=self.device)
+            self._mask = (
+                None if self._same_length else (span <= self.decode_positions[:, None])[:, None, None, :]
+            )
+        return self._rows, self._mask
 
     def begin_prefill(self, segments: list[Segment]) -> None:
         self._decode = False
@@ -131,14 +140,15 @@ class SlotKVCache:
     def _attend_decode(self, layer_idx: int, q: Tensor, k: Tensor, v: Tensor) -> Tensor:
         keys, values = self.keys[layer_idx], self.values[layer_idx]
         batch, heads, _, dim = q.shape
-        keys[self._rows, :, self._positions] = k[:, :, 0].to(keys.dtype)
-        values[self._rows, :, self._positions] = v[:, :, 0].to(values.dtype)
+        rows, mask = self._decode_layout()
+        keys[rows, :, self._positions] = k[:, :, 0].to(keys.dtype)
+        values[rows, :, self._positions] = v[:, :, 0].to(values.dtype)
         cached_k, cached_v = keys[:batch, :, : self._span], values[:batch, :, : self._span]
         if self.dual_chunk is not None:
             return self.dual_chunk.decode(q, cached_k, cached_v, self._positions)
         grouped = q.view(batch, self.num_kv_heads, heads // self.num_kv_heads, dim)
         out = F.scaled_dot_product_attention(
-            grouped, cached_k.to(q.dtype), cached_v.to(q.dtype), attn_mask=self._mask, scale=dim**-0.5
+            grouped, cached_k.to(q.dtype), cached_v.to(q.dtype), attn_mask=mask, scale=dim**-0.5
         )
         return out.view(batch, heads, 1, dim)
 
@@ -153,14 +163,18 @@ class SlotKVCache:
         eps: float,
     ) -> Tensor | None:
         """The fused decode attention of a layer in one C call: QK-norm and RoPE of the projection output qkv
-        [B, (Hq + 2 Hkv) * D], cache write, attention. Returns [B, Hq * D], or None when the kernel cannot run (the
-        caller then takes the torch path)."""
+        [B, (Hq + 2 Hkv) * D] (cos, sin: rotary tables [P, D] read at the step's positions), cache write,
+        attention. Returns [B, Hq * D], or None when the kernel cannot run (the caller then takes the torch
+        path)."""
         if not self.decode_kernel:
             return None
         heads = qkv.shape[1] // self.head_dim - 2 * self.num_kv_heads
+        needed = qkv.shape[0] * heads * self._span
+        if self._scratch.numel() < needed:  # grown, never shrunk: no allocation per layer and step
+            self._scratch = torch.empty(needed, dtype=torch.float32)
         return cpu_kernels.decode_layer_attention(
             qkv, q_norm, k_norm, cos, sin, self.keys[layer_idx], self.values[layer_idx], self._positions, heads,
-            self._span, eps,
+            self._span, eps, self._scratch,
         )  # fmt: skip
 
     def _attend_prefill(self, layer_idx: int, q: Tensor, k: Tensor, v: Tensor) -> Tensor:

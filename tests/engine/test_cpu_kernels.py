@@ -7,11 +7,11 @@ import torch
 import torch.nn.functional as F
 
 from qwen3.engine import SamplingParams, cpu_kernels
-from qwen3.engine.fast_weights import Int8Linear
+from qwen3.engine.fast_weights import FusedForward, Int8Linear
 from qwen3.model.layers import RMSNorm
-from qwen3.model.rope import apply_rotary
+from qwen3.model.rope import RotaryEmbedding, apply_rotary
 
-from .conftest import make_llm, random_prompt
+from .conftest import make_llm, make_model, random_prompt
 
 pytestmark = pytest.mark.skipif(cpu_kernels.library() is None, reason="no C compiler / CPU kernels here")
 DTYPES = [torch.float32, torch.bfloat16]
@@ -110,9 +110,9 @@ def test_decode_layer_attention(dtype, heads, kv_heads, dim):
     with torch.no_grad():
         q_norm.weight.copy_(1 + 0.2 * torch.randn(dim, generator=gen))
         k_norm.weight.copy_(1 + 0.2 * torch.randn(dim, generator=gen))
-    angles = positions[:, None].float() * (1.0 / 10000 ** (torch.arange(0, dim, 2) / dim))
+    angles = torch.arange(max_len)[:, None].float() * (1.0 / 10000 ** (torch.arange(0, dim, 2) / dim))
     angles = torch.cat((angles, angles), -1)
-    cos, sin = angles.cos().to(dtype), angles.sin().to(dtype)
+    cos, sin = angles.cos().to(dtype), angles.sin().to(dtype)  # tables by position
     caches = [torch.randn(batch + 1, kv_heads, max_len, dim, generator=gen).to(dtype) for _ in range(2)]
     ours_keys, ours_values = (c.clone() for c in caches)
     out = cpu_kernels.decode_layer_attention(
@@ -120,7 +120,9 @@ def test_decode_layer_attention(dtype, heads, kv_heads, dim):
         32, 1e-6,
     )  # fmt: skip
     with torch.no_grad():
-        expected = torch_decode_layer(qkv, q_norm, k_norm, cos, sin, *caches, positions, heads, 1e-6)
+        expected = torch_decode_layer(
+            qkv, q_norm, k_norm, cos[positions], sin[positions], *caches, positions, heads, 1e-6
+        )
     tolerance = 2e-2 if dtype == torch.bfloat16 else 1e-5
     torch.testing.assert_close(ours_keys.float(), caches[0].float(), rtol=tolerance, atol=tolerance)
     assert torch.equal(ours_values, caches[1])
@@ -136,3 +138,19 @@ def test_engine_without_kernels_gives_the_same_tokens(monkeypatch):
     assert not llm.engine.runner.cache.decode_kernel
     without = llm.generate(prompts, params)
     assert [o.outputs[0].token_ids for o in without] == [o.outputs[0].token_ids for o in with_kernels]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_rope_tables_equal_the_rotary_embedding(dtype):
+    """The decode kernels read cos/sin rows of a table: they must be the values the model computes per position,
+    beyond the first table's length too, and rebuilt when the rotary module is replaced (rope scaling)."""
+    model = make_model().to(dtype)
+    forward = FusedForward(model, "fused")
+    positions = torch.tensor([[0], [7], [255], [256], [900]])
+    for rotary in (model.model.rotary_emb, RotaryEmbedding(model.config.replace(rope_theta=500.0))):
+        model.model.rotary_emb = rotary
+        cos, sin = forward.rope_tables(int(positions.max()) + 1)
+        expected_cos, expected_sin = rotary(positions, dtype)
+        assert cos.shape[0] > 900 and cos.dtype == dtype
+        assert torch.equal(cos[positions[:, 0]], expected_cos[:, 0])
+        assert torch.equal(sin[positions[:, 0]], expected_sin[:, 0])
