@@ -99,7 +99,7 @@ class LLMEngine:
         ``stream=False`` (``LLM.generate``/``chat``): each completion is reported once, by its finishing delta,
         and its text is decoded when it finishes (unless stop strings need it earlier); the outputs are the same."""
         params = sampling_params or self.default_params
-        prompt_ids, seqs = self.requests.build(request_id, prompt, params, chat, stream)
+        prompt_ids, seqs = self.requests.build(request_id, prompt, params, chat, stream, self.eos_token_ids)
         with self._lock:
             if request_id in self._requests:
                 raise ValueError(f"request id {request_id!r} is already in use")
@@ -203,6 +203,12 @@ class LLMEngine:
     def _append_sampled(self, seq: Sequence, token: int, logprobs, chosen: float | None) -> None:
         # The hot path of every decode step, once per sequence: kept to plain attribute access.
         seq.token_ids.append(token)
+        if seq.deferred:  # see Sequence.defer_bookkeeping
+            if token in seq.end_ids:
+                seq.finish("stop", token if token in seq.params.stop_token_ids else None)
+            elif len(seq.token_ids) >= seq.max_length:
+                seq.finish("length")
+            return
         if seq.token_counts is not None:
             seq.token_counts[token] += 1
         if seq.logprobs is not None:

@@ -28,6 +28,7 @@ class RequestBuilder:
         params: SamplingParams,
         chat: ChatOptions | None,
         stream: bool = True,
+        eos_token_ids: frozenset[int] = frozenset(),
     ) -> tuple[list[int], list[Sequence]]:
         """The prompt ids and the ``params.n`` sequences; completions 1..n-1 will copy completion 0's prompt.
         ``stream=False``: the caller wants only the final output (see ``LLMEngine.add_request``)."""
@@ -38,7 +39,9 @@ class RequestBuilder:
         think_tokens = self.thinking_tokens(params.thinking_stop_text)
         answer_prefix = self.answer_prefix(params.answer_prefix)
         seqs = [
-            self.sequence(request_id, i, prompt_ids, params, chat, think_tokens, answer_prefix, stream)
+            self.sequence(
+                request_id, i, prompt_ids, params, chat, think_tokens, answer_prefix, stream, eos_token_ids
+            )
             for i in range(params.n)
         ]
         seqs[0].children = seqs[1:]
@@ -105,6 +108,7 @@ class RequestBuilder:
         think_tokens: ThinkTokens,
         answer_prefix: AnswerPrefix | None = None,
         stream: bool = True,
+        eos_token_ids: frozenset[int] = frozenset(),
     ) -> Sequence:
         seed = params.seed + index if params.seed is not None else self._seeds.getrandbits(63)
         generator = torch.Generator().manual_seed(seed)
@@ -128,4 +132,15 @@ class RequestBuilder:
                 seq.finish("stop", seq.text.matched_stop)
             elif seq.remaining_tokens(self.max_model_len) <= 0:
                 seq.finish("length")
+        elif (
+            not stream
+            and not params.stop
+            and params.logprobs is None
+            and not params.uses_penalties
+            and thinking.passive
+        ):
+            end_ids = frozenset(params.stop_token_ids)
+            seq.defer_bookkeeping(
+                end_ids if params.ignore_eos else end_ids | eos_token_ids, self.max_model_len
+            )
         return seq

@@ -35,9 +35,9 @@ class Sampler:
         self.decode_token = decode_token
 
     def __call__(self, logits: Tensor, seqs: list[Sequence]) -> SampleResult:
-        params = [seq.params for seq in seqs]
-        if all(p.plain_greedy for p in params):  # the argmax of the logits as they are, nothing else
+        if all(seq.plain_greedy for seq in seqs):  # the argmax of the logits as they are, nothing else
             return SampleResult(argmax(logits).tolist(), [None] * len(seqs), [None] * len(seqs))
+        params = [seq.params for seq in seqs]
         logits = raw = logits.float()
         if any(p.uses_penalties for p in params):
             logits = apply_penalties(logits.clone(), seqs)

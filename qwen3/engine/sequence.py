@@ -63,6 +63,11 @@ class Sequence:
         # prefilling the same tokens again (see Scheduler.awaits_fork).
         self.parent: Sequence | None = None
         self.children: list[Sequence] = []
+        self.plain_greedy = params.plain_greedy  # read by the sampler every step
+        # See ``defer_bookkeeping``.
+        self.deferred = False
+        self.end_ids: frozenset[int] = frozenset()
+        self.max_length = 0
 
     # -- sizes -----------------------------------------------------------------------------------------------
     @property
@@ -126,6 +131,28 @@ class Sequence:
         self.status = SequenceStatus.FINISHED
         self.finish_reason = reason
         self.stop_reason = stop_reason
+        if self.deferred:
+            self._catch_up()
+
+    # -- deferred bookkeeping --------------------------------------------------------------------------------
+    def defer_bookkeeping(self, end_ids: frozenset[int], max_model_len: int) -> None:
+        """For a sequence that nothing watches while it runs (the caller takes only the final output; no stop
+        strings, thinking budget, answer prefix, logprobs or penalties): each step only appends its token and checks
+        ``end_ids`` (the ids that end it) and ``max_length``; the text and the thought accounting catch up when it
+        finishes, from the same tokens in the same order, so the output is the same. At 64 sequences this is most
+        of the engine's per-step Python."""
+        self.deferred = True
+        self.end_ids = end_ids
+        self.max_length = max_model_len
+        if self.params.max_tokens is not None:
+            self.max_length = min(max_model_len, self.num_prompt_tokens + self.params.max_tokens)
+
+    def _catch_up(self) -> None:
+        new = self.token_ids[self.num_prompt_tokens + self.thinking.num_output :]
+        for token in new:
+            self.thinking.observe(token)
+        # The stop token is in token_ids but not in the text (as LLMEngine._append_sampled does).
+        self.text.push(new[:-1] if self.finish_reason == "stop" else new)
 
     def take_new_tokens(self) -> tuple[list[int], list[TokenLogprobs] | None]:
         """Output tokens (and their logprobs) not handed out yet."""

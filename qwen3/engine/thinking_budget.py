@@ -141,6 +141,11 @@ class ThinkingState:
         self.thought_tokens += 1
 
     @property
+    def passive(self) -> bool:
+        """Never forces tokens (no budget, no answer prefix): only accounts the tokens it observes."""
+        return self.budget is None and self._answer_prefix is None
+
+    @property
     def reasoning_tokens(self) -> int:
         """The output tokens ``qwen3.chat.parse`` files as reasoning: up to and including the first ``</think>``;
         without one, those before the first ``<tool_call>``, or all of them (a thought cut off). A raw completion

@@ -105,8 +105,12 @@ def test_final_only_requests_give_the_same_outputs_as_streamed_ones(tokenizer):
     from qwen3.engine.detokenizer import ChatOptions
 
     engine = make_llm().engine
+    probe, _ = run_engine(engine, [("probe", random_prompt(9, seed=1), greedy(max_tokens=25), None)], True)
+    stop_id = probe["probe", 0].token_ids[6]
     requests = [
         ("plain", random_prompt(9, seed=1), greedy(max_tokens=25), None),
+        ("stop_id", random_prompt(9, seed=1), greedy(stop_token_ids=[stop_id], max_tokens=25), None),
+        ("eos", random_prompt(9, seed=1), SamplingParams(temperature=0, max_tokens=25), None),
         ("specials", random_prompt(7, seed=2), greedy(skip_special_tokens=False, max_tokens=20), None),
         ("stop", random_prompt(5, seed=3), greedy(stop=["e", "a"], max_tokens=25), None),
         (
@@ -125,6 +129,28 @@ def test_final_only_requests_give_the_same_outputs_as_streamed_ones(tokenizer):
     assert max(stream_counts.values()) > 1
     for key, output in streamed.items():
         assert final_only[key] == output, key
+    assert (
+        final_only["stop_id", 0].finish_reason == "stop" and final_only["stop_id", 0].stop_reason == stop_id
+    )
+
+
+def test_final_only_abort_gives_the_streamed_output(tokenizer):
+    """An aborted final-only request reports the text and reasoning of every token it generated, as a streamed one."""
+    from qwen3.engine.detokenizer import ChatOptions
+
+    engine = make_llm().engine
+    prompt = tokenizer.encode("<|im_start|>assistant\n")
+    outputs = {}
+    for stream in (True, False):
+        engine.add_request(f"r{stream}", prompt, greedy(max_tokens=50), chat=ChatOptions(), stream=stream)
+        for _ in range(6):
+            engine.step()
+        engine.abort(f"r{stream}")
+        (delta,) = engine.step()
+        assert delta.finished and delta.finish_reason == "abort" and not engine.has_unfinished()
+        outputs[stream] = (delta.output, delta.usage)
+    assert outputs[False] == outputs[True] and outputs[True][0].text
+    assert outputs[True][1].completion_tokens == len(outputs[True][0].token_ids) > 1
 
 
 def test_chat_deltas_accumulate_to_the_parse(tokenizer):
