@@ -17,6 +17,11 @@
 #include <immintrin.h>
 #endif
 
+/* The row counts (1..8) the small-batch matmuls are compiled for, each with its number P of independent
+ * accumulators per row: four hide the FMA latency for up to 4 rows, beyond that registers run short. CASE(M, P)
+ * expands to one `case M:` of a switch. */
+#define FOR_EACH_ROW_COUNT(CASE) CASE(1, 4) CASE(2, 4) CASE(3, 4) CASE(4, 4) CASE(5, 2) CASE(6, 2) CASE(7, 2) CASE(8, 2)
+
 static inline float bf16_to_f32(uint16_t v) {
     uint32_t u = (uint32_t)v << 16;
     float f;
@@ -76,10 +81,7 @@ static void woq_rows(const float *x, const int8_t *w, const float *scale, void *
     case MM:                                                                                                 \
         for (int n = n0; n < n1; n++) woq_row(x, w, scale, y, y_bf16, MM, PP, N, K, n);                      \
         break;
-    switch (M) {
-        WOQ_CASE(1, 4) WOQ_CASE(2, 4) WOQ_CASE(3, 4) WOQ_CASE(4, 4)
-        WOQ_CASE(5, 2) WOQ_CASE(6, 2) WOQ_CASE(7, 2) WOQ_CASE(8, 2)
-    }
+    switch (M) { FOR_EACH_ROW_COUNT(WOQ_CASE) }
 #undef WOQ_CASE
 }
 #endif
@@ -820,10 +822,7 @@ static void float_rows(const float *x, const uint16_t *xb, const Linear *lin, in
     case MM:                                                                                                 \
         for (int n = n0; n < n1; n++) float_row(x, xb, lin->weight, lin->kind, MM, PP, lin->k, n, out, lin->n); \
         break;
-    switch (M) {
-        FLOAT_CASE(1, 4) FLOAT_CASE(2, 4) FLOAT_CASE(3, 4) FLOAT_CASE(4, 4)
-        FLOAT_CASE(5, 2) FLOAT_CASE(6, 2) FLOAT_CASE(7, 2) FLOAT_CASE(8, 2)
-    }
+    switch (M) { FOR_EACH_ROW_COUNT(FLOAT_CASE) }
 #undef FLOAT_CASE
 }
 #endif

@@ -107,9 +107,8 @@ class SlotKVCache:
         self._positions = torch.tensor(positions, dtype=torch.long, device=self.device)
         self.seq_lens = self._positions
         self._same_length = all(p == positions[0] for p in positions)
-        self._rows = self._mask = (
-            None  # built by _decode_layout when the torch attention runs (the kernel needs neither)
-        )
+        # Built by _decode_layout when the torch attention runs (the C kernel needs neither).
+        self._rows = self._mask = None
 
     def _decode_layout(self) -> tuple[Tensor, Tensor | None]:
         """Row indices and attention mask of the decode step (once per step, the first time a layer needs them)."""

@@ -143,9 +143,7 @@ class Sequence:
         of the engine's per-step Python."""
         self.deferred = True
         self.end_ids = end_ids
-        self.max_length = max_model_len
-        if self.params.max_tokens is not None:
-            self.max_length = min(max_model_len, self.num_prompt_tokens + self.params.max_tokens)
+        self.max_length = self.num_tokens + self.remaining_tokens(max_model_len)
 
     def _catch_up(self) -> None:
         new = self.token_ids[self.num_prompt_tokens + self.thinking.num_output :]
