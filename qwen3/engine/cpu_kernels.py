@@ -110,12 +110,15 @@ def library() -> ctypes.CDLL | None:
         )
         lib.decode_step.argtypes += [ctypes.c_int64] * 2 + [ctypes.c_float, ctypes.c_int]
         lib.decode_layer_attention.argtypes = (
-            [ctypes.c_void_p] * 10
+            [ctypes.c_void_p] * 9
             + [ctypes.c_int] * 4
             + [ctypes.c_float]
             + [ctypes.c_int64] * 2
             + [ctypes.c_int] * 2
         )
+        lib.pack_bf16_pairs.argtypes = [ctypes.c_void_p] * 2 + [ctypes.c_int] * 2
+        lib.gemm_bf16.argtypes = [ctypes.c_void_p] * 3 + [ctypes.c_int] * 4
+        lib.gemm_available.argtypes = []
         _library = lib
         return lib
 
@@ -197,21 +200,17 @@ def decode_layer_attention(
     heads: int,
     max_length: int,
     eps: float,
-    scratch: Tensor | None = None,
 ) -> Tensor | None:
     """See ``SlotKVCache.decode_layer``. cos, sin: tables [P, D] read at each row's position (P > every position);
-    keys/values the layer's cache; positions [B] int64 (< max_length); scratch: fp32 with at least
-    B * heads * max_length elements (allocated when None)."""
+    keys/values the layer's cache; positions [B] int64 (< max_length)."""
     lib = library()
     assert lib is not None
     batch = qkv.shape[0]
     kv_heads, dim = keys.shape[1], keys.shape[3]
     out = torch.empty(batch, heads * dim, dtype=qkv.dtype)
-    if scratch is None:
-        scratch = torch.empty(batch * heads * max_length, dtype=torch.float32)
     status = lib.decode_layer_attention(
         qkv.data_ptr(), q_norm.data_ptr(), k_norm.data_ptr(), cos.data_ptr(), sin.data_ptr(), keys.data_ptr(),
-        values.data_ptr(), positions.data_ptr(), out.data_ptr(), scratch.data_ptr(), batch, heads, kv_heads, dim,
+        values.data_ptr(), positions.data_ptr(), out.data_ptr(), batch, heads, kv_heads, dim,
         eps, keys.stride(0), keys.stride(1), max_length, int(qkv.dtype == torch.bfloat16),
     )  # fmt: skip
     return out if status == 0 else None
@@ -228,6 +227,7 @@ class _Linear(ctypes.Structure):
         ("kind", ctypes.c_int),
         ("n", ctypes.c_int),
         ("k", ctypes.c_int),
+        ("packed", ctypes.c_void_p),
     ]
 
 
@@ -250,8 +250,68 @@ def linear_spec(weight: Tensor, scales: Tensor | None = None) -> _Linear:
     """A weight [n, k] (fp32, bf16, or int8 with per-row fp32 scales) as the kernel's Linear."""
     assert weight.is_contiguous() and weight.dtype in WEIGHT_KINDS
     return _Linear(
-        weight.data_ptr(), _pointer(scales), WEIGHT_KINDS[weight.dtype], weight.shape[0], weight.shape[1]
+        weight.data_ptr(),
+        _pointer(scales),
+        WEIGHT_KINDS[weight.dtype],
+        weight.shape[0],
+        weight.shape[1],
+        None,
     )
+
+
+# -- the bf16 GEMM of many-row decode steps -------------------------------------------------------------------------
+def gemm_available() -> bool:
+    """Whether the library has the AVX512-BF16 GEMM (``gemm_rows`` of cpu_kernels.c) on this CPU."""
+    lib = library()
+    return lib is not None and bool(lib.gemm_available())
+
+
+def can_pack(weight: Tensor) -> bool:
+    return (
+        weight.dtype == torch.bfloat16
+        and weight.dim() == 2
+        and weight.shape[0] % 16 == 0
+        and weight.shape[1] % 2 == 0
+    )
+
+
+def pack_pairs(weight: Tensor) -> Tensor:
+    """A bf16 weight [n, k] (n a multiple of 16, k even) in the GEMM's layout: [n / 16, k / 2, 16, 2], flattened."""
+    lib = library()
+    assert lib is not None
+    if not can_pack(weight):
+        raise ValueError(
+            f"pack_pairs: needs a bf16 [16 i, 2 j] weight, got {weight.dtype} {tuple(weight.shape)}"
+        )
+    source = weight.detach().contiguous()
+    packed = torch.empty(source.numel(), dtype=torch.bfloat16)
+    lib.pack_bf16_pairs(source.data_ptr(), packed.data_ptr(), *source.shape)
+    return packed
+
+
+def gemm_bf16(x: Tensor, packed: Tensor, out_features: int, round_bf16: bool = True) -> Tensor:
+    """x bf16 [M, K] @ W.T with W packed by ``pack_pairs``: fp32 [M, out_features] (values rounded to bf16 when
+    ``round_bf16``, as a bf16 linear's output)."""
+    lib = library()
+    assert lib is not None and gemm_available()
+    rows = x.contiguous()
+    if rows.dtype != torch.bfloat16 or rows.dim() != 2 or packed.numel() != out_features * rows.shape[1]:
+        raise ValueError(f"gemm_bf16: x {rows.dtype} {tuple(rows.shape)} does not fit the packed weight")
+    out = torch.empty(rows.shape[0], out_features, dtype=torch.float32)
+    status = lib.gemm_bf16(
+        rows.data_ptr(),
+        packed.data_ptr(),
+        out.data_ptr(),
+        rows.shape[0],
+        out_features,
+        rows.shape[1],
+        int(round_bf16),
+    )
+    if status != 0:
+        raise ValueError(
+            f"gemm_bf16: unsupported shape {tuple(rows.shape)} x [{out_features}, {rows.shape[1]}]"
+        )
+    return out
 
 
 @dataclass
@@ -271,11 +331,16 @@ class DecodeStep:
     [B, V] out, one C call for all layers. The weights stay where they are (the pointers are taken once; the
     tensors must outlive this object, which the fast-weights view and the cache guarantee).
 
-    The engine uses it for single-sequence decoding: its matrix-vector products stream the weights at memory speed
-    for one row, but from two rows on oneDNN's blocked GEMM (the layer-by-layer path) is faster (measured: bf16
-    0.6B at 2 rows 50 vs 42 ms per step, at 8 rows 124 vs 60 ms). The kernel itself takes up to 8 rows."""
+    Which batches it takes:
+    - one row: its matrix-vector products stream the weights at memory speed. From two rows on, the row-by-row
+      products lose to oneDNN's blocked GEMM (the layer-by-layer path; measured: bf16 0.6B at 2 rows 50 vs 42 ms
+      per step, at 8 rows 124 vs 60 ms); the kernel itself takes up to 8 rows that way.
+    - ``GEMM_MIN_ROWS`` rows and more, once ``use_packed`` gave it bf16 weights in the pair-packed layout: every
+      product is the AVX512-BF16 GEMM of cpu_kernels.c and the whole step is still one call (no per-op dispatch,
+      no oneDNN call overhead)."""
 
     MAX_ROWS = 1
+    GEMM_MIN_ROWS = 2
 
     def __init__(self, layers: list[DenseLayerWeights], final_norm: Tensor, lm_head: _Linear, cache, config):
         self.table = (_Layer * len(layers))()
@@ -296,6 +361,19 @@ class DecodeStep:
         )
         self.eps = config.rms_norm_eps
         self.bf16 = int(final_norm.dtype == torch.bfloat16)
+        self.packed: tuple | None = None
+
+    def accepts(self, rows: int) -> bool:
+        return rows <= self.MAX_ROWS or (self.packed is not None and rows >= self.GEMM_MIN_ROWS)
+
+    def use_packed(self, layers: list[tuple[Tensor, Tensor, Tensor, Tensor]], lm_head: Tensor) -> None:
+        """Give the GEMM path its weights: per layer (qkv, o, gate_up, down) from ``pack_pairs``, and the LM head's.
+        The tensors are kept here for as long as the table points at them."""
+        for entry, packs in zip(self.table, layers, strict=True):
+            for name, packed in zip(("qkv", "o", "gate_up", "down"), packs, strict=True):
+                getattr(entry, name).packed = packed.data_ptr()
+        self.lm_head.packed = lm_head.data_ptr()
+        self.packed = (layers, lm_head)
 
     def __call__(
         self, embeddings: Tensor, cos: Tensor, sin: Tensor, positions: Tensor, span: int

@@ -212,6 +212,7 @@ class FusedForward:
         self.lm_head = make_linear(model.lm_head.weight.detach(), kind)
         self._step: cpu_kernels.DecodeStep | None = None  # built for the first cache that runs it
         self._step_cache = None
+        self._packs: tuple | bool | None = None  # pair-packed weights of the GEMM path (_gemm_packs)
         self._rope: tuple[nn.Module, Tensor, Tensor] | None = None  # (rotary module, cos, sin) of rope_tables
 
     def hidden_states(self, ids: Tensor, positions: Tensor, cache, decode: bool = False) -> Tensor:
@@ -253,14 +254,19 @@ class FusedForward:
         return cache.attend(index, apply_rotary(q, cos, sin), apply_rotary(k, cos, sin), v)
 
     def decode_logits(self, ids: Tensor, positions: Tensor, cache) -> Tensor | None:
-        """Logits [B, vocab] of a decode step in one C call over all layers (dense models, at most 8 rows, CPU
-        kernels available); None when that does not apply and the layer-by-layer path must run."""
-        if ids.shape[0] > cpu_kernels.DecodeStep.MAX_ROWS or not getattr(cache, "decode_kernel", False):
+        """Logits [B, vocab] of a decode step in one C call over all layers (dense models, CPU kernels available,
+        a batch ``DecodeStep`` takes); None when that does not apply and the layer-by-layer path must run."""
+        rows, step = ids.shape[0], cpu_kernels.DecodeStep
+        if step.MAX_ROWS < rows < step.GEMM_MIN_ROWS or not getattr(cache, "decode_kernel", False):
             return None
         if any(fused.gate_up is None for fused in self.layers):
             return None  # MoE layers run in torch
         if self._step_cache is not cache:
             self._step, self._step_cache = self._build_step(cache), cache
+        if rows > step.MAX_ROWS and self._step.packed is None and self._gemm_packs():
+            self._step.use_packed(*self._packs)
+        if not self._step.accepts(rows):
+            return None
         h = self.model.model.embed_tokens(ids[:, 0])
         cos, sin = self.rope_tables(cache.decode_span)
         return self._step(h, cos, sin, cache.decode_positions, cache.decode_span)
@@ -276,6 +282,24 @@ class FusedForward:
             cos, sin = rotary(positions, self.model.lm_head.weight.dtype)
             self._rope = (rotary, cos[0].contiguous(), sin[0].contiguous())
         return self._rope[1], self._rope[2]
+
+    def _gemm_packs(self) -> bool:
+        """Build, once, the pair-packed copies of every projection for the step's GEMM path. They are a second copy
+        of the weights, so they are made only when a many-row step first runs, and only for bf16 weights of shapes
+        the GEMM takes, on a CPU with AVX512-BF16, with room in memory for them twice over (as "auto" asks of
+        oneDNN's packed copy)."""
+        if self._packs is None:
+            self._packs = False
+            linears = [[f.qkv, f.o, f.gate_up, f.down] for f in self.layers]
+            weights = [getattr(linear, "weight", None) for layer in linears for linear in layer]
+            weights.append(getattr(self.lm_head, "weight", None))
+            packable = all(w is not None and cpu_kernels.can_pack(w) for w in weights)
+            if packable and cpu_kernels.gemm_available():
+                size = sum(w.numel() * w.element_size() for w in weights)
+                if available_memory() > 2 * size:
+                    packs = [cpu_kernels.pack_pairs(w) for w in weights]
+                    self._packs = ([tuple(packs[i : i + 4]) for i in range(0, len(packs) - 1, 4)], packs[-1])
+        return bool(self._packs)
 
     def _build_step(self, cache) -> cpu_kernels.DecodeStep:
         layers = []

@@ -74,7 +74,6 @@ class SlotKVCache:
         self._positions: Tensor | None = None
         self._segments: list[Segment] = []
         self._same_length = True
-        self._scratch = torch.empty(0, dtype=torch.float32)  # the decode kernel's attention scores
 
     def _zeros(self, shape: tuple[int, ...], dtype: torch.dtype, device: torch.device | str) -> Tensor:
         if torch.device(device).type != "cpu":
@@ -168,12 +167,9 @@ class SlotKVCache:
         if not self.decode_kernel:
             return None
         heads = qkv.shape[1] // self.head_dim - 2 * self.num_kv_heads
-        needed = qkv.shape[0] * heads * self._span
-        if self._scratch.numel() < needed:  # grown, never shrunk: no allocation per layer and step
-            self._scratch = torch.empty(needed, dtype=torch.float32)
         return cpu_kernels.decode_layer_attention(
             qkv, q_norm, k_norm, cos, sin, self.keys[layer_idx], self.values[layer_idx], self._positions, heads,
-            self._span, eps, self._scratch,
+            self._span, eps,
         )  # fmt: skip
 
     def _attend_prefill(self, layer_idx: int, q: Tensor, k: Tensor, v: Tensor) -> Tensor:

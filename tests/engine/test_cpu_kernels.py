@@ -154,3 +154,93 @@ def test_rope_tables_equal_the_rotary_embedding(dtype):
         assert cos.shape[0] > 900 and cos.dtype == dtype
         assert torch.equal(cos[positions[:, 0]], expected_cos[:, 0])
         assert torch.equal(sin[positions[:, 0]], expected_sin[:, 0])
+
+
+# -- the pair-packed bf16 GEMM of many-row decode steps -----------------------------------------------------------
+needs_gemm = pytest.mark.skipif(
+    cpu_kernels.library() is None or not cpu_kernels.gemm_available(),
+    reason="no AVX512-BF16 GEMM on this CPU",
+)
+
+
+@needs_gemm
+@pytest.mark.parametrize(("rows", "in_features", "out_features"), [(1, 2, 16), (5, 64, 48), (13, 256, 80),
+                                                                   (64, 256, 512), (7, 768, 16)])  # fmt: skip
+def test_gemm_bf16_matches_the_exact_product(rows, in_features, out_features):
+    """Every tile shape (row and column remainders) against the product in float64; rounding as torch's."""
+    gen = torch.Generator().manual_seed(rows)
+    x = torch.randn(rows, in_features, generator=gen).to(torch.bfloat16)
+    w = torch.randn(out_features, in_features, generator=gen).to(torch.bfloat16)
+    packed = cpu_kernels.pack_pairs(w)
+    blocks = w.view(out_features // 16, 16, in_features // 2, 2).transpose(1, 2)  # [N / 16, K / 2, 16, 2]
+    assert torch.equal(packed.view(blocks.shape), blocks)
+    exact = cpu_kernels.gemm_bf16(x, packed, out_features, round_bf16=False)
+    expected = x.double() @ w.double().T
+    torch.testing.assert_close(exact.double(), expected, rtol=1e-5, atol=1e-5 * in_features)
+    rounded = cpu_kernels.gemm_bf16(x, packed, out_features)
+    assert torch.equal(rounded, exact.to(torch.bfloat16).float())
+
+
+@needs_gemm
+def test_pack_pairs_and_gemm_refuse_what_they_cannot_take():
+    with pytest.raises(ValueError, match=r"pack_pairs: .* \(20, 64\)"):
+        cpu_kernels.pack_pairs(torch.zeros(20, 64, dtype=torch.bfloat16))
+    with pytest.raises(ValueError, match="pack_pairs: .*float32"):
+        cpu_kernels.pack_pairs(torch.zeros(16, 64))
+    packed = cpu_kernels.pack_pairs(torch.zeros(16, 64, dtype=torch.bfloat16))
+    with pytest.raises(ValueError, match=r"gemm_bf16: x .*\(3, 32\)"):
+        cpu_kernels.gemm_bf16(torch.zeros(3, 32, dtype=torch.bfloat16), packed, 16)
+
+
+def decode_step_logprobs(llm, prompts) -> list[dict[int, float]]:
+    """Log-probabilities of the top tokens after the first decode step (the first token comes from the prefill,
+    which is the same for every decode path)."""
+    params = SamplingParams(temperature=0, max_tokens=2, ignore_eos=True, logprobs=5)
+    outs = llm.generate(prompts, params)
+    return [{t: lp.logprob for t, lp in o.outputs[0].logprobs[1].items()} for o in outs]
+
+
+@needs_gemm
+@pytest.mark.parametrize("rows", [2, 9, 13])
+def test_many_row_decode_step_matches_the_layer_path(rows, monkeypatch):
+    """bf16: batches of several sequences run the whole step in one C call on the pair-packed GEMM; its logits are
+    those of the layer-by-layer path (oneDNN products) within bf16 rounding."""
+    prompts = [random_prompt(4 + 3 * n, seed=n) for n in range(rows)]
+    llm = make_llm(model=make_model().to(torch.bfloat16), weights="packed")
+    ours = decode_step_logprobs(llm, prompts)
+    forward = llm.engine.runner.forward
+    assert forward._step is not None and forward._step.packed is not None  # the GEMM step really ran
+    monkeypatch.setattr(cpu_kernels.DecodeStep, "GEMM_MIN_ROWS", 10**6)
+    layer_path = decode_step_logprobs(
+        make_llm(model=make_model().to(torch.bfloat16), weights="packed"), prompts
+    )
+    for got, expected in zip(ours, layer_path, strict=True):
+        top = sorted(expected.values(), reverse=True)
+        if top[0] - top[1] > 0.1:
+            assert max(got, key=got.get) == max(expected, key=expected.get)
+        for token in got.keys() & expected.keys():
+            assert abs(got[token] - expected[token]) < 0.05
+
+
+@needs_gemm
+def test_many_row_step_needs_room_for_its_packed_weights(monkeypatch):
+    """The packed copy is made only with room for it twice over; without, the layer path runs (same tokens)."""
+    from qwen3.engine import fast_weights
+
+    prompts = [random_prompt(5 + n, seed=n) for n in range(4)]
+    params = SamplingParams(temperature=0, max_tokens=6, ignore_eos=True)
+    model = make_model().to(torch.bfloat16)
+    monkeypatch.setattr(fast_weights, "available_memory", lambda: 0)
+    llm = make_llm(model=model, weights="fused")
+    tokens = [o.outputs[0].token_ids for o in llm.generate(prompts, params)]
+    assert llm.engine.runner.forward._packs is False
+    monkeypatch.setattr(cpu_kernels.DecodeStep, "GEMM_MIN_ROWS", 10**6)
+    reference = make_llm(model=model, weights="fused").generate(prompts, params)
+    assert tokens == [o.outputs[0].token_ids for o in reference]
+
+
+def test_float32_models_keep_the_layer_path():
+    prompts = [random_prompt(5 + n, seed=n) for n in range(3)]
+    llm = make_llm(weights="packed")
+    llm.generate(prompts, SamplingParams(temperature=0, max_tokens=4, ignore_eos=True))
+    assert llm.engine.runner.forward._packs is False
