@@ -873,7 +873,7 @@ int gemm_available(void) { return 1; }
 
 static inline __attribute__((always_inline)) void gemm_tile(const uint16_t *xb, int K, const uint16_t *w,
                                                             size_t block_stride, int MR, int NR, float *out, int N,
-                                                            int bf16) {
+                                                            int bf16, const char *prefetch, int prefetch_lines) {
     __m512 acc[GEMM_TILE_ROWS][GEMM_TILE_BLOCKS];
 #pragma GCC unroll 6
     for (int m = 0; m < MR; m++)
@@ -881,6 +881,7 @@ static inline __attribute__((always_inline)) void gemm_tile(const uint16_t *xb, 
         for (int j = 0; j < NR; j++) acc[m][j] = _mm512_setzero_ps();
     const uint32_t *pairs = (const uint32_t *)xb; /* x[m, 2 k2 : 2 k2 + 2] as one 32-bit lane */
     for (int k2 = 0; k2 < K / 2; k2++) {
+        if (k2 < prefetch_lines) _mm_prefetch(prefetch + (size_t)k2 * 64, _MM_HINT_T1);
         __m512bh wv[GEMM_TILE_BLOCKS];
 #pragma GCC unroll 4
         for (int j = 0; j < NR; j++) wv[j] = (__m512bh)_mm512_loadu_si512(w + j * block_stride + (size_t)k2 * 32);
@@ -913,13 +914,21 @@ static void gemm_rows(const uint16_t *xb, const uint16_t *packed, int M, int N, 
         int first = g * GEMM_TILE_BLOCKS;
         int NR = blocks - first < GEMM_TILE_BLOCKS ? blocks - first : GEMM_TILE_BLOCKS;
         const uint16_t *w = packed + first * block_stride;
+        /* While this group computes, its row tiles fetch the next group's weights into L2, a slice each, one line
+         * per k step: those come from memory, and the next group's first tile would otherwise wait on them. */
+        int next_blocks = blocks - first - NR < GEMM_TILE_BLOCKS ? blocks - first - NR : GEMM_TILE_BLOCKS;
+        int tiles = (M + GEMM_TILE_ROWS - 1) / GEMM_TILE_ROWS;
+        int next_lines = next_blocks * (int)(block_stride * 2 / 64), slice = (next_lines + tiles - 1) / tiles;
+        const char *next = (const char *)(w + NR * block_stride);
         for (int m0 = 0; m0 < M; m0 += GEMM_TILE_ROWS) {
             int MR = M - m0 < GEMM_TILE_ROWS ? M - m0 : GEMM_TILE_ROWS;
+            int done = m0 / GEMM_TILE_ROWS * slice, lines = next_lines - done < slice ? next_lines - done : slice;
+            const char *prefetch = next + (size_t)done * 64;
             const uint16_t *x = xb + (size_t)m0 * K;
             float *o = out + (size_t)m0 * N + first * 16;
 #define GEMM_CASE(R, C)                                                                                        \
     case R * 8 + C:                                                                                           \
-        gemm_tile(x, K, w, block_stride, R, C, o, N, bf16);                                                   \
+        gemm_tile(x, K, w, block_stride, R, C, o, N, bf16, prefetch, lines);                                  \
         break;
             switch (MR * 8 + NR) { FOR_EACH_GEMM_TILE(GEMM_CASE) }
 #undef GEMM_CASE
