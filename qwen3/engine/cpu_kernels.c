@@ -871,9 +871,16 @@ int pack_bf16_pairs(const uint16_t *w, uint16_t *packed, int N, int K) {
 #if defined(__AVX512BF16__)
 int gemm_available(void) { return 1; }
 
+enum { STORE_F32 = 0, STORE_ROUNDED = 1, STORE_BF16 = 2 }; /* fp32 sums; fp32 rounded to bf16; bf16 */
+
+/* Where a row block of output starts in a buffer of the store's element type. */
+static inline void *out_at(void *out, size_t index, int store) {
+    return store == STORE_BF16 ? (void *)((uint16_t *)out + index) : (void *)((float *)out + index);
+}
+
 static inline __attribute__((always_inline)) void gemm_tile(const uint16_t *xb, int K, const uint16_t *w,
-                                                            size_t block_stride, int MR, int NR, float *out, int N,
-                                                            int bf16, const char *prefetch, int prefetch_lines) {
+                                                            size_t block_stride, int MR, int NR, void *out, int N,
+                                                            int store, const char *prefetch, int prefetch_lines) {
     __m512 acc[GEMM_TILE_ROWS][GEMM_TILE_BLOCKS];
 #pragma GCC unroll 6
     for (int m = 0; m < MR; m++)
@@ -895,7 +902,13 @@ static inline __attribute__((always_inline)) void gemm_tile(const uint16_t *xb, 
 #pragma GCC unroll 6
     for (int m = 0; m < MR; m++)
 #pragma GCC unroll 4
-        for (int j = 0; j < NR; j++) _mm512_storeu_ps(out + (size_t)m * N + 16 * j, round16(acc[m][j], bf16));
+        for (int j = 0; j < NR; j++) {
+            size_t at = (size_t)m * N + 16 * j;
+            if (store == STORE_BF16)
+                _mm256_storeu_si256((__m256i *)((uint16_t *)out + at), _mm512_cvtepi32_epi16(bf16_bits16(acc[m][j])));
+            else
+                _mm512_storeu_ps((float *)out + at, round16(acc[m][j], store == STORE_ROUNDED));
+        }
 }
 
 /* Every (rows, blocks) shape of a tile, as compile-time constants: CASE(MR, NR). */
@@ -904,9 +917,8 @@ static inline __attribute__((always_inline)) void gemm_tile(const uint16_t *xb, 
     CASE(3, 3) CASE(3, 4) CASE(4, 1) CASE(4, 2) CASE(4, 3) CASE(4, 4) CASE(5, 1) CASE(5, 2) CASE(5, 3) CASE(5, 4) \
     CASE(6, 1) CASE(6, 2) CASE(6, 3) CASE(6, 4)
 
-/* xb bf16 [M, K]; packed from pack_bf16_pairs; out fp32 [M, N] (values rounded to bf16 when bf16). Threads split
- * the 64-column groups. */
-static void gemm_rows(const uint16_t *xb, const uint16_t *packed, int M, int N, int K, float *out, int bf16) {
+/* xb bf16 [M, K]; packed from pack_bf16_pairs; out [M, N] as store says. Threads split the 64-column groups. */
+static void gemm_rows(const uint16_t *xb, const uint16_t *packed, int M, int N, int K, void *out, int store) {
     int blocks = N / 16, groups = (blocks + GEMM_TILE_BLOCKS - 1) / GEMM_TILE_BLOCKS;
     size_t block_stride = (size_t)K * 16;
 #pragma omp parallel for schedule(static)
@@ -925,10 +937,10 @@ static void gemm_rows(const uint16_t *xb, const uint16_t *packed, int M, int N, 
             int done = m0 / GEMM_TILE_ROWS * slice, lines = next_lines - done < slice ? next_lines - done : slice;
             const char *prefetch = next + (size_t)done * 64;
             const uint16_t *x = xb + (size_t)m0 * K;
-            float *o = out + (size_t)m0 * N + first * 16;
+            size_t o = (size_t)m0 * N + first * 16;
 #define GEMM_CASE(R, C)                                                                                        \
     case R * 8 + C:                                                                                           \
-        gemm_tile(x, K, w, block_stride, R, C, o, N, bf16, prefetch, lines);                                  \
+        gemm_tile(x, K, w, block_stride, R, C, out_at(out, o, store), N, store, prefetch, lines);             \
         break;
             switch (MR * 8 + NR) { FOR_EACH_GEMM_TILE(GEMM_CASE) }
 #undef GEMM_CASE
@@ -937,26 +949,37 @@ static void gemm_rows(const uint16_t *xb, const uint16_t *packed, int M, int N, 
 }
 
 /* gemm_rows on its own (tests and benchmarks): x bf16 [M, K], out fp32 [M, N]. */
-int gemm_bf16(const uint16_t *xb, const uint16_t *packed, float *out, int M, int N, int K, int round_bf16) {
-    if (N % 16 || K % 2 || M < 1) return -1;
-    gemm_rows(xb, packed, M, N, K, out, round_bf16);
+int gemm_bf16(const uint16_t *xb, const uint16_t *packed, void *out, int M, int N, int K, int store) {
+    if (N % 16 || K % 2 || M < 1 || store < STORE_F32 || store > STORE_BF16) return -1;
+    gemm_rows(xb, packed, M, N, K, out, store);
     return 0;
 }
 #else
 int gemm_available(void) { return 0; }
-int gemm_bf16(const uint16_t *xb, const uint16_t *packed, float *out, int M, int N, int K, int round_bf16) {
-    (void)xb, (void)packed, (void)out, (void)M, (void)N, (void)K, (void)round_bf16;
+int gemm_bf16(const uint16_t *xb, const uint16_t *packed, void *out, int M, int N, int K, int store) {
+    (void)xb, (void)packed, (void)out, (void)M, (void)N, (void)K, (void)store;
     return -1;
 }
 #endif
+
+/* Whether linear_rows takes the GEMM: pair-packed weights and bf16 inputs, and more than one row (for one row the
+ * matrix-vector product reads the weights once, as fast). */
+static inline int runs_gemm(const Linear *lin, const uint16_t *xb, int M) {
+#if defined(__AVX512BF16__)
+    return xb && lin->packed && M > 1;
+#else
+    (void)lin, (void)xb, (void)M;
+    return 0;
+#endif
+}
 
 /* out [M, n] = x [M, k] @ W.T (fp32 buffers), rounded to the model dtype like a torch linear's output. */
 static void linear_rows(const float *x, uint16_t *xb, const Linear *lin, int M, float *out, int bf16) {
     int N = lin->n, K = lin->k;
     if (xb) from_f32(x, M * K, 1, xb, 0);
 #if defined(__AVX512BF16__)
-    if (xb && lin->packed && M > 1) { /* one row: the matrix-vector product reads the weights once, as fast */
-        gemm_rows(xb, lin->packed, M, N, K, out, bf16);
+    if (runs_gemm(lin, xb, M)) {
+        gemm_rows(xb, lin->packed, M, N, K, out, bf16 ? STORE_ROUNDED : STORE_F32);
         return;
     }
 #endif
@@ -985,6 +1008,28 @@ static void linear_rows(const float *x, uint16_t *xb, const Linear *lin, int M, 
         }
     }
     round_buffer(out, M * N, bf16);
+}
+
+/* logits [M, n] in the model dtype, as the LM head module gives them (bf16: half the bytes to write and to read
+ * back for sampling). */
+static int lm_head_rows(const float *x, uint16_t *xb, const Linear *lin, int M, void *logits, int bf16) {
+    if (!bf16) {
+        linear_rows(x, xb, lin, M, logits, 0);
+        return 0;
+    }
+#if defined(__AVX512BF16__)
+    if (runs_gemm(lin, xb, M)) {
+        from_f32(x, M * lin->k, 1, xb, 0);
+        gemm_rows(xb, lin->packed, M, lin->n, lin->k, logits, STORE_BF16);
+        return 0;
+    }
+#endif
+    float *wide = malloc(sizeof(float) * (size_t)M * lin->n);
+    if (!wide) return -2;
+    linear_rows(x, xb, lin, M, wide, 1);
+    from_f32(wide, M * lin->n, 1, logits, 0);
+    free(wide);
+    return 0;
 }
 
 /* h = round(h + delta) (delta may be NULL); x = RMSNorm(h) * w, per row. */
@@ -1016,11 +1061,11 @@ static int all_packed(const Layer *layers, int num_layers, const Linear *lm_head
 #endif
 }
 
-/* One decode step of a dense model: embeddings [B, H] in, logits [B, V] out (fp32, rounded to the model dtype as
- * the LM head's output would be). Every layer: add + RMSNorm, q/k/v projection, QK-norm + RoPE + cache write +
+/* One decode step of a dense model: embeddings [B, H] in, logits [B, V] out in the model dtype (what the LM head
+ * module would give). Every layer: add + RMSNorm, q/k/v projection, QK-norm + RoPE + cache write +
  * attention, o projection, add + RMSNorm, gate/up projection, SiLU x up, down projection. */
 int decode_step(const Layer *layers, int num_layers, const void *final_norm, const Linear *lm_head,
-                const void *embeddings, const void *cos, const void *sin, const int64_t *positions, float *logits,
+                const void *embeddings, const void *cos, const void *sin, const int64_t *positions, void *logits,
                 int B, int H, int Hq, int Hkv, int D, int inter, int max_len, int64_t slot_stride,
                 int64_t head_stride, float eps, int bf16) {
     if (B < 1 || H > MAX_HIDDEN) return -1;
@@ -1061,7 +1106,7 @@ int decode_step(const Layer *layers, int num_layers, const void *final_norm, con
     }
     if (status == 0) {
         add_norm_rows(h, delta, final_norm, x, B, H, eps, bf16);
-        linear_rows(x, xb, lm_head, B, logits, bf16);
+        status = lm_head_rows(x, xb, lm_head, B, logits, bf16);
     }
     free(memory);
     return status;

@@ -289,24 +289,24 @@ def pack_pairs(weight: Tensor) -> Tensor:
     return packed
 
 
-def gemm_bf16(x: Tensor, packed: Tensor, out_features: int, round_bf16: bool = True) -> Tensor:
-    """x bf16 [M, K] @ W.T with W packed by ``pack_pairs``: fp32 [M, out_features] (values rounded to bf16 when
-    ``round_bf16``, as a bf16 linear's output)."""
+GEMM_STORES = {"float32": 0, "rounded": 1, "bfloat16": 2}
+
+
+def gemm_bf16(x: Tensor, packed: Tensor, out_features: int, store: str = "rounded") -> Tensor:
+    """x bf16 [M, K] @ W.T with W packed by ``pack_pairs``: [M, out_features] as ``store`` says: "float32" (the fp32
+    sums), "rounded" (fp32 holding their bf16 roundings, what the decode step keeps between ops) or "bfloat16"."""
     lib = library()
     assert lib is not None and gemm_available()
     rows = x.contiguous()
     if rows.dtype != torch.bfloat16 or rows.dim() != 2 or packed.numel() != out_features * rows.shape[1]:
         raise ValueError(f"gemm_bf16: x {rows.dtype} {tuple(rows.shape)} does not fit the packed weight")
-    out = torch.empty(rows.shape[0], out_features, dtype=torch.float32)
-    status = lib.gemm_bf16(
-        rows.data_ptr(),
-        packed.data_ptr(),
-        out.data_ptr(),
-        rows.shape[0],
-        out_features,
-        rows.shape[1],
-        int(round_bf16),
+    out = torch.empty(
+        rows.shape[0], out_features, dtype=torch.bfloat16 if store == "bfloat16" else torch.float32
     )
+    status = lib.gemm_bf16(
+        rows.data_ptr(), packed.data_ptr(), out.data_ptr(), rows.shape[0], out_features, rows.shape[1],
+        GEMM_STORES[store],
+    )  # fmt: skip
     if status != 0:
         raise ValueError(
             f"gemm_bf16: unsupported shape {tuple(rows.shape)} x [{out_features}, {rows.shape[1]}]"
@@ -382,7 +382,7 @@ class DecodeStep:
         lib = library()
         assert lib is not None
         batch = embeddings.shape[0]
-        logits = torch.empty(batch, self.lm_head.n, dtype=torch.float32)
+        logits = torch.empty(batch, self.lm_head.n, dtype=self.final_norm.dtype)
         keys = self.cache.keys[0]
         status = lib.decode_step(
             self.table, len(self.table), self.final_norm.data_ptr(), ctypes.byref(self.lm_head),

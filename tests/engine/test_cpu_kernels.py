@@ -174,11 +174,14 @@ def test_gemm_bf16_matches_the_exact_product(rows, in_features, out_features):
     packed = cpu_kernels.pack_pairs(w)
     blocks = w.view(out_features // 16, 16, in_features // 2, 2).transpose(1, 2)  # [N / 16, K / 2, 16, 2]
     assert torch.equal(packed.view(blocks.shape), blocks)
-    exact = cpu_kernels.gemm_bf16(x, packed, out_features, round_bf16=False)
+    exact = cpu_kernels.gemm_bf16(x, packed, out_features, store="float32")
     expected = x.double() @ w.double().T
     torch.testing.assert_close(exact.double(), expected, rtol=1e-5, atol=1e-5 * in_features)
     rounded = cpu_kernels.gemm_bf16(x, packed, out_features)
-    assert torch.equal(rounded, exact.to(torch.bfloat16).float())
+    assert rounded.dtype == torch.float32 and torch.equal(rounded, exact.to(torch.bfloat16).float())
+    assert torch.equal(
+        cpu_kernels.gemm_bf16(x, packed, out_features, store="bfloat16"), exact.to(torch.bfloat16)
+    )
 
 
 @needs_gemm
