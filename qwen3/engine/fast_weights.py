@@ -284,12 +284,15 @@ class FusedForward:
         return self._rope[1], self._rope[2]
 
     def _gemm_packs(self) -> bool:
-        """Build, once, the pair-packed copies of every projection for the step's GEMM path. They are a second copy
-        of the weights, so they are made only when a many-row step first runs, and only for bf16 weights of shapes
-        the GEMM takes, on a CPU with AVX512-BF16, with room in memory for them twice over (as "auto" asks of
-        oneDNN's packed copy)."""
+        """Build, once, the pair-packed copies of every projection for the step's GEMM path. They are copies, so
+        only the "packed" layout makes them (it holds copies anyway, and ``sync_weights`` rebuilds them; "fused"
+        promises to read the model's own storage). They are made when a many-row step first runs, and only for
+        bf16 weights of shapes the GEMM takes, on a CPU with AVX512-BF16, with room in memory for them twice over
+        (as "auto" asks of oneDNN's packed copy)."""
         if self._packs is None:
             self._packs = False
+            if self.name != "packed":
+                return False
             linears = [[f.qkv, f.o, f.gate_up, f.down] for f in self.layers]
             weights = [getattr(linear, "weight", None) for layer in linears for linear in layer]
             weights.append(getattr(self.lm_head, "weight", None))

@@ -234,11 +234,11 @@ def test_many_row_step_needs_room_for_its_packed_weights(monkeypatch):
     params = SamplingParams(temperature=0, max_tokens=6, ignore_eos=True)
     model = make_model().to(torch.bfloat16)
     monkeypatch.setattr(fast_weights, "available_memory", lambda: 0)
-    llm = make_llm(model=model, weights="fused")
+    llm = make_llm(model=model, weights="packed")
     tokens = [o.outputs[0].token_ids for o in llm.generate(prompts, params)]
     assert llm.engine.runner.forward._packs is False
     monkeypatch.setattr(cpu_kernels.DecodeStep, "GEMM_MIN_ROWS", 10**6)
-    reference = make_llm(model=model, weights="fused").generate(prompts, params)
+    reference = make_llm(model=model, weights="packed").generate(prompts, params)
     assert tokens == [o.outputs[0].token_ids for o in reference]
 
 

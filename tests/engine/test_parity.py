@@ -129,16 +129,18 @@ def test_fast_weights_logits_close_to_reference(weights):
     assert abs(logprob.logprob - float(torch.log_softmax(expected, -1)[token])) <= tolerance
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 @pytest.mark.parametrize("weights", ["fused", "packed", "int8"])
-def test_weight_updates_reach_the_engine(weights):
+def test_weight_updates_reach_the_engine(weights, dtype):
     """RL: the trainer updates the model in place; the engine generates with the new weights (after
-    sync_weights for the layouts that hold copies) and the model's parameters stay trainable."""
-    model = make_model()
+    sync_weights for the layouts that hold copies) and the model's parameters stay trainable. Three sequences:
+    in bf16 "packed" they decode in the C step's GEMM on its own packed copy."""
+    model = make_model().to(dtype)
     params_before = {name: id(p) for name, p in model.named_parameters()}
     llm = make_llm(model=model, weights=weights)
     assert {name: id(p) for name, p in model.named_parameters()} == params_before
     assert all(p.requires_grad for p in model.parameters())
-    prompts = [random_prompt(9, seed=2)]
+    prompts = [random_prompt(9, seed=2 + n) for n in range(3)]
     before = completions(llm, prompts)
     with torch.no_grad():
         for name, p in model.named_parameters():
@@ -146,7 +148,7 @@ def test_weight_updates_reach_the_engine(weights):
                 p.mul_(-1.0)  # an in-place "optimizer step" the outputs must notice
     if weights != "fused":  # the fused layout reads the model's own storage: no sync needed
         llm.sync_weights()
-    updated = make_model()
+    updated = make_model().to(dtype)
     with torch.no_grad():
         for p, q in zip(updated.parameters(), model.parameters()):
             p.copy_(q)
