@@ -10,7 +10,8 @@ How the projections run (``weights``):
 - "fused": ``F.linear``;
 - "packed": oneDNN prepacked weights (``torch.ops.mkldnn._reorder_linear_weight`` + ``_linear_pointwise``, what
   inductor's CPU freezing uses), which read bf16 weights at batch 1 much faster than ``F.linear`` on this CPU. The
-  packed copy is extra memory; the reference weights stay;
+  packed copy is extra memory; the reference weights stay. Decode batches of several sequences in bf16 run the C
+  step's GEMM on a second, pair-packed copy (``FusedForward._gemm_packs``);
 - "int8": per-output-channel symmetric int8 weights (scale = max |w| / 127), lm_head included (embeddings stay
   as they are): decode steps of one or two rows run the C kernel of ``qwen3.engine.cpu_kernels`` (fp32
   accumulation), larger batches and prefill ``torch.ops.aten._weight_int8pack_mm`` (activations in bf16).
