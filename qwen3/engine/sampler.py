@@ -42,7 +42,9 @@ class Sampler:
         if any(p.uses_penalties for p in params):
             logits = apply_penalties(logits.clone(), seqs)
         greedy = [p.greedy for p in params]
-        tokens = argmax(logits)
+        tokens = (
+            argmax(logits) if any(greedy) else torch.empty(len(seqs), dtype=torch.long, device=logits.device)
+        )
         if not all(greedy):
             tokens = self._sample(logits, tokens, seqs, greedy)
         token_list = tokens.tolist()
@@ -51,7 +53,7 @@ class Sampler:
 
     def _sample(self, logits: Tensor, tokens: Tensor, seqs: list[Sequence], greedy: list[bool]) -> Tensor:
         rows = [i for i, g in enumerate(greedy) if not g]
-        picked = sample_rows(
+        picked = draw(
             logits[rows] if len(rows) < len(seqs) else logits,
             [seqs[i].params for i in rows],
             [seqs[i].next_uniform() for i in rows],
@@ -96,6 +98,25 @@ def argmax(logits: Tensor) -> Tensor:
     ):
         return cpu_kernels.argmax(logits)
     return logits.argmax(dim=-1)
+
+
+def draw(logits: Tensor, params: Seq, uniforms: list[float]) -> Tensor:
+    """``sample_rows`` in one C call on the CPU (``cpu_kernels.sample``: the same draws, by selection instead of
+    sorting, 0.1 ms instead of 0.7-13 ms for 64 x 8192), the torch ops elsewhere (and as the tests' reference)."""
+    if (
+        logits.device.type == "cpu"
+        and logits.dtype in cpu_kernels.FUSED_DTYPES
+        and cpu_kernels.library() is not None
+    ):
+        return cpu_kernels.sample(
+            logits,
+            [p.temperature for p in params],
+            [p.top_k for p in params],
+            [p.top_p for p in params],
+            [p.min_p for p in params],
+            uniforms,
+        )
+    return sample_rows(logits, params, uniforms)
 
 
 def apply_penalties(logits: Tensor, seqs: list[Sequence]) -> Tensor:

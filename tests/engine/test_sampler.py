@@ -13,7 +13,7 @@ from transformers.generation.logits_process import (
     TopPLogitsWarper,
 )
 
-from qwen3.engine import SamplingParams
+from qwen3.engine import SamplingParams, cpu_kernels
 from qwen3.engine.detokenizer import OutputText
 from qwen3.engine.sampler import Sampler, apply_penalties, filtered_logits, sample_rows
 from qwen3.engine.sequence import Sequence
@@ -219,3 +219,83 @@ def test_n_completions_prefill_the_prompt_once(llm):
     assert llm.engine.stats.prefill_tokens - before == 30
     separate = [llm.generate([prompt], params.replace(seed=11 + i))[0].outputs[0].token_ids for i in range(4)]
     assert [o.token_ids for o in together] == separate
+
+
+# -- the C sampling kernel (cpu_kernels.sample), against the torch path in float64 -------------------------------
+needs_kernels = pytest.mark.skipif(cpu_kernels.library() is None, reason="no CPU kernels here")
+
+SETTINGS = [
+    {"temperature": 1.0},
+    {"temperature": 0.6, "top_p": 0.95, "top_k": 20},
+    {"temperature": 0.7, "top_p": 0.8, "top_k": 20},
+    {"temperature": 0.9, "top_p": 0.5},
+    {"temperature": 1.0, "min_p": 0.2},
+    {"temperature": 0.5, "top_k": 50, "top_p": 0.8, "min_p": 0.05},
+    {"temperature": 1.3, "top_k": 700},  # a large k: the quickselect path
+    {"temperature": 1.0, "top_k": 1},
+]
+
+
+def kernel_draw(logits: torch.Tensor, params: list[SamplingParams], uniforms: list[float]) -> torch.Tensor:
+    return cpu_kernels.sample(
+        logits,
+        [p.temperature for p in params],
+        [p.top_k for p in params],
+        [p.top_p for p in params],
+        [p.min_p for p in params],
+        uniforms,
+    )
+
+
+def midpoint_uniforms(logits: torch.Tensor, params: list[SamplingParams], seed: int):
+    """Per row, a token the float64 reference may draw (probability > 1e-4) and the uniform at the middle of its
+    share of the CDF in id order: the draw must give exactly that token, whatever the rounding."""
+    probs = vocab_probs(logits.double(), params)
+    gen = torch.Generator().manual_seed(seed)
+    tokens, uniforms = [], []
+    for row in probs:
+        likely = (row > 1e-4).nonzero()[:, 0]
+        token = int(likely[torch.randint(len(likely), (1,), generator=gen)])
+        cdf = row.cumsum(0)
+        tokens.append(token)
+        uniforms.append(float((cdf[token] - row[token] / 2) / cdf[-1]))
+    return tokens, uniforms
+
+
+@needs_kernels
+@pytest.mark.parametrize("vocab", [512, 3001])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_kernel_draws_what_the_reference_draws(vocab, dtype):
+    """Rows with different settings in one call, masked (-inf) tokens, a vocabulary that is not a multiple of 16.
+    bf16 logits tie often, and which of tied tokens top_k keeps is unspecified in torch (the kernel keeps the lower
+    id), so bf16 rows run the settings without top_k."""
+    settings = [s for s in SETTINGS if dtype == torch.float32 or "top_k" not in s]
+    rows = 4 * len(settings)
+    logits = (torch.randn(rows, vocab, generator=torch.Generator().manual_seed(vocab)) * 3).to(dtype)
+    logits[:, 100:140] = float("-inf")
+    params = [SamplingParams(**settings[r % len(settings)]) for r in range(rows)]
+    for seed in range(5):
+        tokens, uniforms = midpoint_uniforms(logits.float(), params, seed)
+        assert kernel_draw(logits, params, uniforms).tolist() == tokens
+    uniforms = torch.rand(rows, generator=torch.Generator().manual_seed(1), dtype=torch.float64).tolist()
+    drawn = kernel_draw(logits, params, uniforms)
+    assert not ((drawn >= 100) & (drawn < 140)).any()
+    assert (drawn == sample_rows(logits.double(), params, uniforms)).float().mean() >= 0.95
+
+
+@needs_kernels
+def test_kernel_draws_follow_the_distribution():
+    probs = torch.tensor([0.5, 0.25, 0.125, 0.125])
+    draws = 800
+    logits = probs.log().expand(draws, -1).contiguous()
+    uniforms = [(i + 0.5) / draws for i in range(draws)]
+    counts = torch.bincount(kernel_draw(logits, [SamplingParams()] * draws, uniforms), minlength=4)
+    assert counts.tolist() == [400, 200, 100, 100]
+
+
+@needs_kernels
+def test_kernel_with_every_token_masked_gives_token_zero_and_bad_shapes_are_refused():
+    logits = torch.full((2, 64), float("-inf"))
+    assert kernel_draw(logits, [SamplingParams()] * 2, [0.3, 0.9]).tolist() == [0, 0]
+    with pytest.raises(ValueError, match="sample: logits"):
+        cpu_kernels.sample(torch.zeros(3, 8), [1.0], [0], [1.0], [0.0], [0.5])
