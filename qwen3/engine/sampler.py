@@ -5,7 +5,9 @@ argmax; sampled rows divide by their temperature, keep their ``top_k`` most like
 whose probability reaches ``top_p``, then drop tokens below ``min_p`` times the most likely one, and draw.
 
 The draw is an inverse-CDF lookup with one uniform number per row taken from the sequence's own
-``torch.Generator``, so a seeded request gets the same tokens whatever else is in the batch. Logprobs are
+``torch.Generator``, so a seeded request gets the same tokens whatever else is in the batch. On the CPU the filters
+and the draw run in one C call (``cpu_kernels.sample``: selection instead of sorting, double sums; tested to draw
+what these torch ops draw in float64); the torch ops are the path elsewhere. Logprobs are
 ``log_softmax`` of the logits as the model produced them (before penalties and temperature), like vLLM's default.
 """
 
@@ -38,26 +40,33 @@ class Sampler:
         if all(seq.plain_greedy for seq in seqs):  # the argmax of the logits as they are, nothing else
             return SampleResult(argmax(logits).tolist(), [None] * len(seqs), [None] * len(seqs))
         params = [seq.params for seq in seqs]
-        logits = raw = logits.float()
+        raw = logits  # as the model gave them (bf16 or fp32): argmax and the sampling kernel read either exactly
         if any(p.uses_penalties for p in params):
-            logits = apply_penalties(logits.clone(), seqs)
+            logits = apply_penalties(logits.to(torch.float32, copy=True), seqs)
         greedy = [p.greedy for p in params]
-        tokens = (
-            argmax(logits) if any(greedy) else torch.empty(len(seqs), dtype=torch.long, device=logits.device)
-        )
-        if not all(greedy):
-            tokens = self._sample(logits, tokens, seqs, greedy)
+        if not any(greedy):
+            tokens = self._sample(logits, None, seqs, greedy)
+        else:
+            tokens = argmax(logits)
+            if not all(greedy):
+                tokens = self._sample(logits, tokens, seqs, greedy)
         token_list = tokens.tolist()
         logprobs, chosen = self._logprobs(raw, seqs, tokens)
         return SampleResult(token_list, logprobs, chosen)
 
-    def _sample(self, logits: Tensor, tokens: Tensor, seqs: list[Sequence], greedy: list[bool]) -> Tensor:
+    def _sample(
+        self, logits: Tensor, tokens: Tensor | None, seqs: list[Sequence], greedy: list[bool]
+    ) -> Tensor:
+        """Draws for the rows that sample, written into ``tokens`` (the greedy rows' picks; None when no row is
+        greedy)."""
         rows = [i for i, g in enumerate(greedy) if not g]
         picked = draw(
             logits[rows] if len(rows) < len(seqs) else logits,
             [seqs[i].params for i in rows],
             [seqs[i].next_uniform() for i in rows],
         )
+        if tokens is None:
+            return picked
         tokens[rows] = picked
         return tokens
 
@@ -69,7 +78,7 @@ class Sampler:
         chosen: list[float | None] = [None] * len(seqs)
         if not wanted:
             return out, chosen
-        logprobs = torch.log_softmax(raw[wanted], dim=-1)
+        logprobs = torch.log_softmax(raw[wanted].float(), dim=-1)
         picked = tokens[wanted]
         picked_lp = logprobs.gather(1, picked[:, None])[:, 0]
         ranks = (logprobs > picked_lp[:, None]).sum(dim=-1) + 1
@@ -116,7 +125,7 @@ def draw(logits: Tensor, params: Seq, uniforms: list[float]) -> Tensor:
             [p.min_p for p in params],
             uniforms,
         )
-    return sample_rows(logits, params, uniforms)
+    return sample_rows(logits.float(), params, uniforms)
 
 
 def apply_penalties(logits: Tensor, seqs: list[Sequence]) -> Tensor:
