@@ -9,6 +9,8 @@ Rows (qwen3-0.6b shape unless said otherwise; 32-token prompts, 128 new tokens, 
 - int8:    ours with per-channel weight-only int8 vs transformers bf16, batch 1; plus a quality check against our bf16
 - b8:      bf16, 8 concurrent requests (transformers: one batch of 8)
 - small64: qwen3-debug-5m in bf16 (`--small-dtype float32`: the preset's fp32), 64 concurrent sequences
+- sample64: small64 sampling with the model card's thinking preset (temperature 0.6, top_p 0.95, top_k 20) on both
+  sides, the RL rollout case (no bar in the issue; shown because sampling costs more than the argmax)
 - prefill: bf16, one 512-token prompt, time to the first token
 
 Decode tokens/s = new tokens after the first / (time for 128 tokens - time for 1 token), so prefill is excluded the
@@ -37,13 +39,14 @@ from qwen3.model.presets import get_preset
 from qwen3.model.weights import export_tensor, hf_tensors
 from qwen3.utils.atomic import atomic_write_text
 
-ROWS = ("b1", "int8", "b8", "small64", "prefill")
+ROWS = ("b1", "int8", "b8", "small64", "sample64", "prefill")
 # The issue's bars (ratios to transformers in the same run; llama.cpp figures from docs/perf_anchors.md).
 TARGETS = {
     "b1": ">= 2x (goal: llama.cpp's 27 tok/s)",
     "int8": ">= 3.5x (llama.cpp Q8_0: 35 tok/s)",
     "b8": ">= 2.5x (llama.cpp: 73 tok/s)",
     "small64": ">= 5x",
+    "sample64": "(none; sampled small64)",
     "prefill": ">= 1x",
 }
 
@@ -95,20 +98,30 @@ def prompts(batch: int, length: int, vocab: int) -> list[list[int]]:
     ]
 
 
-def ours_decode(llm: LLM, batch_prompts, new_tokens: int, repeats: int) -> float:
+# The model card's thinking-mode sampling settings (sample64), for both sides.
+THINKING_PRESET = {"temperature": 0.6, "top_p": 0.95, "top_k": 20}
+
+
+def ours_decode(
+    llm: LLM, batch_prompts, new_tokens: int, repeats: int, sampling: dict | None = None
+) -> float:
     def run(n):
-        params = SamplingParams(temperature=0, max_tokens=n, ignore_eos=True)
+        settings = {"temperature": 0, **(sampling or {})}
+        params = SamplingParams(max_tokens=n, ignore_eos=True, seed=0 if sampling else None, **settings)
         return lambda: llm.generate(batch_prompts, params, progress=False)
 
     first, full = median_seconds(run(1), repeats), median_seconds(run(new_tokens), repeats)
     return len(batch_prompts) * (new_tokens - 1) / (full - first)
 
 
-def transformers_decode(hf, batch_prompts, new_tokens: int, repeats: int) -> float:
+def transformers_decode(
+    hf, batch_prompts, new_tokens: int, repeats: int, sampling: dict | None = None
+) -> float:
     ids = torch.tensor(batch_prompts)
+    settings = {"do_sample": True, **sampling} if sampling else {"do_sample": False}
 
     def run(n):
-        return lambda: hf.generate(ids, max_new_tokens=n, min_new_tokens=n, do_sample=False)
+        return lambda: hf.generate(ids, max_new_tokens=n, min_new_tokens=n, **settings)
 
     with torch.inference_mode():
         first, full = median_seconds(run(1), repeats), median_seconds(run(new_tokens), repeats)
@@ -214,17 +227,19 @@ def small64_floor(result: Result) -> str:
     )
 
 
-def bench_small64(args) -> Result:
+def bench_small64(args, row: str = "small64") -> Result:
     config = get_preset("qwen3-debug-5m")
     dtype = getattr(torch, args.small_dtype)
     model = init_model(config, dtype=dtype, seed=0)
     hf = to_transformers(model, dtype)
     batch_prompts = prompts(64, args.prompt_len, 8000)
-    ours = ours_decode(small_llm(model, 64, args.weights), batch_prompts, args.new_tokens, args.repeats)
-    theirs = transformers_decode(hf, batch_prompts, args.new_tokens, args.repeats)
+    sampling = THINKING_PRESET if row == "sample64" else None
+    llm = small_llm(model, 64, args.weights)
+    ours = ours_decode(llm, batch_prompts, args.new_tokens, args.repeats, sampling)
+    theirs = transformers_decode(hf, batch_prompts, args.new_tokens, args.repeats, sampling)
     gbps = weight_bytes(model) * ours / 64 / 1e9
-    what = f"5M {args.small_dtype}, 64 sequences"
-    return Result("small64", torch.get_num_threads(), what, ours, theirs, "tok/s", gbps)
+    what = f"5M {args.small_dtype}, 64 sequences" + (", T 0.6 top_p 0.95 top_k 20" if sampling else "")
+    return Result(row, torch.get_num_threads(), what, ours, theirs, "tok/s", gbps)
 
 
 def bench_prefill(args, model, hf) -> Result:
@@ -279,6 +294,8 @@ def run_rows(rows: list[str], args, bandwidth: dict[int, float], notes: list[str
         report(bench_small64(args))
         notes.append(small64_floor(results[-1]))
         print(notes[-1], flush=True)
+    if "sample64" in rows:
+        report(bench_small64(args, "sample64"))
     return results
 
 
