@@ -22,6 +22,7 @@ import subprocess
 import tempfile
 import threading
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -159,33 +160,27 @@ def argmax(logits: Tensor) -> Tensor:
 FUSED_DTYPES = (torch.float32, torch.bfloat16)
 
 
-def sample(
-    logits: Tensor,
-    temperature: list[float],
-    top_k: list[int],
-    top_p: list[float],
-    min_p: list[float],
-    uniforms: list[float],
-) -> Tensor:
-    """One token per row of logits [R, V] (fp32 or bf16): the draw ``Sampler``'s torch path makes (temperature,
-    top_k, top_p, min_p, inverse CDF in ascending id order at the row's uniform number), in one C call."""
+def sample(logits: Tensor, params: Sequence, uniforms: list[float]) -> Tensor:
+    """One token per row of logits [R, V] (fp32 or bf16) with that row's ``SamplingParams`` (temperature, top_k,
+    top_p, min_p) and uniform number: the draw ``Sampler``'s torch path makes, in one C call."""
     lib = library()
     assert lib is not None
     rows = logits.contiguous()
     count = rows.shape[0]
-    settings = (temperature, top_k, top_p, min_p, uniforms)
-    if rows.dim() != 2 or rows.dtype not in FUSED_DTYPES or any(len(values) != count for values in settings):
+    if rows.dim() != 2 or rows.dtype not in FUSED_DTYPES or len(params) != count or len(uniforms) != count:
         raise ValueError(
             f"sample: logits {rows.dtype} {tuple(rows.shape)} and settings for {count} rows needed"
         )
-    temperature_t = torch.tensor(temperature, dtype=torch.float32)
-    top_k_t = torch.tensor(top_k, dtype=torch.int32)
-    top_p_t, min_p_t = torch.tensor(top_p, dtype=torch.float32), torch.tensor(min_p, dtype=torch.float32)
-    uniforms_t = torch.tensor(uniforms, dtype=torch.float64)
+    settings = [
+        torch.tensor([getattr(p, name) for p in params], dtype=dtype)
+        for name, dtype in (("temperature", torch.float32), ("top_k", torch.int32), ("top_p", torch.float32),
+                            ("min_p", torch.float32))
+    ]  # fmt: skip
+    settings.append(torch.tensor(uniforms, dtype=torch.float64))
     out = torch.empty(count, dtype=torch.int64)
     status = lib.sample_rows(
-        rows.data_ptr(), count, rows.shape[1], int(rows.dtype == torch.bfloat16), temperature_t.data_ptr(),
-        top_k_t.data_ptr(), top_p_t.data_ptr(), min_p_t.data_ptr(), uniforms_t.data_ptr(), out.data_ptr(),
+        rows.data_ptr(), count, rows.shape[1], int(rows.dtype == torch.bfloat16),
+        *(column.data_ptr() for column in settings), out.data_ptr(),
     )  # fmt: skip
     if status != 0:
         raise MemoryError(f"sample: no memory for the scratch of {rows.shape[1]} tokens")

@@ -98,33 +98,25 @@ class Sampler:
         return self.decode_token(token) if self.decode_token else None
 
 
-def argmax(logits: Tensor) -> Tensor:
-    """Row-wise argmax; the C kernel on the CPU (torch's CPU argmax is ~10x slower on these shapes)."""
-    if (
+def kernels_take(logits: Tensor) -> bool:
+    """Whether the C kernels can read these logits (CPU, fp32 or bf16, library built)."""
+    return (
         logits.device.type == "cpu"
         and logits.dtype in cpu_kernels.FUSED_DTYPES
         and cpu_kernels.library() is not None
-    ):
-        return cpu_kernels.argmax(logits)
-    return logits.argmax(dim=-1)
+    )
+
+
+def argmax(logits: Tensor) -> Tensor:
+    """Row-wise argmax; the C kernel on the CPU (torch's CPU argmax is ~10x slower on these shapes)."""
+    return cpu_kernels.argmax(logits) if kernels_take(logits) else logits.argmax(dim=-1)
 
 
 def draw(logits: Tensor, params: Seq, uniforms: list[float]) -> Tensor:
     """``sample_rows`` in one C call on the CPU (``cpu_kernels.sample``: the same draws, by selection instead of
     sorting, 0.1 ms instead of 0.7-13 ms for 64 x 8192), the torch ops elsewhere (and as the tests' reference)."""
-    if (
-        logits.device.type == "cpu"
-        and logits.dtype in cpu_kernels.FUSED_DTYPES
-        and cpu_kernels.library() is not None
-    ):
-        return cpu_kernels.sample(
-            logits,
-            [p.temperature for p in params],
-            [p.top_k for p in params],
-            [p.top_p for p in params],
-            [p.min_p for p in params],
-            uniforms,
-        )
+    if kernels_take(logits):
+        return cpu_kernels.sample(logits, params, uniforms)
     return sample_rows(logits.float(), params, uniforms)
 
 

@@ -236,17 +236,6 @@ SETTINGS = [
 ]
 
 
-def kernel_draw(logits: torch.Tensor, params: list[SamplingParams], uniforms: list[float]) -> torch.Tensor:
-    return cpu_kernels.sample(
-        logits,
-        [p.temperature for p in params],
-        [p.top_k for p in params],
-        [p.top_p for p in params],
-        [p.min_p for p in params],
-        uniforms,
-    )
-
-
 def midpoint_uniforms(logits: torch.Tensor, params: list[SamplingParams], seed: int):
     """Per row, a token the float64 reference may draw (probability > 1e-4) and the uniform at the middle of its
     share of the CDF in id order: the draw must give exactly that token, whatever the rounding."""
@@ -276,9 +265,9 @@ def test_kernel_draws_what_the_reference_draws(vocab, dtype):
     params = [SamplingParams(**settings[r % len(settings)]) for r in range(rows)]
     for seed in range(5):
         tokens, uniforms = midpoint_uniforms(logits.float(), params, seed)
-        assert kernel_draw(logits, params, uniforms).tolist() == tokens
+        assert cpu_kernels.sample(logits, params, uniforms).tolist() == tokens
     uniforms = torch.rand(rows, generator=torch.Generator().manual_seed(1), dtype=torch.float64).tolist()
-    drawn = kernel_draw(logits, params, uniforms)
+    drawn = cpu_kernels.sample(logits, params, uniforms)
     assert not ((drawn >= 100) & (drawn < 140)).any()
     assert (drawn == sample_rows(logits.double(), params, uniforms)).float().mean() >= 0.95
 
@@ -289,13 +278,13 @@ def test_kernel_draws_follow_the_distribution():
     draws = 800
     logits = probs.log().expand(draws, -1).contiguous()
     uniforms = [(i + 0.5) / draws for i in range(draws)]
-    counts = torch.bincount(kernel_draw(logits, [SamplingParams()] * draws, uniforms), minlength=4)
+    counts = torch.bincount(cpu_kernels.sample(logits, [SamplingParams()] * draws, uniforms), minlength=4)
     assert counts.tolist() == [400, 200, 100, 100]
 
 
 @needs_kernels
 def test_kernel_with_every_token_masked_gives_token_zero_and_bad_shapes_are_refused():
     logits = torch.full((2, 64), float("-inf"))
-    assert kernel_draw(logits, [SamplingParams()] * 2, [0.3, 0.9]).tolist() == [0, 0]
+    assert cpu_kernels.sample(logits, [SamplingParams()] * 2, [0.3, 0.9]).tolist() == [0, 0]
     with pytest.raises(ValueError, match="sample: logits"):
-        cpu_kernels.sample(torch.zeros(3, 8), [1.0], [0], [1.0], [0.0], [0.5])
+        cpu_kernels.sample(torch.zeros(3, 8), [SamplingParams()], [0.5])
