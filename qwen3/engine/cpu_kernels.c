@@ -1045,6 +1045,9 @@ typedef struct {
 static void softmax_block(const float *scores, int nk, int j0, int NV, int masked, float scale_log2e, RowState *s,
                           uint32_t *p) {
     const __m512 c = _mm512_set1_ps(scale_log2e);
+    uint16_t order[32]; /* [a0..a15, b0..b15] -> a0, b0, a1, b1, ... */
+    for (int i = 0; i < 16; i++) order[2 * i] = (uint16_t)i, order[2 * i + 1] = (uint16_t)(16 + i);
+    const __m512i pairs = _mm512_loadu_si512(order), high_half = _mm512_set1_epi32((int)0xffff0000);
     for (int v = 0; v < NV; v++) {
         __m512 peak = s->max[v];
         for (int j = 0; j < nk; j++) {
@@ -1056,15 +1059,19 @@ static void softmax_block(const float *scores, int nk, int j0, int NV, int maske
         const __m512 shift = _mm512_mul_ps(peak, c);
         __m512 sum = _mm512_mul_ps(s->sum[v], s->alpha[v]);
         for (int j = 0; j < nk; j += 2) {
-            __m512i pair = _mm512_setzero_si512();
-            for (int half = 0; half < 2 && j + half < nk; half++) {
-                __mmask16 live =
-                    masked ? _mm512_cmple_epi32_mask(_mm512_set1_epi32(j0 + j + half), s->last[v]) : 0xffff;
-                __m512 t = _mm512_fmsub_ps(_mm512_loadu_ps(scores + (j + half) * PREFILL_ROWS + 16 * v), c, shift);
-                __m512i bits = bf16_bits16(_mm512_maskz_mov_ps(live, exp2_16(t)));
-                sum = _mm512_add_ps(sum, _mm512_castsi512_ps(_mm512_slli_epi32(bits, 16)));
-                pair = _mm512_or_si512(pair, _mm512_slli_epi32(bits, 16 * half));
+            __m512 e[2];
+#pragma GCC unroll 2
+            for (int half = 0; half < 2; half++) {
+                __mmask16 live = j + half >= nk ? 0
+                                 : masked ? _mm512_cmple_epi32_mask(_mm512_set1_epi32(j0 + j + half), s->last[v])
+                                          : 0xffff;
+                __m512 t = _mm512_fmsub_ps(_mm512_maskz_loadu_ps(live, scores + (j + half) * PREFILL_ROWS + 16 * v),
+                                           c, shift);
+                e[half] = _mm512_maskz_mov_ps(live, exp2_16(t));
             }
+            __m512i pair = _mm512_permutexvar_epi16(pairs, (__m512i)_mm512_cvtne2ps_pbh(e[1], e[0]));
+            sum = _mm512_add_ps(sum, _mm512_castsi512_ps(_mm512_slli_epi32(pair, 16)));
+            sum = _mm512_add_ps(sum, _mm512_castsi512_ps(_mm512_and_si512(pair, high_half)));
             _mm512_storeu_si512(p + ((size_t)(j / 2) * NV + v) * 16, pair);
         }
         s->sum[v] = sum;
@@ -1105,14 +1112,75 @@ typedef struct {
     uint16_t *values;    /* [PREFILL_KEYS/2][D][2] */
 } PrefillScratch;
 
+/* In place: the 16 x 16 matrix of 32-bit elements whose rows are r[0..15] becomes its transpose (within 128-bit
+ * lanes: pairs, then quads; then the lanes across vectors). */
+static inline void transpose16(__m512i *r) {
+    __m512i t[16];
+#pragma GCC unroll 8
+    for (int i = 0; i < 16; i += 2) {
+        t[i] = _mm512_unpacklo_epi32(r[i], r[i + 1]);
+        t[i + 1] = _mm512_unpackhi_epi32(r[i], r[i + 1]);
+    }
+#pragma GCC unroll 4
+    for (int g = 0; g < 16; g += 4) { /* r[g + e], lane L: element 4 L + e of rows g..g+3 */
+        r[g] = _mm512_unpacklo_epi64(t[g], t[g + 2]);
+        r[g + 1] = _mm512_unpackhi_epi64(t[g], t[g + 2]);
+        r[g + 2] = _mm512_unpacklo_epi64(t[g + 1], t[g + 3]);
+        r[g + 3] = _mm512_unpackhi_epi64(t[g + 1], t[g + 3]);
+    }
+#pragma GCC unroll 4
+    for (int e = 0; e < 4; e++) {
+        __m512i low01 = _mm512_shuffle_i32x4(r[e], r[4 + e], _MM_SHUFFLE(1, 0, 1, 0));
+        __m512i low23 = _mm512_shuffle_i32x4(r[8 + e], r[12 + e], _MM_SHUFFLE(1, 0, 1, 0));
+        __m512i high01 = _mm512_shuffle_i32x4(r[e], r[4 + e], _MM_SHUFFLE(3, 2, 3, 2));
+        __m512i high23 = _mm512_shuffle_i32x4(r[8 + e], r[12 + e], _MM_SHUFFLE(3, 2, 3, 2));
+        t[e] = _mm512_shuffle_i32x4(low01, low23, _MM_SHUFFLE(2, 0, 2, 0));
+        t[4 + e] = _mm512_shuffle_i32x4(low01, low23, _MM_SHUFFLE(3, 1, 3, 1));
+        t[8 + e] = _mm512_shuffle_i32x4(high01, high23, _MM_SHUFFLE(2, 0, 2, 0));
+        t[12 + e] = _mm512_shuffle_i32x4(high01, high23, _MM_SHUFFLE(3, 1, 3, 1));
+    }
+#pragma GCC unroll 16
+    for (int i = 0; i < 16; i++) r[i] = t[i];
+}
+
 /* Queries of positions i0..i0+n-1 of KV head h's group as the products' vector operand: row r = (position r / G,
- * head r % G), [D/2][NV * 16] pairs, rows past G n zero. */
+ * head r % G), [D/2][NV * 16] pairs, rows past G n zero. 16 rows x 16 pairs at a time, transposed in registers. */
 static void pack_queries(const PrefillShape *a, int h, int i0, int rows, int NV, uint32_t *packed) {
     int G = a->Hq / a->Hkv, width = NV * 16;
-    for (int r = 0; r < width; r++) {
-        const uint32_t *src =
-            r < rows ? (const uint32_t *)(a->q + (h * G + r % G) * a->q_head + (i0 + r / G) * a->q_token) : NULL;
-        for (int k2 = 0; k2 < a->D / 2; k2++) packed[k2 * width + r] = src ? src[k2] : 0;
+    for (int r0 = 0; r0 < width; r0 += 16)
+        for (int k0 = 0; k0 < a->D / 2; k0 += 16) {
+            __m512i block[16];
+#pragma GCC unroll 16
+            for (int i = 0; i < 16; i++) {
+                int r = r0 + i;
+                block[i] = r < rows ? _mm512_loadu_si512((const uint32_t *)(a->q + (h * G + r % G) * a->q_head +
+                                                                             (i0 + r / G) * a->q_token) + k0)
+                                    : _mm512_setzero_si512();
+            }
+            transpose16(block);
+#pragma GCC unroll 16
+            for (int i = 0; i < 16; i++) _mm512_storeu_si512(packed + (size_t)(k0 + i) * width + r0, block[i]);
+        }
+}
+
+/* out^T [D][PREFILL_ROWS] / sum per row, rounded to bf16, into the output rows of positions i0.. (row r = position
+ * r / G, head r % G): 16 rows x 16 dims at a time, transposed in registers. */
+static void store_rows(const PrefillShape *a, int h, int i0, int rows, const RowState *state, const float *out_t) {
+    int G = a->Hq / a->Hkv;
+    for (int r0 = 0; r0 < rows; r0 += 16) {
+        __m512 inv = _mm512_div_ps(_mm512_set1_ps(1.0f), state->sum[r0 / 16]);
+        for (int d0 = 0; d0 < a->D; d0 += 16) {
+            __m512i block[16];
+#pragma GCC unroll 16
+            for (int i = 0; i < 16; i++)
+                block[i] = _mm512_castps_si512(_mm512_mul_ps(_mm512_loadu_ps(out_t + (d0 + i) * PREFILL_ROWS + r0), inv));
+            transpose16(block);
+            for (int i = 0; i < 16 && r0 + i < rows; i++) {
+                int r = r0 + i;
+                uint16_t *dst = a->out + (h * G + r % G) * a->out_head + (i0 + r / G) * a->out_token + d0;
+                _mm256_storeu_si256((__m256i *)dst, _mm512_cvtepi32_epi16(bf16_bits16(_mm512_castsi512_ps(block[i]))));
+            }
+        }
     }
 }
 
@@ -1142,12 +1210,7 @@ static void prefill_task(const PrefillShape *a, int h, int i0, const PrefillScra
         pair_product((const uint32_t *)s->values, 1, D, (const uint16_t *)s->p, pairs, D, NV, s->out,
                      j0 ? state.alpha : NULL);
     }
-    float inv[PREFILL_ROWS];
-    for (int v = 0; v < NV; v++) _mm512_storeu_ps(inv + 16 * v, _mm512_div_ps(_mm512_set1_ps(1.0f), state.sum[v]));
-    for (int r = 0; r < rows; r++) {
-        uint16_t *dst = a->out + (h * G + r % G) * a->out_head + (i0 + r / G) * a->out_token;
-        for (int d = 0; d < D; d++) dst[d] = f32_to_bf16(s->out[d * PREFILL_ROWS + r] * inv[r]);
-    }
+    store_rows(a, h, i0, rows, &state, s->out);
 }
 
 /* q [Hq][T][D] and out [Hq][T][D] with the given strides (bf16, dims contiguous); keys/values: the slot's cache of
