@@ -420,13 +420,18 @@ def prefill_attention(
 ) -> Tensor:
     """Causal grouped-query attention of one prefill segment (``prefill_attention`` of cpu_kernels.c).
 
-    q: bf16 [1, Hq, T, D], the queries of positions start..start+T-1 (any strides; the head dim contiguous).
+    q: bf16 [1, Hq, T, D], the queries of positions start..start+T-1 (any strides; copied unless the head dim is
+    contiguous).
     keys, values: a layer's bf16 cache [slots, Hkv, max_len, D]; slot ``slot`` holds positions 0..start+T-1.
     Query i attends to cached positions 0..start+i, scale D ** -0.5. Returns [1, Hq, T, D] bf16: written into
     ``out`` when given (any strides, head dim contiguous: e.g. a slice of a [1, N, Hq, D] buffer seen transposed),
     else a new tensor."""
     lib = library()
     assert lib is not None
+    if q.dim() != 4 or q.shape[0] != 1 or keys.dim() != 4:
+        raise ValueError(
+            f"prefill_attention: q {tuple(q.shape)} is not [1, Hq, T, D] or the cache is not 4-d"
+        )
     _, heads, length, dim = q.shape
     slots, kv_heads, max_len, cache_dim = keys.shape
     if not prefill_attention_fits(q, keys) or cache_dim != dim or values.shape != keys.shape:
@@ -439,8 +444,12 @@ def prefill_attention(
             f"prefill_attention: positions {start}..{start + length - 1} of slot {slot} are outside the cache"
             f" [{slots} slots, {max_len} positions]"
         )
-    if keys.stride()[2:] != (dim, 1) or values.stride() != keys.stride() or q.stride(3) != 1:
-        raise ValueError("prefill_attention: the cache's positions and every head dim must be contiguous")
+    if keys.stride()[2:] != (dim, 1) or values.stride() != keys.stride():
+        raise ValueError(
+            f"prefill_attention: the cache's positions and head dims must be contiguous, strides {keys.stride()}"
+        )
+    if q.stride(3) != 1:
+        q = q.contiguous()
     if out is None:
         out = torch.empty(1, heads, length, dim, dtype=torch.bfloat16)
     elif out.shape != q.shape or out.dtype != torch.bfloat16 or out.stride(3) != 1:

@@ -301,6 +301,8 @@ def test_prefill_attention_writes_into_strided_output():
     out = buffer.transpose(1, 2)[:, :, 5:25]
     assert cpu_kernels.prefill_attention(q, keys, values, 2, 7, out=out) is out
     assert torch.equal(out, cpu_kernels.prefill_attention(q.contiguous(), keys, values, 2, 7))
+    dims_apart = q.transpose(2, 3).contiguous().transpose(2, 3)  # head dims T apart: copied first
+    assert torch.equal(out, cpu_kernels.prefill_attention(dims_apart, keys, values, 2, 7))
     assert not buffer[:, :5].any() and not buffer[:, 25:].any()
 
 
@@ -314,6 +316,8 @@ def test_prefill_attention_refuses_what_it_cannot_take():
         cpu_kernels.prefill_attention(q[..., :48], narrow, narrow, 0, 0)
     with pytest.raises(ValueError, match="positions 315..324 of slot 0 are outside"):
         cpu_kernels.prefill_attention(q, keys, values, 0, 315)
+    with pytest.raises(ValueError, match=r"q \(2, 4, 10, 64\) is not \[1, Hq, T, D\]"):
+        cpu_kernels.prefill_attention(q.expand(2, -1, -1, -1), keys, values, 0, 0)
     with pytest.raises(ValueError, match="slot 3"):
         cpu_kernels.prefill_attention(q, keys, values, 3, 0)
 
