@@ -7,6 +7,8 @@
  *   used for all M rows of x, so the kernel streams the int8 weights at memory speed.
  * decode_layer_attention: one new query per sequence against its cached keys/values (grouped-query attention: the
  *   G query heads of a KV head share one pass over its cache), with QK-norm, RoPE and the cache write before it.
+ * prefill_attention: causal grouped-query attention of a prefill segment on AVX512-BF16 (FlashAttention-2 style;
+ *   see its section).
  */
 #include <math.h>
 #include <stdint.h>

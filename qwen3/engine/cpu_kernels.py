@@ -1,9 +1,11 @@
-"""The CPU decode kernels of cpu_kernels.c: compiled on first use, cached, called through ctypes.
+"""The CPU decode and prefill-attention kernels of cpu_kernels.c: compiled on first use, cached, called through
+ctypes.
 
 Why: torch has no fast weight-only int8 matrix-vector product on this CPU (``_weight_int8pack_mm`` reads int8
 weights at about half the memory bandwidth), and its attention for one query per sequence spends most of its time
-in per-head overhead when heads are small and sequences many. Both kernels are plain C (AVX-512 intrinsics where
-the compiler targets them, portable loops otherwise).
+in per-head overhead when heads are small and sequences many; its CPU flash attention for prefill runs bf16 at
+about 45 GFLOP/s where AVX512-BF16 dot products reach 350+ per core. The kernels are plain C (AVX-512 intrinsics
+where the compiler targets them, portable loops otherwise).
 
 The library is built with the system C compiler (``$CC``, else gcc/cc) into ``$QWEN3_CACHE/kernels`` (default
 ``~/.cache/qwen3/kernels``), named by a hash of the source, compiler and CPU flags, and written atomically.
