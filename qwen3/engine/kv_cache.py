@@ -6,7 +6,9 @@ running batch occupies slots 0..B-1 (see ``Scheduler``), so a decode step attend
 Queries are grouped per KV head ([B, Hkv, G, D]), so grouped-query attention needs no repeated keys either.
 
 Prefill steps are packed: the model sees one row of N tokens from several sequences; each sequence's queries attend
-to its own slot with a causal mask offset by what the slot already holds (chunked prefill).
+to its own slot with a causal mask offset by what the slot already holds (chunked prefill). With bf16 on a CPU with
+AVX512-BF16 (and no Dual Chunk Attention) that attention is the C kernel ``cpu_kernels.prefill_attention``, about
+5x faster than torch's CPU flash attention; otherwise SDPA.
 
 On the CPU the buffers are anonymous memory maps: the pages are zero and become resident only when a sequence
 writes them, so a slot sized for a long context costs memory in proportion to what it holds (and the engine starts
@@ -49,6 +51,7 @@ class SlotKVCache:
         device: torch.device | str,
         dual_chunk=None,
         decode_kernel: bool = False,
+        prefill_kernel: bool = False,
     ):
         shape = (num_slots, config.num_key_value_heads, max_len, config.head_dim)
         self._maps: list[mmap.mmap] = []  # keeps the CPU buffers' memory maps alive
@@ -64,6 +67,14 @@ class SlotKVCache:
             and self.device.type == "cpu"
             and dual_chunk is None
             and cpu_kernels.library() is not None
+        )
+        # Prefill attention in the C kernel (AVX512-BF16, bf16 only; see _attend_prefill): same conditions.
+        self.prefill_kernel = (
+            prefill_kernel
+            and self.device.type == "cpu"
+            and dual_chunk is None
+            and dtype == torch.bfloat16
+            and cpu_kernels.gemm_available()
         )
         self.seq_lens = torch.zeros(0, dtype=torch.long, device=device)
         self._decode = True
@@ -176,6 +187,8 @@ class SlotKVCache:
         keys, values = self.keys[layer_idx], self.values[layer_idx]
         keys[self._rows, :, self._positions] = k[0].transpose(0, 1).to(keys.dtype)
         values[self._rows, :, self._positions] = v[0].transpose(0, 1).to(values.dtype)
+        if self.prefill_kernel and cpu_kernels.prefill_attention_fits(q, keys):
+            return self._attend_prefill_kernel(q, keys, values)
         outputs = []
         for seg in self._segments:
             end = seg.start + seg.length
@@ -192,6 +205,18 @@ class SlotKVCache:
                 mask = torch.arange(end, device=q.device)[None, :] <= query_pos
                 outputs.append(attend(q_seg, k_seg, v_seg, mask[None, None]))
         return outputs[0] if len(outputs) == 1 else torch.cat(outputs, dim=2)
+
+    def _attend_prefill_kernel(self, q: Tensor, keys: Tensor, values: Tensor) -> Tensor:
+        """Every segment's causal attention in the C kernel, written into one [1, N, Hq, D] buffer and returned seen
+        as [1, Hq, N, D]: the model's transpose back to [1, N, Hq * D] is then free (no copy, no concatenation)."""
+        _, heads, length, dim = q.shape
+        out = torch.empty(1, length, heads, dim, dtype=q.dtype, device=q.device).transpose(1, 2)
+        for seg in self._segments:
+            rows = slice(seg.offset, seg.offset + seg.length)
+            cpu_kernels.prefill_attention(
+                q[:, :, rows], keys, values, seg.slot, seg.start, out=out[:, :, rows]
+            )
+        return out
 
     # -- slot management ---------------------------------------------------------------------------------------
     def move(self, src: int, dst: int, length: int) -> None:

@@ -46,6 +46,7 @@ class ModelRunner:
             self.device,
             self.dual_chunk,
             decode_kernel=self.forward.name != "reference",
+            prefill_kernel=self.forward.name != "reference",
         )
 
     def sync_weights(self) -> None:

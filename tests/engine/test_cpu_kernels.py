@@ -195,12 +195,22 @@ def test_pack_pairs_and_gemm_refuse_what_they_cannot_take():
         cpu_kernels.gemm_bf16(torch.zeros(3, 32, dtype=torch.bfloat16), packed, 16)
 
 
-def decode_step_logprobs(llm, prompts) -> list[dict[int, float]]:
-    """Log-probabilities of the top tokens after the first decode step (the first token comes from the prefill,
-    which is the same for every decode path)."""
-    params = SamplingParams(temperature=0, max_tokens=2, ignore_eos=True, logprobs=5)
+def top_logprobs(llm, prompts, index: int) -> list[dict[int, float]]:
+    """Log-probabilities of the top tokens at generated token ``index`` (0: from the prefill alone; 1: after the
+    first decode step)."""
+    params = SamplingParams(temperature=0, max_tokens=index + 1, ignore_eos=True, logprobs=5)
     outs = llm.generate(prompts, params)
-    return [{t: lp.logprob for t, lp in o.outputs[0].logprobs[1].items()} for o in outs]
+    return [{t: lp.logprob for t, lp in o.outputs[0].logprobs[index].items()} for o in outs]
+
+
+def assert_logprobs_close(ours: list[dict[int, float]], theirs: list[dict[int, float]]) -> None:
+    """Within bf16 noise: the same top token where it leads clearly, every shared token within 0.05."""
+    for got, expected in zip(ours, theirs, strict=True):
+        top = sorted(expected.values(), reverse=True)
+        if top[0] - top[1] > 0.1:
+            assert max(got, key=got.get) == max(expected, key=expected.get)
+        for token in got.keys() & expected.keys():
+            assert abs(got[token] - expected[token]) < 0.05
 
 
 @needs_gemm
@@ -210,19 +220,12 @@ def test_many_row_decode_step_matches_the_layer_path(rows, monkeypatch):
     those of the layer-by-layer path (oneDNN products) within bf16 rounding."""
     prompts = [random_prompt(4 + 3 * n, seed=n) for n in range(rows)]
     llm = make_llm(model=make_model().to(torch.bfloat16), weights="packed")
-    ours = decode_step_logprobs(llm, prompts)
+    ours = top_logprobs(llm, prompts, 1)
     forward = llm.engine.runner.forward
     assert forward._step is not None and forward._step.packed is not None  # the GEMM step really ran
     monkeypatch.setattr(cpu_kernels.DecodeStep, "GEMM_MIN_ROWS", 10**6)
-    layer_path = decode_step_logprobs(
-        make_llm(model=make_model().to(torch.bfloat16), weights="packed"), prompts
-    )
-    for got, expected in zip(ours, layer_path, strict=True):
-        top = sorted(expected.values(), reverse=True)
-        if top[0] - top[1] > 0.1:
-            assert max(got, key=got.get) == max(expected, key=expected.get)
-        for token in got.keys() & expected.keys():
-            assert abs(got[token] - expected[token]) < 0.05
+    layer_path = top_logprobs(make_llm(model=make_model().to(torch.bfloat16), weights="packed"), prompts, 1)
+    assert_logprobs_close(ours, layer_path)
 
 
 @needs_gemm
@@ -247,3 +250,102 @@ def test_float32_models_keep_the_layer_path():
     llm = make_llm(weights="packed")
     llm.generate(prompts, SamplingParams(temperature=0, max_tokens=4, ignore_eos=True))
     assert llm.engine.runner.forward._packs is False
+
+
+# -- the causal attention of prefill segments ----------------------------------------------------------------------
+def sdpa_prefill(q, keys, values, slot, start):
+    """The reference: fp32 SDPA over the slot's positions 0..start+T-1, query i seeing 0..start+i."""
+    end = start + q.shape[2]
+    mask = torch.arange(end)[None, :] <= torch.arange(start, end)[:, None]
+    k, v = keys[slot : slot + 1, :, :end].float(), values[slot : slot + 1, :, :end].float()
+    return F.scaled_dot_product_attention(q.float(), k, v, attn_mask=mask, enable_gqa=True)
+
+
+def prefill_inputs(heads, kv_heads, dim, length, start, seed=0, q_scale=2.0):
+    """bf16 queries [1, Hq, T, D] as the model makes them (a transposed view) and a 3-slot cache whose positions past
+    start+T hold NaN: the kernel must never read them."""
+    gen = torch.Generator().manual_seed(seed)
+    q = (q_scale * torch.randn(1, length, heads, dim, generator=gen)).to(torch.bfloat16).transpose(1, 2)
+    keys, values = (torch.randn(3, kv_heads, 320, dim, generator=gen).to(torch.bfloat16) for _ in range(2))
+    for cache in (keys, values):
+        cache[:, :, start + length :] = float("nan")
+    return q, keys, values
+
+
+@needs_gemm
+@pytest.mark.parametrize(
+    ("heads", "kv_heads", "dim", "length", "start"),
+    [
+        (4, 2, 64, 37, 0),  # G 2: blocks of 32 queries, a partial one; keys in a block and a partial one
+        (4, 2, 64, 37, 45),  # chunked prefill: the keys before the segment are all visible
+        (2, 2, 128, 70, 0),  # G 1
+        (8, 2, 128, 29, 100),  # G 4, start not a multiple of the key block
+        (2, 1, 64, 1, 0),  # a single query
+        (4, 2, 128, 1, 201),  # a single query late in the slot: odd key count
+        (10, 2, 64, 23, 3),  # G 5: 60 rows of 64 used
+    ],
+)  # fmt: skip
+def test_prefill_attention_matches_sdpa(heads, kv_heads, dim, length, start):
+    """Against fp32 SDPA on the same bf16 inputs: within the output's bf16 rounding (1 eps relative) plus half an eps
+    of the values' scale (the probabilities are rounded to bf16 before they weight the values)."""
+    q, keys, values = prefill_inputs(heads, kv_heads, dim, length, start, seed=length + start)
+    ours = cpu_kernels.prefill_attention(q, keys, values, 1, start)
+    expected = sdpa_prefill(q, keys, values, 1, start)
+    assert ours.dtype == torch.bfloat16 and ours.shape == q.shape
+    eps = torch.finfo(torch.bfloat16).eps
+    assert ((ours.float() - expected).abs() <= eps * (expected.abs() + 0.5)).all()
+
+
+@needs_gemm
+def test_prefill_attention_writes_into_strided_output():
+    """The engine's buffer: [1, N, Hq, D] seen as [1, Hq, N, D]; a segment fills its rows and nothing else."""
+    q, keys, values = prefill_inputs(4, 2, 64, 20, 7)
+    buffer = torch.zeros(1, 30, 4, 64, dtype=torch.bfloat16)
+    out = buffer.transpose(1, 2)[:, :, 5:25]
+    assert cpu_kernels.prefill_attention(q, keys, values, 2, 7, out=out) is out
+    assert torch.equal(out, cpu_kernels.prefill_attention(q.contiguous(), keys, values, 2, 7))
+    dims_apart = q.transpose(2, 3).contiguous().transpose(2, 3)  # head dims T apart: copied first
+    assert torch.equal(out, cpu_kernels.prefill_attention(dims_apart, keys, values, 2, 7))
+    assert not buffer[:, :5].any() and not buffer[:, 25:].any()
+
+
+@needs_gemm
+def test_prefill_attention_refuses_what_it_cannot_take():
+    q, keys, values = prefill_inputs(4, 2, 64, 10, 0)
+    with pytest.raises(ValueError, match=r"prefill_attention: q torch.float32 \(1, 4, 10, 64\)"):
+        cpu_kernels.prefill_attention(q.float(), keys, values, 0, 0)
+    narrow = torch.zeros(3, 2, 320, 48, dtype=torch.bfloat16)
+    with pytest.raises(ValueError, match=r"cache torch.bfloat16 \(3, 2, 320, 48\)"):
+        cpu_kernels.prefill_attention(q[..., :48], narrow, narrow, 0, 0)
+    with pytest.raises(ValueError, match="positions 315..324 of slot 0 are outside"):
+        cpu_kernels.prefill_attention(q, keys, values, 0, 315)
+    with pytest.raises(ValueError, match=r"q \(2, 4, 10, 64\) is not \[1, Hq, T, D\]"):
+        cpu_kernels.prefill_attention(q.expand(2, -1, -1, -1), keys, values, 0, 0)
+    with pytest.raises(ValueError, match="slot 3"):
+        cpu_kernels.prefill_attention(q, keys, values, 3, 0)
+
+
+@needs_gemm
+def test_engine_prefill_runs_the_kernel_chunked_or_not(monkeypatch):
+    """bf16, head_dim 32: whole and chunked prefills (segments of up to 8 tokens, start > 0) run the kernel for
+    every segment, and their first-token log-probabilities match the torch path's (SDPA) within bf16 noise."""
+    calls = []
+    kernel = cpu_kernels.prefill_attention
+
+    def counted(q, keys, values, slot, start, out=None):
+        calls.append((q.shape[2], start))
+        return kernel(q, keys, values, slot, start, out)
+
+    monkeypatch.setattr(cpu_kernels, "prefill_attention", counted)
+    model = make_model(head_dim=32).to(torch.bfloat16)
+    prompts = [random_prompt(n, seed=n) for n in (50, 7, 33)]
+    whole = top_logprobs(make_llm(model=model, weights="fused"), prompts, 0)
+    assert sorted(calls) == sorted([(7, 0), (33, 0), (50, 0)] * model.config.num_hidden_layers)
+    calls.clear()
+    chunked = top_logprobs(make_llm(model=model, weights="fused", max_num_batched_tokens=8), prompts, 0)
+    assert max(length for length, _ in calls) <= 8 and max(start for _, start in calls) >= 40
+    calls.clear()
+    reference = top_logprobs(make_llm(model=model, weights="reference"), prompts, 0)
+    assert not calls  # the reference weights keep the torch path
+    for ours, theirs in [(whole, reference), (chunked, reference), (chunked, whole)]:
+        assert_logprobs_close(ours, theirs)
