@@ -31,7 +31,14 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-SOURCE = Path(__file__).with_name("cpu_kernels.c")
+SOURCE = Path(__file__).with_name("cpu_kernels.c")  # includes the files of kernels/: one translation unit
+KERNEL_FILES = Path(__file__).with_name("kernels")
+
+
+def _sources_text() -> str:
+    """The root file and every kernel file, for the library's cache key."""
+    files = [SOURCE, *sorted(KERNEL_FILES.glob("*.[ch]"))]
+    return "\0".join(f"{path.name}\0{path.read_text()}" for path in files)
 FLAGS = ["-O3", "-march=native", "-fopenmp", "-fno-math-errno", "-fno-trapping-math", "-shared", "-fPIC"]
 MAX_DECODE_ROWS = 8
 
@@ -57,7 +64,7 @@ def _cpu_flags() -> str:
 
 def _build(compiler: str) -> Path:
     version = subprocess.run([compiler, "--version"], capture_output=True, text=True).stdout
-    key = hashlib.sha256("\0".join([SOURCE.read_text(), version, _cpu_flags(), *FLAGS]).encode()).hexdigest()
+    key = hashlib.sha256("\0".join([_sources_text(), version, _cpu_flags(), *FLAGS]).encode()).hexdigest()
     target = cache_dir() / f"cpu_kernels-{key[:16]}.so"
     if target.is_file():
         return target
