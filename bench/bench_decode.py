@@ -3,7 +3,7 @@
     PYTHONPATH=. python bench/bench_decode.py                   # every row, writes docs/benchmarks.md
     PYTHONPATH=. python bench/bench_decode.py --rows b1,int8 --no-write --threads 1
 
-Rows (qwen3-0.6b shape unless said otherwise; 32-token prompts, 128 new tokens, greedy, end-of-sequence ignored):
+Rows (qwen3-0.6b shape unless said otherwise; 32-token prompts, 128 new tokens, greedy unless said otherwise, end-of-sequence ignored):
 
 - b1:      bf16, batch 1
 - int8:    ours with per-channel weight-only int8 vs transformers bf16, batch 1; plus a quality check against our bf16
@@ -350,7 +350,7 @@ def render_report(args, results, bandwidth, notes, load_before, load_after) -> s
         "# Engine benchmarks\n\n"
         f"`{command}` ({stamp}; torch {torch.__version__}, transformers {transformers.__version__}; load average "
         f"{load_before[0]:.2f} before, {load_after[0]:.2f} after). Random weights, "
-        f"{args.prompt_len}-token prompts, {args.new_tokens} new tokens, greedy, end-of-sequence ignored; medians of "
+        f"{args.prompt_len}-token prompts, {args.new_tokens} new tokens, greedy (sample64: the thinking preset), end-of-sequence ignored; medians of "
         f"{args.repeats} runs; ours and transformers' `generate` side by side in one process. Decode tokens/s "
         "exclude the prefill for both (time for all tokens minus time for the first). Achieved GB/s = weight bytes "
         "read per decode step x steps/s, beside the machine's read bandwidth (a `sum` over 1 GiB, same threads). "
