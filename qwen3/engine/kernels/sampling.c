@@ -95,13 +95,11 @@ static int partition_candidates(Candidate *c, int lo, int hi) {
     return store;
 }
 
-/* The length of the shortest most-likely prefix of c[0:n) whose weight reaches share x the total weight (theirs
- * plus outside, the weight of less likely tokens left out of c); n when none does. c is reordered so that the
+/* The length of the shortest most-likely prefix of c[0:n) whose weight reaches need (top_p x the weight of every
+ * token the row keeps so far, in c or left out of it as less likely); n when none does. c is reordered so that the
  * prefix comes first. */
-static int nucleus_length(Candidate *c, int n, double share, double outside) {
-    double total = outside;
-    for (int i = 0; i < n; i++) total += c[i].weight;
-    double need = share * total, before = 0.0; /* weight of c[0:lo), all more likely than c[lo:hi) */
+static int nucleus_length(Candidate *c, int n, double need) {
+    double before = 0.0; /* weight of c[0:lo), all more likely than c[lo:hi) */
     int lo = 0, hi = n;
     while (hi - lo > 16) {
         int p = partition_candidates(c, lo, hi);
@@ -320,8 +318,12 @@ static int sample_row(const void *logits, int bf16, size_t row, int V, float tem
     int n = 0;
     if (top_k > 0 && top_k < V) {
         n = top_k_candidates(values, V, top_k, candidates);
-        for (int i = 0; i < n; i++) candidates[i].weight = vexp(candidates[i].value - best);
-        if (top_p < 1.0f) n = nucleus_length(candidates, n, top_p, 0.0);
+        double total = 0.0;
+        for (int i = 0; i < n; i++) {
+            candidates[i].weight = vexp(candidates[i].value - best);
+            total += candidates[i].weight;
+        }
+        if (top_p < 1.0f) n = nucleus_length(candidates, n, top_p * total);
     } else {
         exp_weights(values, V, best, weights);
         if (top_p >= 1.0f) { /* no ordering needed: min_p (the best weighs exp(0) = 1 >= min_p), then the draw */
@@ -329,13 +331,11 @@ static int sample_row(const void *logits, int bf16, size_t row, int V, float tem
                 for (int i = 0; i < V; i++) weights[i] = weights[i] >= min_p ? weights[i] : 0.0f;
             return walk_weights(weights, V, sum_weights(weights, V), uniform);
         }
-        float floor = nucleus_floor(weights, V, top_p * sum_weights(weights, V));
-        double outside = 0.0; /* the nucleus is a share of every token's weight: the rest counts as one sum */
-        for (int i = 0; i < V; i++) {
+        double need = top_p * sum_weights(weights, V); /* a share of every token's weight */
+        float floor = nucleus_floor(weights, V, need);
+        for (int i = 0; i < V; i++)
             if (weights[i] >= floor) candidates[n++] = (Candidate){values[i], weights[i], i};
-            else outside += weights[i];
-        }
-        n = nucleus_length(candidates, n, top_p, outside);
+        n = nucleus_length(candidates, n, need);
     }
     if (min_p > 0.0f) { /* the most likely weighs exp(0) = 1 and is always kept */
         int kept = 0;
