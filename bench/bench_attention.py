@@ -12,12 +12,11 @@ are medians; other jobs on the machine move them, so take ``flock /tmp/qwen3-ben
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
 from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
+from bench_decode import median_seconds
 
 from qwen3.engine import cpu_kernels
 
@@ -26,13 +25,7 @@ SHAPES = "1:2000,8:2000,64:0,512:0,512:1536,2048:0"
 
 
 def median_ms(fn: Callable[[], object], repeats: int) -> float:
-    fn()  # warm-up: the kernel's build, torch's allocator
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times) * 1e3
+    return median_seconds(fn, repeats) * 1e3  # after a warm-up call: the kernel's build, torch's allocator
 
 
 def measure(length: int, start: int, repeats: int) -> tuple[float, float, float]:
