@@ -241,7 +241,10 @@ class OpenAIBackend:
             return Reply.failed(f"the server's answer is not a chat completion ({err})")
         message["reasoning_content"] = message.get("reasoning_content") or _extra_field(choice.message)
         tokens = _reasoning_tokens(response)
-        return Reply.from_message(message, finish_reason=choice.finish_reason, reasoning_tokens=tokens)
+        thinking = request.enable_thinking is not False
+        return Reply.from_message(
+            message, finish_reason=choice.finish_reason, thinking_prompt=thinking, reasoning_tokens=tokens
+        )
 
 
 def _extra_field(message: Any) -> str | None:
