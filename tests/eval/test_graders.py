@@ -235,6 +235,10 @@ def test_tooluse_rightly_no_call_and_wrongly_calling():
     assert grade(chat, think("t", "Hi!")).correct
     needless = grade(chat, [think("t", call("calculator", expression="1+1")), think("t", "Hi!")])
     assert not needless.correct and needless.details["intent"] < 1.0
+    # Calling nothing is no credit when nothing was said either: an unclosed thought or an empty reply.
+    for silent in (Reply.from_text("<think>\nhm"), Reply.from_text("<think>\n\n</think>\n\n")):
+        result = grade(chat, [silent])
+        assert result.score == 0.0 and "no calls and no answer" in result.reason
 
 
 def test_schema_error_names_the_path():
