@@ -38,6 +38,10 @@ class Reply:
         the thought (the hard switch); ``tools=False`` leaves ``<tool_call>`` text as content."""
         from qwen3.chat.parse import parse
 
+        if not enable_thinking and raw.lstrip().startswith(THINK_START):
+            enable_thinking = (
+                True  # the prompt closed the thought, but the model opened another: read it as one
+            )
         parsed = parse(raw, enable_thinking=enable_thinking, tool_call_id=_call_id, tool_calls=tools)
         # As the parser reads it: a tool call also ends a thought that lacks </think>.
         closed = not enable_thinking or THINK_END in raw or bool(parsed.tool_calls)

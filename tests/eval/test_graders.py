@@ -181,6 +181,10 @@ def test_thinkfollow_compares_modes():
     assert not grade(follow, Reply.from_text("<think>\n2+2")).correct
     no_think = item("thinkfollow", "", {"mode": "no_think"}, messages=dialogue)
     assert grade(no_think, Reply.from_text("<think>\n\n</think>\n\n4")).correct
+    assert "empty reply" in grade(no_think, Reply.from_text("", enable_thinking=False)).reason
+    # Under the hard switch a model that still writes a thought did not follow it.
+    ignored = Reply.from_text("<think>\nlet me think\n</think>\n\n4", enable_thinking=False)
+    assert ignored.mode == "think" and not grade(no_think, ignored).correct
 
 
 # -- tooluse ------------------------------------------------------------------------------------------------------
