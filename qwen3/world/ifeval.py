@@ -15,7 +15,14 @@ import random
 from typing import Any
 
 from qwen3.world.base import WORLD_SEED, Family, choices_knob, int_knob, user
-from qwen3.world.constraints import check_constraint, describe_constraint
+from qwen3.world.constraints import (
+    check_constraint,
+    count_bullets,
+    count_keyword,
+    count_sentences,
+    count_words,
+    describe_constraint,
+)
 from qwen3.world.fiction import World, build_world
 
 SHAPES = ("prose", "bullets", "json")
@@ -153,6 +160,27 @@ def plain_text(facts: list[str]) -> str:
     return " ".join(facts)
 
 
+def _measure(spec: dict[str, Any], text: str) -> str:
+    """What the draft shows for one constraint, in words (the check a careful writer does before answering)."""
+    kind = spec["kind"]
+    if kind.endswith("_words"):
+        return f"the draft has {count_words(text)} words"
+    if kind.endswith("_sentences"):
+        return f"the draft has {count_sentences(text)} sentences"
+    if kind == "bullet_count":
+        return f"the draft has {count_bullets(text)} bullet points"
+    if kind == "keyword_frequency":
+        return f"{spec['word']!r} appears {count_keyword(text, spec['word'])} times"
+    return "the draft satisfies it"
+
+
+def _thought(entity: str, specs: list[dict[str, Any]], direct: str) -> str:
+    lines = [f"I'll write about {entity} from the facts I know, keeping {len(specs)} constraints in mind."]
+    lines += [f"- {describe_constraint(spec)} Check: {_measure(spec, direct)}." for spec in specs]
+    lines.append("Every constraint holds, so the draft is my answer.")
+    return "\n".join(lines)
+
+
 def compose(rng: random.Random, world: World, shapes: tuple[str, ...], budget: int) -> dict[str, Any] | None:
     """One ifeval item's fields (with ``meta["plain"]``), or None when the composed reply fails a constraint."""
     entity, facts = _subject(rng, world)
@@ -167,10 +195,7 @@ def compose(rng: random.Random, world: World, shapes: tuple[str, ...], budget: i
     return {
         "messages": user(prompt),
         "reference": {"constraints": specs},
-        "solution": (
-            f"The task asks about {entity} with {len(specs)} constraints. I'll use the facts I know and check "
-            "each constraint: " + " ".join(describe_constraint(spec) for spec in specs)
-        ),
+        "solution": _thought(entity, specs, direct),
         "direct": direct,
         "meta": {"shape": shape, "entity": entity, "plain": plain_text(facts)},
     }
