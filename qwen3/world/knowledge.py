@@ -101,36 +101,35 @@ def counterfact_make(rng: random.Random, knobs: dict[str, Any]) -> dict[str, Any
     true_answer = world.get(link.value, second)
     meta = {"relation": link.relation, "second": second, "world_seed": knobs["world_seed"]}
     if rng.random() >= knobs["false_ratio"]:
-        prompt = f"Given that {_clause(link.sentence())}, {question[0].lower()}{question[1:]}"
-        return {
-            "messages": user(prompt),
-            "reference": {
-                "false_premise": False,
-                "answer": true_answer,
-                "aliases": aliases(second, true_answer),
-            },
-            "solution": f"The premise holds: {link.sentence()} {Fact(link.value, second, true_answer).sentence()}",
-            "direct": f"{Fact(link.value, second, true_answer).sentence()}\n{answer_line(true_answer)}",
-            "meta": {**meta, "false_premise": False},
-        }
-    others = [v for v in world.values_of(link.relation) if v != link.value and v != link.subject]
-    wrong = rng.choice(others)
-    premise = Fact(link.subject, link.relation, wrong).sentence()
-    prompt = f"Given that {_clause(premise)}, {question[0].lower()}{question[1:]}"
-    return {
-        "messages": user(prompt),
-        "reference": {
+        answer_fact = Fact(link.value, second, true_answer)
+        reference = {"false_premise": False, "answer": true_answer, "aliases": aliases(second, true_answer)}
+        solution = f"The premise holds: {link.sentence()} {answer_fact.sentence()}"
+        direct = f"{answer_fact.sentence()}\n{answer_line(true_answer)}"
+        premise = link.sentence()
+    else:
+        others = [v for v in world.values_of(link.relation) if v != link.value and v != link.subject]
+        wrong = rng.choice(others)
+        premise = Fact(link.subject, link.relation, wrong).sentence()
+        reference = {
             "false_premise": True,
             "premise": premise,
             "truth": link.sentence(),
             "premise_answer": world.get(wrong, second),
-        },
-        "solution": (
+        }
+        solution = (
             f"The question assumes that {_clause(premise)}. That is not what I know: {link.sentence()} "
             "So the premise is false, and I should say so instead of answering as if it held."
-        ),
-        "direct": f"The premise is false: it is not the case that {_clause(premise)}. In fact, {_clause(link.sentence())}.",
-        "meta": {**meta, "false_premise": True},
+        )
+        direct = (
+            f"The premise is false: it is not the case that {_clause(premise)}. "
+            f"In fact, {_clause(link.sentence())}."
+        )
+    return {
+        "messages": user(f"Given that {_clause(premise)}, {question[0].lower()}{question[1:]}"),
+        "reference": reference,
+        "solution": solution,
+        "direct": direct,
+        "meta": {**meta, "false_premise": reference["false_premise"]},
     }
 
 

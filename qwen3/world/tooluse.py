@@ -57,7 +57,7 @@ def _single(rng: random.Random, world: World, plan: _Plan) -> tuple[str, Any]:
         fact = rng.choice(world.facts())
         (value,) = plan.round(
             f"I should look up the {fact.relation} of {fact.subject}.",
-            ("world_lookup", {"entity": fact.subject, "attribute": fact.relation}),
+            _lookup(fact.subject, fact.relation),
         )
         return fact.question(), value
     if choice == 2:
@@ -81,8 +81,8 @@ def _parallel(rng: random.Random, world: World, plan: _Plan) -> tuple[str, Any]:
     relation = rng.choice(("founded", "elevation_m", "population"))
     a, b = plan.round(
         f"I need the {relation} of both {first} and {second}; the two lookups are independent.",
-        ("world_lookup", {"entity": first, "attribute": relation}),
-        ("world_lookup", {"entity": second, "attribute": relation}),
+        _lookup(first, relation),
+        _lookup(second, relation),
     )
     if a == b:
         return "", None
@@ -96,50 +96,40 @@ def _parallel(rng: random.Random, world: World, plan: _Plan) -> tuple[str, Any]:
     return question, winner
 
 
+def _lookup(entity: str, attribute: str) -> tuple[str, dict[str, Any]]:
+    return "world_lookup", {"entity": entity, "attribute": attribute}
+
+
+# (first relation, second relation, question); the last round computes from the second lookup's value.
+_CHAINS = (
+    ("mentor", "birth_year", "How old will the person who trained {p} turn in the year {t}?"),
+    ("born_in", "elevation_m", "How many feet above sea level lies the city where {p} was born?"),
+    (
+        "works_at",
+        "established",
+        "How many years old will the organisation where {p} works be in the year {t}?",
+    ),
+)
+
+
 def _multistep(rng: random.Random, world: World, plan: _Plan) -> tuple[str, Any]:
-    people = [p for p in world.people if "mentor" in world.attributes[p]]
-    person = rng.choice(people)
-    choice = rng.randrange(3)
-    if choice == 0:
-        (mentor,) = plan.round(
-            f"First I need to know who trained {person}.",
-            ("world_lookup", {"entity": person, "attribute": "mentor"}),
+    """Three rounds: a lookup, a lookup on its result, and a computation on that (each feeds the next)."""
+    first, second, question = rng.choice(_CHAINS)
+    person = rng.choice([p for p in world.people if first in world.attributes[p]])
+    (entity,) = plan.round(f"First I need the {first} of {person}.", _lookup(person, first))
+    (value,) = plan.round(f"The {first} of {person} is {entity}; next its {second}.", _lookup(entity, second))
+    target = rng.randint(2030, 2060)
+    if second == "elevation_m":
+        arguments = {"value": int(value), "from_unit": "m", "to_unit": "ft"}
+        (answer,) = plan.round(
+            f"{entity} lies {value} m high; convert that to feet.", ("unit_convert", arguments)
         )
-        (year,) = plan.round(
-            f"{person} was trained by {mentor}; now {mentor}'s birth year.",
-            ("world_lookup", {"entity": mentor, "attribute": "birth_year"}),
+    else:
+        expression = f"{target} - {value}"
+        (answer,) = plan.round(
+            f"The years from {value} to {target}: {expression}.", ("calculator", {"expression": expression})
         )
-        target = rng.randint(2030, 2060)
-        (age,) = plan.round(
-            f"{mentor} was born in {year}; the age in {target} is a subtraction.",
-            ("calculator", {"expression": f"{target} - {year}"}),
-        )
-        return f"How old will the person who trained {person} turn in the year {target}?", age
-    if choice == 1:
-        (city,) = plan.round(
-            f"First, where was {person} born?", ("world_lookup", {"entity": person, "attribute": "born_in"})
-        )
-        (metres,) = plan.round(
-            f"{person} was born in {city}; next its elevation.",
-            ("world_lookup", {"entity": city, "attribute": "elevation_m"}),
-        )
-        (feet,) = plan.round(
-            f"{city} lies {metres} m high; convert that to feet.",
-            ("unit_convert", {"value": int(metres), "from_unit": "m", "to_unit": "ft"}),
-        )
-        return f"How many feet above sea level lies the city where {person} was born?", feet
-    (org,) = plan.round(
-        f"First, where does {person} work?", ("world_lookup", {"entity": person, "attribute": "works_at"})
-    )
-    (year,) = plan.round(
-        f"{person} works at the {org}; next the year it was established.",
-        ("world_lookup", {"entity": org, "attribute": "established"}),
-    )
-    (age,) = plan.round(
-        f"The {org} was established in {year}; its age in 2030 is 2030 - {year}.",
-        ("calculator", {"expression": f"2030 - {year}"}),
-    )
-    return f"How many years old will the organisation where {person} works be in 2030?", age
+    return question.format(p=person, t=target), answer
 
 
 _NO_TOOL = (
