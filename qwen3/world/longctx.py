@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import random
+from functools import lru_cache
 from typing import Any
 
 from qwen3.world.base import WORLD_SEED, Family, answer_line, choices_knob, float_knob, int_knob, user
@@ -30,12 +31,20 @@ _PLANTS = (
 )
 
 
-def _filler(rng: random.Random, world_seed: int, characters: int) -> list[str]:
+@lru_cache(maxsize=4)
+def _descriptions(world_seed: int) -> tuple[str, ...]:
+    """Every entity's paragraph, once per world (the filler draws hundreds of them per item)."""
     world = build_world(world_seed)
-    entities = world.people + world.cities + world.orgs
+    return tuple(describe_entity(world, entity) for entity in world.people + world.cities + world.orgs)
+
+
+def _filler(rng: random.Random, world_seed: int, characters: int) -> list[str]:
+    descriptions = _descriptions(world_seed)
     paragraphs: list[str] = []
-    while sum(len(p) + 2 for p in paragraphs) < characters:
-        paragraphs.append(describe_entity(world, rng.choice(entities)))
+    total = 0
+    while total < characters:
+        paragraphs.append(rng.choice(descriptions))
+        total += len(paragraphs[-1]) + 2  # the blank line that joins paragraphs
     return paragraphs
 
 

@@ -29,7 +29,7 @@ def test_deterministic_for_a_seed_and_different_across_seeds(family):
 
 @pytest.mark.parametrize("family", FAMILY_NAMES)
 def test_items_are_in_their_split_and_splits_are_disjoint(family):
-    splits = {split: generate(family, split, 40 if split == "train" else 20) for split in SPLITS}
+    splits = {split: generate(family, split, 200 if split == "train" else 50) for split in SPLITS}
     check_disjoint(splits)
     for split, items in splits.items():
         assert all(item.split == split == split_of(item.messages, item.tools) for item in items)
