@@ -168,9 +168,9 @@ def run_eval(args: argparse.Namespace) -> int:
     if out.parent != Path(""):
         out.parent.mkdir(parents=True, exist_ok=True)
     if "budget" in results:
-        results["budget"]["png"] = str(
-            plot_budget(results["budget"], out.with_name(out.stem + "_budget.png"))
-        )
+        title = f"{results['model']}: reasoning pass@1 vs thinking budget"
+        png = plot_budget(results["budget"], out.with_name(out.stem + "_budget.png"), title=title)
+        results["budget"]["png"] = str(png)
     atomic_write_json(out, results)
     table = markdown_table(results)
     atomic_write_text(out.with_suffix(".md"), table)
