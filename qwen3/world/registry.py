@@ -30,8 +30,9 @@ FAMILIES: dict[str, Family] = {
     )
 }
 
-# A split holds about 10% of the candidates; past this many draws per item the knobs leave too few distinct ones.
-_DRAWS_PER_ITEM, _MIN_DRAWS = 200, 2000
+# A split holds about 10% of the candidates, so a draw gives a new item with probability ~0.1 until the knobs'
+# space runs out: 2000 draws in a row without one (a chance of ~1e-90 while it has not) means it has.
+_STALL_DRAWS = 2000
 
 
 def generate(family: str, split: str, count: int, seed: int = 0, **knobs: Any) -> list[Item]:
@@ -49,10 +50,9 @@ def generate(family: str, split: str, count: int, seed: int = 0, **knobs: Any) -
     rng = random.Random(f"{family}/{split}/{seed}")
     items: list[Item] = []
     seen: set[str] = set()
-    limit = max(_MIN_DRAWS, _DRAWS_PER_ITEM * count)
-    for _ in range(limit):
-        if len(items) == count:
-            break
+    stalled = 0
+    while len(items) < count and stalled < _STALL_DRAWS:
+        stalled += 1
         fields = spec.make(rng, values)
         if fields is None or split_of(fields["messages"], fields.get("tools")) != split:
             continue
@@ -62,9 +62,11 @@ def generate(family: str, split: str, count: int, seed: int = 0, **knobs: Any) -
         seen.add(item.query_hash)
         item.id = f"{family}-{split}-{item.query_hash[:12]}"
         items.append(item)
+        stalled = 0
     if len(items) < count:
         raise ValueError(
-            f"{family}: only {len(items)} distinct {split} items after {limit} draws (asked {count}); "
+            f"{family}: only {len(items)} distinct {split} items (asked {count}; {_STALL_DRAWS} draws in a row "
+            "gave no new one); "
             "widen the knobs (e.g. difficulty) or ask fewer"
         )
     return items
