@@ -70,10 +70,23 @@ def _single(rng: random.Random, world: World, plan: _Plan) -> tuple[str, Any]:
             ("unit_convert", {"value": amount, "from_unit": source, "to_unit": target}),
         )
         return f"How much is {amount} {source} in {target}?", value
-    start = f"{rng.randint(1990, 2030)}-{rng.randint(1, 12):02d}-{rng.randint(1, 28):02d}"
-    days = rng.randint(1, 900)
-    (value,) = plan.round("Date arithmetic: I'll use add_days.", ("add_days", {"date": start, "days": days}))
-    return f"Which date is {days} days after {start}?", value
+    start = _date(rng)
+    if rng.random() < 0.5:
+        days = rng.randint(1, 900)
+        (value,) = plan.round(
+            "Date arithmetic: I'll use add_days.", ("add_days", {"date": start, "days": days})
+        )
+        return f"Which date is {days} days after {start}?", value
+    end = _date(rng)
+    (value,) = plan.round(
+        "Counting days between two dates: days_between does it.",
+        ("days_between", {"start": start, "end": end}),
+    )
+    return f"How many days are there from {start} to {end}? (Negative if {end} comes first.)", value
+
+
+def _date(rng: random.Random) -> str:
+    return f"{rng.randint(1990, 2030)}-{rng.randint(1, 12):02d}-{rng.randint(1, 28):02d}"
 
 
 def _parallel(rng: random.Random, world: World, plan: _Plan) -> tuple[str, Any]:

@@ -115,3 +115,18 @@ def test_chat_example_rejects_bad_modes_and_items_without_a_thought():
     with pytest.raises(ValueError, match="no solution"):
         chat_example(item, "think")
     assert chat_example(item, "no_think")["messages"][-1]["content"] == item.reference["chosen"]
+
+
+def test_sft_examples_train_on_the_reply_through_the_sft_data_path():
+    from qwen3.tokenizer.train import debug_tokenizer
+    from qwen3.train.batch import IGNORE
+    from qwen3.train.corpus import Document
+    from qwen3.train.sft_data import conversation_example
+
+    tokenizer = debug_tokenizer(512)
+    item = next(i for i in generate("tooluse", "train", 40) if i.meta["shape"] == "multistep")
+    example = conversation_example(Document(chat_example(item, "think"), "item 0"), tokenizer)
+    trained = tokenizer.decode([t for t in example.labels if t != IGNORE])
+    assert item.direct in trained and item.meta["thoughts"][0] in trained
+    assert all(call["name"] in trained for round_calls in item.reference["calls"] for call in round_calls)
+    assert item.messages[0]["content"] not in trained  # the prompt is context, never a target
