@@ -250,3 +250,33 @@ def test_a_server_failing_mid_run_fails_items_not_the_run(items_file, tmp_path):
     reasons = {record["id"]: record["reason"] for record in summary["items"]}
     assert reasons["r0"] == "correct" and "HTTP 500" in reasons["r1"] and "no reply" in reasons["r2"]
     assert summary["failed"] == 2 and summary["score"] == pytest.approx(1 / 3)
+
+
+def test_world_suites_in_process_and_served_agree(checkpoint, tmp_path):
+    """Every suite on the world's own test items (its constraints and real tools included), both backends."""
+    world = pytest.importorskip("qwen3.world")
+    if not hasattr(world, "generate"):
+        pytest.skip("qwen3.world has no generators in this version")
+    suites = "reasoning,knowledge,counterfact,ifeval,lengthctrl,tooluse,thinkfollow"
+    common = [
+        "--suite",
+        suites,
+        "--limit",
+        "2",
+        "--sampling",
+        "greedy",
+        "--max-tokens",
+        "16",
+        "--no-progress",
+    ]
+    assert run(str(checkpoint), *common, *ENGINE, "--out", str(tmp_path / "local.json")) == 0
+    with serve(checkpoint) as server:
+        assert (
+            run("--base-url", server.url, "--model", MODEL, *common, "--out", str(tmp_path / "served.json"))
+            == 0
+        )
+    local = scores(tmp_path / "local.json")
+    assert local == scores(tmp_path / "served.json") and len(local) == 13
+    results = json.loads((tmp_path / "local.json").read_text())
+    assert all(s["failed"] == 0 for by_mode in results["suites"].values() for s in by_mode.values())
+    assert {"prompt_strict", "instruction_loose"} <= set(results["suites"]["ifeval"]["think"]["metrics"])
