@@ -40,6 +40,13 @@ RELATIONS: dict[str, tuple[str, str]] = {
     "established": ("The {s} was established in the year {v}.", "In which year was the {s} established?"),
 }
 
+# relation -> the noun a sentence uses for it ("the birthplace of X")
+NOUNS = {
+    "born_in": "birthplace", "birth_year": "birth year", "profession": "profession", "mentor": "mentor",
+    "works_at": "employer", "river": "river", "founded": "founding year", "elevation_m": "elevation in metres",
+    "population": "population", "headquarters": "seat", "founder": "founder", "established": "founding year",
+}  # fmt: skip
+
 
 @dataclass(frozen=True)
 class Fact:

@@ -20,7 +20,7 @@ import random
 from typing import Any
 
 from qwen3.world.base import WORLD_SEED, Family, answer_line, choices_knob, user
-from qwen3.world.fiction import World, build_world
+from qwen3.world.fiction import NOUNS, World, build_world
 from qwen3.world.reasoning import ANSWER_FORMAT
 from qwen3.world.tools import execute, schemas
 
@@ -35,6 +35,7 @@ class _Plan:
         self.calls: list[list[dict[str, Any]]] = []
         self.results: list[list[str]] = []
         self.thoughts: list[str] = []
+        self.conclusion: str | None = None  # the thought before the answer, when a shape has a better one
 
     def round(self, thought: str, *calls: tuple[str, dict[str, Any]]) -> list[Any]:
         self.thoughts.append(thought)
@@ -56,7 +57,7 @@ def _single(rng: random.Random, world: World, plan: _Plan) -> tuple[str, Any]:
     if choice == 1:
         fact = rng.choice(world.facts())
         (value,) = plan.round(
-            f"I should look up the {fact.relation} of {fact.subject}.",
+            f"I should look up the {NOUNS[fact.relation]} of {fact.subject}.",
             _lookup(fact.subject, fact.relation),
         )
         return fact.question(), value
@@ -93,7 +94,7 @@ def _parallel(rng: random.Random, world: World, plan: _Plan) -> tuple[str, Any]:
     first, second = rng.sample(world.cities, 2)
     relation = rng.choice(("founded", "elevation_m", "population"))
     a, b = plan.round(
-        f"I need the {relation} of both {first} and {second}; the two lookups are independent.",
+        f"I need the {NOUNS[relation]} of both {first} and {second}; the two lookups are independent.",
         _lookup(first, relation),
         _lookup(second, relation),
     )
@@ -101,6 +102,8 @@ def _parallel(rng: random.Random, world: World, plan: _Plan) -> tuple[str, Any]:
         return "", None
     earlier = relation == "founded"
     winner = first if (int(a) < int(b)) == earlier else second
+    wanted = "the smaller" if earlier else "the larger"
+    plan.conclusion = f"{first} has {a} and {second} has {b}; {wanted} value is {winner}'s."
     question = {
         "founded": f"Which city was founded earlier, {first} or {second}?",
         "elevation_m": f"Which city lies higher, {first} or {second}?",
@@ -129,8 +132,10 @@ def _multistep(rng: random.Random, world: World, plan: _Plan) -> tuple[str, Any]
     """Three rounds: a lookup, a lookup on its result, and a computation on that (each feeds the next)."""
     first, second, question = rng.choice(_CHAINS)
     person = rng.choice([p for p in world.people if first in world.attributes[p]])
-    (entity,) = plan.round(f"First I need the {first} of {person}.", _lookup(person, first))
-    (value,) = plan.round(f"The {first} of {person} is {entity}; next its {second}.", _lookup(entity, second))
+    (entity,) = plan.round(f"First I need the {NOUNS[first]} of {person}.", _lookup(person, first))
+    (value,) = plan.round(
+        f"The {NOUNS[first]} of {person} is {entity}; next its {NOUNS[second]}.", _lookup(entity, second)
+    )
     target = rng.randint(2030, 2060)
     if second == "elevation_m":
         arguments = {"value": int(value), "from_unit": "m", "to_unit": "ft"}
@@ -168,7 +173,7 @@ def make(rng: random.Random, knobs: dict[str, Any]) -> dict[str, Any] | None:
         )
         if answer is None:
             return None
-        plan.thoughts.append(f"The tool results give the answer: {answer}.")
+        plan.thoughts.append(plan.conclusion or f"The tool results give the answer: {answer}.")
         question, direct = (
             f"{question}\n\n{ANSWER_FORMAT}",
             f"The tools give {answer}.\n{answer_line(answer)}",
