@@ -76,6 +76,10 @@ class Reply:
             reply = cls.from_text(content, enable_thinking=True, finish_reason=finish_reason, **extra)
             reply.tool_calls = calls + reply.tool_calls
             return reply
+        if not thinking_prompt and reasoning and not content.strip() and not calls:
+            # The prompt closed the thought (hard switch), yet some servers' parsers still file the whole answer
+            # as reasoning (vllm#19839, QwenLM/Qwen3#1297): it is the answer.
+            content, reasoning = reasoning, None
         closed = not thinking_prompt or bool(content.strip()) or bool(calls)
         return cls(
             content=content.strip("\n"),

@@ -42,6 +42,12 @@ def test_reply_from_message():
         Reply.from_message({"content": None, "tool_calls": [call]}).tool_calls[0]["function"]["name"]
         == "calculator"
     )
+    # After the hard switch a reply filed wholly as reasoning is the answer (a known server parser bug).
+    misfiled = Reply.from_message({"reasoning_content": "Answer: 4", "content": None}, thinking_prompt=False)
+    assert misfiled.content == "Answer: 4" and misfiled.mode == "no_think"
+    # A server that dumps the thought and "</think>" into the content (no opening tag) is re-parsed.
+    dumped = Reply.from_message({"content": "let me see\n</think>\n\nAnswer: 4"})
+    assert dumped.reasoning == "let me see" and dumped.content == "Answer: 4"
     with pytest.raises(TypeError, match="dict"):
         Reply.from_message("Answer: 4")
 
