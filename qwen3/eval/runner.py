@@ -63,6 +63,7 @@ class EvalOptions:
     budgets: tuple[int, ...] = DEFAULT_BUDGETS
     records: bool = True
     open_thought: bool = False
+    split: str = "test"
     progress: bool = False
     execute: Callable[[str, Any], str] | None = field(default=None, repr=False)
 
@@ -77,6 +78,8 @@ class EvalOptions:
             raise EvalError(f"--max-tokens must be >= 1, got {self.max_tokens}")
         if self.tool_rounds < 1:
             raise EvalError(f"--tool-rounds must be >= 1, got {self.tool_rounds}")
+        if self.split not in ("train", "validation", "test"):
+            raise EvalError(f"--split must be train, validation or test, got {self.split!r}")
         if len(self.budgets) < 1 or any(b < 0 for b in self.budgets):
             raise EvalError(f"--budgets must be thinking budgets >= 0, got {list(self.budgets)}")
 
@@ -261,7 +264,7 @@ def evaluate(backend, suite: str, items: Sequence, mode: str, options: EvalOptio
 
 # -- items --------------------------------------------------------------------------------------------------------
 def load_items(suite: str, options: EvalOptions, items_by_family: dict[str, list] | None = None) -> list:
-    """The test split of the suite's family (``qwen3.world.generate``), or the given items of that family."""
+    """``options.split`` of the suite's family (``qwen3.world.generate``), or the given items of that family."""
     family = SUITES[suite][0]
     if items_by_family is not None:
         items = items_by_family.get(family)
@@ -273,7 +276,7 @@ def load_items(suite: str, options: EvalOptions, items_by_family: dict[str, list
     except ImportError:
         raise EvalError("qwen3.world has no task generators (qwen3.world.generate) in this version") from None
     try:
-        return generate(family, "test", options.limit, seed=options.seed)
+        return generate(family, options.split, options.limit, seed=options.seed)
     except ValueError as err:
         raise EvalError(f"suite {suite!r}: {err}") from None
 
