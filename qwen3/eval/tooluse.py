@@ -25,9 +25,9 @@ from typing import Any
 
 from qwen3.eval.graders import Grade, extract_answer, parse_arguments, text_matches, wrong
 from qwen3.eval.reply import Reply
-from qwen3.eval.schema import schema_error
 from qwen3.eval.verify import answers_equal
 from qwen3.tokenizer.special import TOOL_CALL_START
+from qwen3.world.schema import schema_error
 
 
 def expected_rounds(reference: dict[str, Any]) -> list[list[dict[str, Any]]]:

@@ -10,7 +10,7 @@ case-insensitively on word boundaries; a bullet is a line starting with ``-`` or
 - ``start_with`` / ``end_with`` ``phrase``
 - ``bullet_count`` ``n`` (exactly n bullet lines)
 - ``json_schema`` ``schema``: the whole reply (optionally in a fenced ```json block) is JSON that conforms to the
-  schema (the subset of JSON Schema that qwen3.eval.schema validates)
+  schema (JSON Schema, validated by qwen3.world.schema)
 
 A spec with an unknown kind or a missing parameter raises ValueError naming it.
 """
@@ -53,7 +53,7 @@ def parse_json_reply(text: str) -> Any:
 
 
 def _json_ok(text: str, schema: dict[str, Any]) -> bool:
-    from qwen3.eval.schema import schema_error
+    from qwen3.world.schema import schema_error
 
     try:
         value = parse_json_reply(text)

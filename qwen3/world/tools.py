@@ -250,7 +250,7 @@ def schemas(names: Sequence[str] | None = None) -> list[dict[str, Any]]:
 
 
 def _run(name: str, arguments: dict[str, Any] | str, world_seed: int) -> Any:
-    from qwen3.eval.schema import schema_error
+    from qwen3.world.schema import schema_error
 
     tool = TOOLS.get(name)
     if tool is None:
