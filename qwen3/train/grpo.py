@@ -639,7 +639,7 @@ class GRPORows:
             batch = collate(chunk, trainer.pad_id).to(trainer.env.device)
             with autocast:
                 logp, _, _ = sequence_logprobs(
-                    model, batch, self.config.temperature, trainer.config.loss_chunk_size
+                    model, batch, self.config.temperature, loss_chunk_size(trainer.config)
                 )
             out += [values[: len(r.labels)] for values, r in zip(logp.cpu().tolist(), chunk)]
         return out
@@ -714,8 +714,15 @@ def split_table(table: dict[str, Any]) -> tuple[GRPOConfig, dict[str, Any]]:
         )
     rest["global_batch_size"] = grpo.rollouts_per_step
     rest.setdefault("stage", "grpo")
-    rest.setdefault("loss_type", "grpo")
     return grpo, rest
+
+
+def loss_chunk_size(config: Any) -> int:
+    """Rows per chunk of the LM head in the loss: ``[loss.options] chunk_size`` (512 when not set)."""
+    loss = getattr(config, "loss", None)
+    if loss is not None and not isinstance(loss, str):
+        return int(loss.options.get("chunk_size", 512))
+    return int(getattr(config, "loss_chunk_size", 512))
 
 
 def make_trainer(
@@ -734,7 +741,7 @@ def make_trainer(
     )  # fmt: skip
     loss = grpo_objective(
         grpo.loss_type, grpo.epsilon, grpo.epsilon_high, grpo.temperature, grpo.beta, grpo.entropy_coef,
-        config.loss_chunk_size,
+        loss_chunk_size(config),
     )  # fmt: skip
     trainer = Trainer(config, rows=rows, loss_fn=loss, resume=resume, overwrite=overwrite, env=env,
                       progress=progress)  # fmt: skip

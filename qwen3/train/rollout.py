@@ -93,13 +93,14 @@ class RolloutEngine:
 
     def generate(
         self,
-        conversations: list[list[dict[str, Any]]],
+        conversations: list[list[dict[str, Any]] | str],
         params: Any,
         seeds: list[int],
         enable_thinking: list[bool | None] | bool | None = None,
         tools: list[list[dict] | None] | None = None,
     ) -> list[list[Rollout]]:
-        """``params.n`` rollouts per conversation, one group per conversation, in order."""
+        """``params.n`` rollouts per conversation, one group per conversation, in order. A conversation is a list
+        of messages (rendered with the chat template) or a prompt text already rendered."""
         from qwen3.chat import render
         from qwen3.engine.detokenizer import ChatOptions
 
@@ -112,7 +113,11 @@ class RolloutEngine:
         start = time.perf_counter()
         requests = []
         for messages, seed, mode, offered in zip(conversations, seeds, modes, tools):
-            prompt = render(messages, tools=offered, add_generation_prompt=True, enable_thinking=mode)
+            prompt = (
+                messages
+                if isinstance(messages, str)
+                else render(messages, tools=offered, add_generation_prompt=True, enable_thinking=mode)
+            )
             request_id = f"rollout-{self._ids}"
             self._ids += 1
             prompt_ids = self.engine.add_request(
