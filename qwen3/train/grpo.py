@@ -32,6 +32,7 @@ import torch
 from torch import Tensor
 
 from qwen3.train.batch import IGNORE, Batch, Row, collate
+from qwen3.train.logprobs import token_logprobs
 from qwen3.train.loss import LossFn, LossOutput, register_loss
 from qwen3.train.rewards import is_correct, resolve_rewards, weighted_reward
 from qwen3.train.rollout import Rollout, RolloutEngine, rollout_seed
@@ -291,27 +292,6 @@ def grpo_loss(
     return GRPOLoss(loss, per_token, clipped, kl * mask)
 
 
-def token_logprobs(
-    hidden: Tensor, weight: Tensor, targets: Tensor, temperature: float = 1.0, chunk_size: int = 512,
-    with_entropy: bool = False,
-) -> tuple[Tensor, Tensor | None]:  # fmt: skip
-    """fp32 log p(target) under softmax(hidden @ weight.T / temperature), [N], and the entropy of that
-    distribution when asked, chunked over rows so only ``chunk_size`` x vocab logits exist at once (a local
-    stand-in for the trainer's shared op, with autograd through each chunk)."""
-    logps, entropies = [], []
-    for start in range(0, hidden.shape[0], chunk_size or hidden.shape[0] or 1):
-        logits = (hidden[start : start + chunk_size or None] @ weight.T).float() / temperature
-        norm = torch.logsumexp(logits, dim=-1)
-        target = targets[start : start + chunk_size or None]
-        logps.append(logits.gather(1, target[:, None]).squeeze(1) - norm)
-        if with_entropy:
-            probs = torch.softmax(logits, dim=-1)
-            entropies.append(norm - (probs * logits).sum(dim=-1))
-    empty = hidden.new_zeros(0, dtype=torch.float32)
-    logp = torch.cat(logps) if logps else empty
-    return logp, (torch.cat(entropies) if entropies else empty) if with_entropy else None
-
-
 def sequence_logprobs(
     model: torch.nn.Module,
     batch: Batch,
@@ -322,14 +302,9 @@ def sequence_logprobs(
     """[B, T] log-probabilities of the labels (0 where IGNORE), [B, T] entropies when asked, router logits."""
     out = model.hidden_states(batch.input_ids, output_router_logits=True)
     mask = batch.labels != IGNORE
-    logp, entropy = token_logprobs(
-        out.hidden_states[mask],
-        model.lm_head.weight,
-        batch.labels[mask],
-        temperature,
-        chunk_size,
-        with_entropy,
-    )
+    hidden, targets = out.hidden_states[mask], batch.labels[mask]
+    result = token_logprobs(hidden, model.lm_head.weight, targets, temperature, chunk_size or 512, with_entropy)
+    logp, entropy = result if with_entropy else (result, None)
     full = torch.zeros(batch.labels.shape, dtype=torch.float32, device=logp.device)
     full = full.masked_scatter(mask, logp)
     full_entropy = None
