@@ -76,8 +76,9 @@ class GRPOConfig:
     - ``entropy_coef``: adds -coef x entropy to the per-token loss (the report keeps entropy steady or rising).
     - ``tis_cap``: truncated importance sampling (Yao et al. 2025, "Your efficient RL framework secretly brings
       you off-policy RL training"): each token's loss is weighted by min(pi_trainer_old / pi_engine, cap) to
-      correct for the engine sampling at another precision. Needs engine log-probabilities of the sampling
-      distribution: temperature 1 and no truncation.
+      correct for the engine sampling at another precision. The engine reports log-probabilities of the
+      distribution it sampled from ("processed" mode); they match the trainer's only without truncation, so
+      it needs top_k = 0 and top_p = 1.
     - ``mask_truncated``: rollouts cut off by ``max_new_tokens`` get no loss (DAPO's overlong filtering);
       ``overlong_buffer`` / ``overlong_penalty``: DAPO's soft overlong punishment, a reward going linearly from 0
       to -penalty over the last ``overlong_buffer`` tokens before ``max_new_tokens``.
@@ -148,10 +149,11 @@ class GRPOConfig:
         if self.tis_cap is not None:
             if not self.tis_cap >= 1:
                 raise SettingsError(f"grpo.tis_cap: must be >= 1 (a cap on the weight), got {self.tis_cap}")
-            if self.temperature != 1 or self.top_k or self.top_p != 1:
+            if self.top_k or self.top_p != 1:
                 raise SettingsError(
-                    "grpo.tis_cap: the engine reports log-probabilities before temperature and truncation, so "
-                    "truncated importance sampling needs temperature = 1, top_k = 0, top_p = 1"
+                    "grpo.tis_cap: the engine's log-probabilities are under the truncated distribution it sampled "
+                    "from, the trainer's over the whole vocabulary: truncated importance sampling needs top_k = 0 "
+                    "and top_p = 1"
                 )
         if self.overlong_buffer >= self.max_new_tokens:
             raise SettingsError(
@@ -303,7 +305,9 @@ def sequence_logprobs(
     out = model.hidden_states(batch.input_ids, output_router_logits=True)
     mask = batch.labels != IGNORE
     hidden, targets = out.hidden_states[mask], batch.labels[mask]
-    result = token_logprobs(hidden, model.lm_head.weight, targets, temperature, chunk_size or 512, with_entropy)
+    result = token_logprobs(
+        hidden, model.lm_head.weight, targets, temperature, chunk_size or 512, with_entropy
+    )
     logp, entropy = result if with_entropy else (result, None)
     full = torch.zeros(batch.labels.shape, dtype=torch.float32, device=logp.device)
     full = full.masked_scatter(mask, logp)
@@ -555,7 +559,7 @@ class GRPORows:
                                   thinking_budget=config.thinking_budget)  # fmt: skip
         return SamplingParams(
             n=config.num_generations, temperature=config.temperature, top_p=config.top_p, top_k=config.top_k,
-            max_tokens=config.max_new_tokens, thinking_budget=config.thinking_budget, logprobs=0,
+            max_tokens=config.max_new_tokens, thinking_budget=config.thinking_budget,
         )  # fmt: skip
 
     # -- rows ------------------------------------------------------------------------------------------------

@@ -1,10 +1,12 @@
 """Rollouts for RL from our own engine, in the training process (report section 4.2: GRPO samples a group of
 responses per query).
 
-``RolloutEngine`` wraps an ``LLMEngine`` built on the policy module itself: with ``weights = "reference"`` the
-engine runs the module and sees every optimizer update in place; the faster layouts ("fused", "packed") hold
-views or copies that ``sync()`` rebuilds after each update. The engine must not change the module's training
-mode, so the mode is put back after the engine is built.
+``RolloutEngine`` wraps an ``LLMEngine`` built on the policy module itself with ``shared=True``: the engine never
+switches the module to eval mode nor re-points its parameters' storage; with ``weights = "reference"`` it runs the
+module and sees every optimizer update in place, the faster layouts ("fused", "packed") hold copies that
+``sync()`` rebuilds after each update. Log-probabilities are recorded flat (``token_logprobs``) in the engine's
+"processed" mode, i.e. under the distribution each token was drawn from (temperature applied, top-k / top-p
+renormalised), with the mask of the tokens the engine forced.
 
 Each query gets ``n`` completions sampled with the request seed ``rollout_seed(seed, batch, query)`` (the engine
 gives completion i the seed ``+ i``), so a rollout depends only on the weights, the query and these numbers: not
@@ -41,7 +43,9 @@ class Rollout:
     sample: int  # index of the completion within its group
     prompt_ids: list[int]
     token_ids: list[int]  # the completion, including a final end-of-sequence token
-    logprobs: list[float]  # engine log-probability of each completion token (0.0 where forced)
+    logprobs: list[
+        float
+    ]  # engine log-probability of each token under its sampling distribution (0.0 if forced)
     forced: list[bool]  # tokens the engine inserted (thinking budget), not sampled
     text: str
     content: str | None
@@ -80,9 +84,7 @@ class RolloutEngine:
         from qwen3.engine.config import EngineConfig
         from qwen3.engine.llm_engine import LLMEngine
 
-        was_training = model.training
-        self.engine = LLMEngine(model, tokenizer, EngineConfig(**engine))
-        model.train(was_training)  # the engine switches to eval mode; the trainer's mode is not its to change
+        self.engine = LLMEngine(model, tokenizer, EngineConfig(**engine), shared=True)
         self.tokenizer = tokenizer
         self.stats = RolloutStats()
         self._ids = 0
@@ -108,8 +110,7 @@ class RolloutEngine:
             raise ValueError(f"{len(conversations)} conversations but {len(seeds)} seeds")
         modes = enable_thinking if isinstance(enable_thinking, list) else [enable_thinking] * len(seeds)
         tools = tools or [None] * len(seeds)
-        if params.logprobs is None:
-            params = params.replace(logprobs=0)
+        params = params.replace(token_logprobs=True, logprobs_mode="processed")
         start = time.perf_counter()
         requests = []
         for messages, seed, mode, offered in zip(conversations, seeds, modes, tools):
@@ -144,17 +145,13 @@ class RolloutEngine:
 
 
 def _rollout(query: int, prompt_ids: list[int], output: Any) -> Rollout:
-    logprobs, forced = [], []
-    for token, entry in zip(output.token_ids, output.logprobs or [None] * len(output.token_ids)):
-        forced.append(entry is None)  # the engine records no distribution for tokens it forced
-        logprobs.append(0.0 if entry is None else float(entry[token].logprob))
     return Rollout(
         query=query,
         sample=output.index,
         prompt_ids=list(prompt_ids),
         token_ids=list(output.token_ids),
-        logprobs=logprobs,
-        forced=forced,
+        logprobs=list(output.token_logprobs),
+        forced=list(output.forced) or [False] * len(output.token_ids),
         text=output.text,
         content=output.content,
         reasoning=output.reasoning_content,

@@ -117,3 +117,16 @@ def test_the_overlong_penalty_lowers_the_reward_of_long_replies(tmp_path):
     assert b["reward_mean"] == pytest.approx(
         a["reward_mean"] - 0.5, abs=1e-9
     )  # all 8 tokens long: full penalty
+
+
+def test_truncated_importance_sampling_weights_are_near_one_for_an_exact_engine(tmp_path):
+    # fp32 engine and trainer on the same weights: pi_old / pi_engine = 1 up to rounding, the loss unchanged.
+    run_grpo(small(tmp_path / "plain", "steps=1"), progress=False)
+    trainer = make_trainer(small(tmp_path / "tis", "steps=1", "grpo.tis_cap=2.0"), progress=False)
+    trainer.fit()
+    weights = [w for row in trainer.rows.rows for w, label in zip(row["extras"]["is_weight"], row["labels"])
+               if label != -100]  # fmt: skip
+    assert weights and all(abs(w - 1) < 1e-3 for w in weights)
+    (plain,), (tis,) = read_metrics(tmp_path / "plain"), read_metrics(tmp_path / "tis")
+    assert tis["reward_mean"] == plain["reward_mean"]
+    assert tis["grad_norm"] == pytest.approx(plain["grad_norm"], rel=1e-3)
