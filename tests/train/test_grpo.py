@@ -36,8 +36,11 @@ def exact(run_dir):
     return [{key: record[key] for key in EXACT} for record in read_metrics(run_dir)]
 
 
-def test_grpo_debug_raises_the_reward_and_logs_every_metric(tmp_path):
+def test_grpo_debug_raises_the_reward_and_logs_every_metric(tmp_path, capsys):
     run_grpo(preset(tmp_path, "steps=20", "checkpoint.every=0"), progress=False)
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("[grpo] step")]
+    assert len(lines) == 4 and all(" reward 0." in line or " reward 1." in line for line in lines)
+    assert " acc " in lines[0] and " val_acc " in lines[1]  # step 10 has the validation accuracy
     records = read_metrics(tmp_path)
     assert len(records) == 20
     for name in STEP_METRICS:
