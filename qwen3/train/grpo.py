@@ -37,6 +37,7 @@ from qwen3.train.loss import LossFn, LossOutput, register_loss
 from qwen3.train.rewards import is_correct, resolve_rewards, weighted_reward
 from qwen3.train.rollout import Rollout, RolloutEngine, rollout_seed
 from qwen3.train.settings import SettingsError
+from qwen3.train.stages import register_stage
 
 LOSS_TYPES = ("grpo", "dr_grpo", "dapo")
 TASKS = ("digits",)  # built-in tasks; "world:<family>" takes items from qwen3.world.generate
@@ -728,6 +729,15 @@ def make_trainer(
     return trainer
 
 
+def check_grpo(table: dict[str, Any]) -> list[Any]:
+    """Parse a GRPO preset without doing any work: [its TrainConfig] (bad ``[grpo]`` values raise here)."""
+    from qwen3.train.config import TrainConfig
+
+    return [TrainConfig.from_dict(split_table(table)[1])]
+
+
+@register_stage("grpo", check=check_grpo, description="reasoning RL with GRPO (report section 4.2)")
 def run_grpo(table: dict[str, Any], **options: Any) -> Any:
-    """Train with GRPO; returns the ``TrainResult``."""
+    """Train with GRPO (``qwen3 train grpo-debug``); ``options``: resume, overwrite, env, progress. Returns the
+    ``TrainResult``."""
     return make_trainer(table, **options).fit()
