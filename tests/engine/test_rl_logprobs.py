@@ -60,12 +60,13 @@ def test_processed_logprobs_are_those_of_the_sampled_distribution(temperature, t
     assert raw.token_logprobs[0] == pytest.approx(float(expected_raw), abs=1e-5)
 
 
-def test_trainer_token_logprobs_match_the_engines_processed_logprobs():
+@pytest.mark.parametrize(("top_k", "top_p"), [(0, 1.0), (6, 1.0), (0, 0.7), (20, 0.95)])
+def test_trainer_token_logprobs_match_the_engines_processed_logprobs(top_k, top_p):
     model = make_model()
     llm = make_llm(model=model)
     prompt = random_prompt(9, seed=8)
-    params = SamplingParams(temperature=0.8, max_tokens=10, ignore_eos=True, seed=2, token_logprobs=True,
-                            logprobs_mode="processed")  # fmt: skip
+    params = SamplingParams(temperature=0.8, top_k=top_k, top_p=top_p, max_tokens=10, ignore_eos=True, seed=2,
+                            token_logprobs=True, logprobs_mode="processed")  # fmt: skip
     out = llm.generate([prompt], params)[0].outputs[0]
     assert (
         out.logprobs is None and len(out.token_logprobs) == 10
@@ -75,7 +76,7 @@ def test_trainer_token_logprobs_match_the_engines_processed_logprobs():
     targets[len(prompt) - 1 : -1] = torch.tensor(out.token_ids)
     with torch.no_grad():
         hidden = model.hidden_states(ids)[0]
-        trainer = token_logprobs(hidden, model.lm_head.weight, targets, temperature=0.8)
+        trainer = token_logprobs(hidden, model.lm_head.weight, targets, 0.8, top_k=top_k, top_p=top_p)
     torch.testing.assert_close(
         trainer[len(prompt) - 1 : -1], torch.tensor(out.token_logprobs), atol=1e-5, rtol=0
     )
