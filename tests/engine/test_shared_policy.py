@@ -113,3 +113,22 @@ def test_load_weights_gathers_dtensors_and_names_bad_input(tokenizer):
     with pytest.raises(ValueError, match="rope_scaling would change the shared"):
         LLMEngine(model, tokenizer, EngineConfig(max_model_len=64, rope_scaling={"rope_type": "yarn", "factor": 2.0,
                   "original_max_position_embeddings": 32}), shared=True)  # fmt: skip
+
+
+def test_load_weights_takes_real_dtensors(tokenizer):
+    """FSDP2 parameters are DTensors: a one-rank gloo mesh gives real ones, sharded on dim 0."""
+    import torch.distributed as dist
+    from torch.distributed.device_mesh import init_device_mesh
+    from torch.distributed.tensor import Shard, distribute_tensor
+
+    model = make_model()
+    engine = LLMEngine(copy.deepcopy(model), tokenizer, EngineConfig(max_model_len=64, weights="packed"))
+    target = {k: v + 0.01 for k, v in model.state_dict().items()}
+    dist.init_process_group("gloo", store=dist.HashStore(), rank=0, world_size=1)
+    try:
+        mesh = init_device_mesh("cpu", (1,))
+        engine.load_weights((k, distribute_tensor(v, mesh, [Shard(0)])) for k, v in target.items())
+    finally:
+        dist.destroy_process_group()
+    for name, tensor in engine.model.state_dict().items():
+        torch.testing.assert_close(tensor, target[name])
