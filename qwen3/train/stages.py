@@ -129,17 +129,12 @@ def _check_chain(table: dict[str, Any]) -> list[Any]:
     return chain_configs(table)
 
 
-def _run_chain(
-    table: dict[str, Any],
-    *,
-    resume: bool = False,
-    overwrite: bool = False,
-    env: Any = None,
-    progress: bool | None = None,
-) -> Any:
+def _run_chain(table: dict[str, Any], *, env: Any = None, **options: Any) -> Any:
+    """Each link makes its own ``Trainer`` (which joins the process group once); ``options``: resume, overwrite,
+    progress."""
     from qwen3.train.pretrain import run_chain
 
-    return run_chain(_check_chain(table), resume=resume, overwrite=overwrite, progress=progress)
+    return run_chain(_check_chain(table), **options)
 
 
 for _name in (DEFAULT_STAGE, "pretrain", "sft"):
