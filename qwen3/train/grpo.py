@@ -369,7 +369,7 @@ def digits_items(count: int, split: str, seed: int = 0) -> list[Any]:
         number = (seed * 7919 + index * 104729 + (split == "validation") * 15485863) % 100000
         text = f"{openers[index % len(openers)]} Item {number}."
         items.append(
-            Item(family="digits", id=f"{split}-{index}", split=split if split != "validation" else "validation",
+            Item(family="digits", id=f"{split}-{index}", split=split,
                  messages=[{"role": "user", "content": text}], reference={"check": "digits_only"},
                  enable_thinking=False)
         )  # fmt: skip

@@ -51,6 +51,7 @@ class Rollout:
     content: str | None
     reasoning: str | None
     finish_reason: str
+    thinking: bool = True  # the prompt left the thought to the model (False: it closed it, non-thinking mode)
     reward: float = 0.0
     correct: bool = False
     rewards: list[float] = field(default_factory=list)  # each reward function's value
@@ -125,12 +126,12 @@ class RolloutEngine:
                 request_id, prompt, params.replace(seed=seed), chat=ChatOptions(enable_thinking=mode is not False),
                 stream=False,
             )  # fmt: skip
-            requests.append((request_id, prompt_ids))
-        outputs = self._run({request_id for request_id, _ in requests})
+            requests.append((request_id, prompt_ids, _thought_left_open(prompt)))
+        outputs = self._run({request_id for request_id, _, _ in requests})
         groups = []
-        for query, (request_id, prompt_ids) in enumerate(requests):
+        for query, (request_id, prompt_ids, thinking) in enumerate(requests):
             completions = sorted(outputs[request_id], key=lambda output: output.index)
-            groups.append([_rollout(query, prompt_ids, output) for output in completions])
+            groups.append([_rollout(query, prompt_ids, output, thinking) for output in completions])
         self.stats.seconds += time.perf_counter() - start
         self.stats.tokens += sum(len(r.token_ids) for group in groups for r in group)
         return groups
@@ -144,7 +145,12 @@ class RolloutEngine:
         return outputs
 
 
-def _rollout(query: int, prompt_ids: list[int], output: Any) -> Rollout:
+def _thought_left_open(prompt: str) -> bool:
+    """Whether the prompt's last turn leaves the thought to the model (no ``</think>`` in it)."""
+    return "</think>" not in prompt[prompt.rfind("<|im_start|>") :]
+
+
+def _rollout(query: int, prompt_ids: list[int], output: Any, thinking: bool) -> Rollout:
     return Rollout(
         query=query,
         sample=output.index,
@@ -156,4 +162,5 @@ def _rollout(query: int, prompt_ids: list[int], output: Any) -> Rollout:
         content=output.content,
         reasoning=output.reasoning_content,
         finish_reason=output.finish_reason,
+        thinking=thinking,
     )
