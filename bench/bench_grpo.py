@@ -18,6 +18,7 @@ import json
 import tempfile
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 PRESET = "qwen3-debug-5m"
 LR, MICRO = 1e-5, 32
@@ -64,7 +65,7 @@ def run_trl(args: argparse.Namespace, run_dir: Path) -> dict:
     from qwen3.model.checkpoint import init_model
     from qwen3.model.presets import get_preset
     from qwen3.tokenizer.train import tokenizer_for_vocab
-    from qwen3.train.rewards import DIGITS
+    from qwen3.train.rewards import digit_fraction as ours_reward
 
     ours = init_model(get_preset(PRESET), torch.float32, "cpu", seed=0)
     config = transformers.AutoConfig.for_model(**ours.config.to_dict())
@@ -77,12 +78,8 @@ def run_trl(args: argparse.Namespace, run_dir: Path) -> dict:
     model.generation_config.eos_token_id = list(vocab.eos_token_ids)
     model.generation_config.pad_token_id = tokenizer.pad_token_id
 
-    def digit_fraction(completions, **kwargs):  # the same reward as ours, on TRL's completion strings
-        out = []
-        for text in completions:
-            chars = [c for c in text if not c.isspace()]
-            out.append(sum(c in DIGITS for c in chars) / len(chars) if chars else 0.0)
-        return out
+    def digit_fraction(completions, **kwargs):  # our reward function, on TRL's completion strings
+        return [ours_reward(None, SimpleNamespace(text=text, content=text)) for text in completions]
 
     timings = {"rollout_s": 0.0, "update_s": 0.0, "completion_tokens": 0}
 

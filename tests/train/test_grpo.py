@@ -133,3 +133,16 @@ def test_truncated_importance_sampling_weights_are_near_one_for_an_exact_engine(
     (plain,), (tis,) = read_metrics(tmp_path / "plain"), read_metrics(tmp_path / "tis")
     assert tis["reward_mean"] == plain["reward_mean"]
     assert tis["grad_norm"] == pytest.approx(plain["grad_norm"], rel=1e-3)
+
+
+def test_qwen3_train_runs_the_grpo_preset_and_names_a_bad_knob(tmp_path):
+    base = ["-m", "qwen3", "train", "grpo-debug", f"run_dir={tmp_path}", "steps=2"]
+    done = subprocess.run(python_command(*base, "--no-progress"), env=child_env(), capture_output=True, text=True,
+                          timeout=120)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert [r["step"] for r in read_metrics(tmp_path)] == [1, 2] and "reward" in done.stderr
+    bad = subprocess.run(python_command(*base, "grpo.loss_type=ppo", "--no-progress"), env=child_env(),
+                         capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert bad.returncode != 0
+    (line,) = bad.stderr.strip().splitlines()
+    assert "grpo.loss_type" in line and "'ppo'" in line
