@@ -50,9 +50,11 @@ class GRPOConfig:
 
     Rollouts (report 4.2: "a large batch size and a high number of rollouts per query"):
     - ``prompts_per_step`` queries per generation batch, ``num_generations`` rollouts each (the group).
-    - ``max_new_tokens``; ``temperature`` / ``top_p`` / ``top_k`` (0: off) of the rollouts. The trainer's
-      log-probabilities use the same temperature over the whole vocabulary; top-k / top-p truncation applies to
-      sampling only (as in TRL and verl), so keep them off when the exact on-policy ratio matters.
+    - ``max_new_tokens``; ``max_prompt_tokens`` (the engine's context is the sum of the two, within the model's
+      positions: a longer prompt leaves fewer new tokens, one past the context is an error); ``temperature`` /
+      ``top_p`` / ``top_k`` (0: off) of the rollouts. The trainer's log-probabilities use the same temperature
+      over the whole vocabulary; top-k / top-p truncation applies to sampling only (as in TRL and verl), so keep
+      them off when the exact on-policy ratio matters.
     - ``enable_thinking``: thinking mode through the chat template (None: each item's own switch, else the
       template's default, thinking); ``thinking_budget``: at most this many thinking tokens, then the engine
       forces the stop-thinking text (report section 4.3), whose tokens are never trained on.
@@ -97,6 +99,7 @@ class GRPOConfig:
     prompts_per_step: int = 16
     num_generations: int = 8
     max_new_tokens: int = 128
+    max_prompt_tokens: int = 1024
     temperature: float = 1.0
     top_p: float = 1.0
     top_k: int = 0
@@ -126,7 +129,7 @@ class GRPOConfig:
 
     def __post_init__(self) -> None:
         for name in ("prompts_per_step", "num_generations", "max_new_tokens", "num_iterations", "max_num_seqs",
-                     "train_prompts", "filter_max_batches"):  # fmt: skip
+                     "train_prompts", "filter_max_batches", "max_prompt_tokens"):  # fmt: skip
             _at_least(name, getattr(self, name), 1)
         for name in ("eval_every", "overlong_buffer", "top_k", "eval_prompts"):
             _at_least(name, getattr(self, name), 0)
@@ -430,7 +433,8 @@ class GRPORows:
         self.trainer = trainer
         self.engine = RolloutEngine(
             trainer.model, trainer.tokenizer, weights=config.engine_weights, max_num_seqs=config.max_num_seqs,
-            max_model_len=min(trainer.model.config.max_position_embeddings, 4096), seed=self.seed,
+            max_model_len=min(trainer.model.config.max_position_embeddings,
+                              config.max_prompt_tokens + config.max_new_tokens), seed=self.seed,
         )  # fmt: skip
         if config.beta > 0:
             init = trainer.config.init_from
