@@ -103,3 +103,18 @@ def test_bad_logprobs_mode_is_named():
         SamplingParams(logprobs_mode="sampled")
     with pytest.raises(ValueError, match="SamplingParams.token_logprobs must be a bool"):
         SamplingParams(token_logprobs=1)
+
+
+def test_processed_logprobs_keep_each_rows_settings_in_a_mixed_batch():
+    from qwen3.engine.sampler import processed_logprobs
+
+    logits = torch.randn(3, 50, generator=torch.Generator().manual_seed(0)) * 3
+    params = [SamplingParams(temperature=0.0), SamplingParams(temperature=0.5, top_k=4),
+              SamplingParams(temperature=1.2, top_p=0.8)]  # fmt: skip
+    out = processed_logprobs(logits, params)
+    torch.testing.assert_close(
+        out[0], torch.log_softmax(logits[0], -1)
+    )  # greedy: temperature 1, no truncation
+    torch.testing.assert_close(out[1].double(), by_hand(logits[1], 0.5, 4, 1.0), atol=1e-5, rtol=0)
+    torch.testing.assert_close(out[2].double(), by_hand(logits[2], 1.2, 0, 0.8), atol=1e-5, rtol=0)
+    assert int(torch.isfinite(out[1]).sum()) == 4
