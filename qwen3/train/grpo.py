@@ -382,9 +382,16 @@ def digits_items(count: int, split: str, seed: int = 0) -> list[Any]:
 def task_items(config: GRPOConfig, split: str, count: int, seed: int) -> list[Any]:
     if config.task == "digits":
         return digits_items(count, split, seed)
-    from qwen3.world import generate
-
-    return generate(config.task.split(":", 1)[1], split, count, seed=seed)
+    try:
+        from qwen3.world import generate
+    except ImportError:
+        raise SettingsError(
+            f"grpo.task {config.task!r}: this version of qwen3.world has no generate()"
+        ) from None
+    try:
+        return generate(config.task.split(":", 1)[1], split, count, seed=seed)
+    except ValueError as err:
+        raise SettingsError(f"grpo.task {config.task!r}: {err}") from None
 
 
 # ------------------------------------------------------------------------------------------------ row source
