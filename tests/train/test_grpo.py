@@ -140,6 +140,13 @@ def test_truncated_importance_sampling_weights_are_near_one_for_an_exact_engine(
     (plain,), (tis,) = read_metrics(tmp_path / "plain"), read_metrics(tmp_path / "tis")
     assert tis["reward_mean"] == plain["reward_mean"]
     assert tis["grad_norm"] == pytest.approx(plain["grad_norm"], rel=1e-3)
+    # Truncated sampling: the trainer truncates by the engine's rule, so the weights stay at 1 there too.
+    truncated = make_trainer(small(tmp_path / "topk", "steps=1", "grpo.tis_cap=2.0", "grpo.top_k=20",
+                                   "grpo.top_p=0.9", "grpo.temperature=0.7"), progress=False)  # fmt: skip
+    truncated.fit()
+    weights = [w for row in truncated.rows.rows for w, label in zip(row["extras"]["is_weight"], row["labels"])
+               if label != -100]  # fmt: skip
+    assert weights and all(abs(w - 1) < 1e-3 for w in weights)
 
 
 def test_qwen3_train_runs_the_grpo_preset_and_names_a_bad_knob(tmp_path):
