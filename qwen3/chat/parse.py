@@ -118,7 +118,9 @@ def strip_newlines(text: str | None) -> str | None:
     return stripped or None
 
 
-def split_reasoning(text: str, enable_thinking: bool, tool_calls: bool = True) -> tuple[str | None, str, bool]:
+def split_reasoning(
+    text: str, enable_thinking: bool, tool_calls: bool = True
+) -> tuple[str | None, str, bool]:
     """(raw reasoning, raw rest, whether a ``<tool_call>`` ended the reasoning) by rules 1 and 2."""
     if not enable_thinking:
         return None, text, False

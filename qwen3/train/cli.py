@@ -113,13 +113,13 @@ def run_plot(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """``python -m qwen3.train CONFIG [KEY=VALUE ...] [--resume]`` (the torchrun entry point)."""
-    from qwen3.cli import UserFacingError
+    from qwen3.cli import UserFacingError, parse_args
 
     parser = argparse.ArgumentParser(
         prog="python -m qwen3.train", description="Train from a config (torchrun-ready)."
     )
     add_train_arguments(parser)
-    args = parser.parse_args(argv)
+    args = parse_args(parser, argv)
     try:
         return run_train(args)
     except UserFacingError as err:

@@ -73,7 +73,11 @@ MULTI_TOKEN_DELTAS = {
         "This is the rest",
     ),
     "start_and_end_in_one_delta_no_content": (["<think>reasoning</think>"], "reasoning", None),
-    "no_start_end_grouped_with_content": (["reasoning section", "</think>content"], "reasoning section", "content"),
+    "no_start_end_grouped_with_content": (
+        ["reasoning section", "</think>content"],
+        "reasoning section",
+        "content",
+    ),
     "tool_call_implicit_reasoning_end": (
         ["I need to read the file.\n\n", "<tool_call>\n<function=bash>"],
         "I need to read the file.\n\n",
@@ -191,7 +195,10 @@ def test_hermes_call_over_lines(tokenizer, interval):
     )
     result = both(tokenizer, text, interval)
     assert calls_of(result) == [
-        ("get_current_temperature", {"location": "San Francisco, California, United States", "unit": "celsius"})
+        (
+            "get_current_temperature",
+            {"location": "San Francisco, California, United States", "unit": "celsius"},
+        )
     ]
 
 
