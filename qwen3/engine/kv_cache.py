@@ -29,8 +29,8 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from qwen3.engine import cpu_kernels
+from qwen3.model.attention import attend
 from qwen3.model.config import Qwen3Config
-from qwen3.model.layers import attend
 
 
 @dataclass
