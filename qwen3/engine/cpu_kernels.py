@@ -3,9 +3,9 @@ ctypes.
 
 Why: torch has no fast weight-only int8 matrix-vector product on this CPU (``_weight_int8pack_mm`` reads int8
 weights at about half the memory bandwidth), and its attention for one query per sequence spends most of its time
-in per-head overhead when heads are small and sequences many; its CPU flash attention for prefill runs bf16 at
-about 45 GFLOP/s where AVX512-BF16 dot products reach 350+ per core. The kernels are plain C (AVX-512 intrinsics
-where the compiler targets them, portable loops otherwise).
+in per-head overhead when heads are small and sequences many; its CPU flash attention for prefill runs bf16 far
+below what AVX512-BF16 dot products reach (the numbers: docs/benchmarks.md). The kernels are plain C (AVX-512
+intrinsics where the compiler targets them, portable loops otherwise).
 
 The library is built with the system C compiler (``$CC``, else gcc/cc) into ``$QWEN3_CACHE/kernels`` (default
 ``~/.cache/qwen3/kernels``), named by a hash of the source, compiler and CPU flags, and written atomically.
@@ -466,8 +466,8 @@ class DecodeStep:
 
     Which batches it takes:
     - one row: its matrix-vector products stream the weights at memory speed. From two rows on, the row-by-row
-      products lose to oneDNN's blocked GEMM (the layer-by-layer path; measured: bf16 0.6B at 2 rows 50 vs 42 ms
-      per step, at 8 rows 124 vs 60 ms); the kernel itself takes up to 8 rows that way.
+      products lose to oneDNN's blocked GEMM (the layer-by-layer path; docs/benchmarks.md has the step times); the
+      kernel itself takes up to 8 rows that way.
     - ``GEMM_MIN_ROWS`` rows and more, once ``use_packed`` gave it bf16 weights in the pair-packed layout: every
       product is the AVX512-BF16 GEMM of cpu_kernels.c and the whole step is still one call (no per-op dispatch,
       no oneDNN call overhead)."""

@@ -1,4 +1,4 @@
-"""Building blocks of a Qwen3 decoder layer: RMSNorm, GQA attention with QK-Norm, SwiGLU MLP (facts sheet 2)."""
+"""Building blocks of a Qwen3 decoder layer: RMSNorm, GQA attention with QK-Norm, SwiGLU MLP (Qwen3 report §2)."""
 
 from __future__ import annotations
 
