@@ -40,7 +40,7 @@ from qwen3.model.weights import export_tensor, hf_tensors
 from qwen3.utils.atomic import atomic_write_text
 
 ROWS = ("b1", "int8", "b8", "small64", "sample64", "prefill")
-# The bars (ratios to transformers in the same run; llama.cpp figures from docs/perf_anchors.md).
+# The bars (ratios to transformers in the same run; llama.cpp figures: docs/benchmarks.md, "Anchors").
 TARGETS = {
     "b1": ">= 2x (goal: llama.cpp's 27 tok/s)",
     "int8": ">= 3.5x (llama.cpp Q8_0: 35 tok/s)",

@@ -247,8 +247,11 @@ def _dtype_name(dtype: torch.dtype) -> str:
 def _not_found(path_or_preset: str | Path) -> Exception:
     if Path(path_or_preset).is_dir():
         return CheckpointError(f"{path_or_preset}: no config.json in this directory")
+    from qwen3.utils.suggest import did_you_mean
+
+    name = str(path_or_preset)
     return ValueError(
-        f"{str(path_or_preset)!r} is neither a checkpoint directory nor a preset; presets: "
+        f"{name!r} is neither a checkpoint directory nor a preset{did_you_mean(name, PRESETS)}; presets: "
         f"{', '.join(PRESETS)}"
     )
 

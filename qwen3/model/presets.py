@@ -98,5 +98,7 @@ RELEASED = [name for name in PRESETS if "debug" not in name]
 
 def get_preset(name: str) -> Qwen3Config:
     if name not in PRESETS:
-        raise KeyError(f"unknown preset {name!r}; presets: {', '.join(PRESETS)}")
+        from qwen3.utils.suggest import unknown_name
+
+        raise KeyError(unknown_name("preset", name, PRESETS))
     return PRESETS[name].replace()

@@ -25,8 +25,12 @@ def config_path(name: str) -> Path:
     if (CONFIG_DIR / f"{name}.toml").is_file():
         return CONFIG_DIR / f"{name}.toml"
     from qwen3.cli import UserFacingError
+    from qwen3.utils.suggest import did_you_mean
 
-    raise UserFacingError(f"{name!r} is neither a config file nor a preset; presets: {', '.join(presets())}")
+    raise UserFacingError(
+        f"{name!r} is neither a config file nor a preset{did_you_mean(name, presets())}; "
+        f"presets: {', '.join(presets())}"
+    )
 
 
 def add_train_arguments(parser: argparse.ArgumentParser) -> None:
