@@ -67,6 +67,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     plot.add_argument("--smooth", type=float, default=0.0, help="EMA weight in [0, 1) (0: raw values)")
     plot.add_argument("--log-y", action="store_true")
+    plot.add_argument("--title", default=None, help="default: the metric and the runs' names")
     plot.set_defaults(handler=run_plot)
 
 
@@ -108,7 +109,7 @@ def run_plot(args: argparse.Namespace) -> int:
     if not 0 <= args.smooth < 1:
         raise UserFacingError(f"--smooth must be in [0, 1), got {args.smooth}")
     try:
-        out = plot_runs(args.run_dirs, args.output, args.metric, args.smooth, args.log_y)
+        out = plot_runs(args.run_dirs, args.output, args.metric, args.smooth, args.log_y, args.title)
     except (FileNotFoundError, KeyError, IndexError) as err:
         raise UserFacingError(str(err)) from None
     print(f"wrote {out}")
