@@ -63,14 +63,19 @@ def terminal() -> Console:
     return Console(file=io.StringIO(), force_terminal=True, color_system="standard", width=200)
 
 
-def test_printer_dims_the_thinking_and_prints_the_answer_after_it():
-    console = terminal()
-    printer = ReplyPrinter(console, chat=True)
+def stream_reply(printer: ReplyPrinter) -> None:
+    """A thought and an answer, streamed through the parser in uneven chunks."""
     parser = StreamingParser()
     for chunk in ["<think>\nLet me ", "add 2 and 2.\n</think>\n\n", "The answer", " is 4."]:
         printer.delta(SimpleNamespace(messages=parser.feed(chunk)))
     printer.delta(SimpleNamespace(messages=parser.finish()))
     printer.end()
+
+
+def test_printer_dims_the_thinking_and_prints_the_answer_after_it():
+    console = terminal()
+    printer = ReplyPrinter(console, chat=True)
+    stream_reply(printer)
     out = printed(console)
     dimmed = [part.split(RESET)[0] for part in out.split(DIM)[1:]]
     assert "".join(dimmed) == "Let me add 2 and 2."
@@ -95,11 +100,7 @@ def pipe() -> Console:
 def test_piped_printer_marks_the_thinking_with_tags_streamed_and_whole():
     streamed_console, whole_console = pipe(), pipe()
     printer = ReplyPrinter(streamed_console, chat=True)
-    parser = StreamingParser()
-    for chunk in ["<think>\nLet me ", "add 2 and 2.\n</think>\n\n", "The answer", " is 4."]:
-        printer.delta(SimpleNamespace(messages=parser.feed(chunk)))
-    printer.delta(SimpleNamespace(messages=parser.finish()))
-    printer.end()
+    stream_reply(printer)
     output = SimpleNamespace(
         reasoning_content="Let me add 2 and 2.", content="The answer is 4.", tool_calls=[]
     )
