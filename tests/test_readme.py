@@ -63,3 +63,17 @@ def test_the_readme_has_commands_for_every_entry_point():
 def test_every_command_line_parses(words):
     args = parse_args(build_parser(), words)
     assert args.handler is not None
+
+
+@pytest.mark.slow
+def test_the_python_snippet_runs_as_written_on_the_real_shape(tmp_path, monkeypatch):
+    """Exactly the README: `qwen3 init qwen3-0.6b models/qwen3-0.6b`, then the snippet unchanged (minutes, 1.2 GB)."""
+    from qwen3.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    assert main(["init", "qwen3-0.6b", MODEL]) == 0
+    (snippet,) = code_blocks("python")
+    scope: dict = {}
+    exec(compile(snippet, "README.md", "exec"), scope)
+    assert scope["reply"].finish_reason in ("stop", "length")
+    assert scope["logits"].shape[-1] == 151936
