@@ -106,34 +106,9 @@ def test_relative_and_in_function_imports_are_seen():
     }
 
 
-# Cycles that exist in code another branch owns, each to be broken there (then removed here: a test below fails
-# once a listed cycle is gone, so the list cannot go stale). Nothing else may join it.
-KNOWN_CYCLES = [
-    # graders.grade dispatches to tooluse.grade_tooluse, which builds on graders' helpers (eval helper's code,
-    # arrived with main): move the dispatch or the shared helpers to a third module.
-    ("qwen3.eval.graders", "qwen3.eval.tooluse"),
-]
-
-
-def without_known_cycles(graph: dict[str, set[str]]) -> dict[str, set[str]]:
-    graph = {name: set(targets) for name, targets in graph.items()}
-    for first, second in KNOWN_CYCLES:
-        graph.get(first, set()).discard(second)
-    return graph
-
-
 def test_qwen3_has_no_import_cycles():
-    cycle = find_cycle(without_known_cycles(without_package_edges(import_graph())))
+    cycle = find_cycle(without_package_edges(import_graph()))
     assert cycle is None, "import cycle: " + " -> ".join(cycle or [])
-
-
-@pytest.mark.parametrize("pair", KNOWN_CYCLES, ids="<->".join)
-def test_each_known_cycle_still_exists(pair):
-    graph = without_package_edges(import_graph())
-    first, second = pair
-    assert second in graph.get(first, set()) and first in graph.get(second, set()), (
-        f"{first} <-> {second} is gone: remove it from KNOWN_CYCLES"
-    )
 
 
 # Lower layers never import upper ones: the model knows nothing of the engine, the engine nothing of training or

@@ -10,73 +10,37 @@ Final answers (reasoning, knowledge, counterfact controls, longctx): the last li
 
 from __future__ import annotations
 
-import json
 import re
-import string
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
-from typing import Any
 
 from qwen3.eval.reply import Reply
+from qwen3.eval.scoring import (
+    ANSWER_LINE,
+    Grade,
+    contains_phrase,
+    extract_answer,
+    normalize_text,
+    parse_arguments,
+    right,
+    text_matches,
+    wrong,
+)
+from qwen3.eval.tooluse import grade_tooluse
 from qwen3.eval.verify import answers_equal
 
-
-@dataclass
-class Grade:
-    """``score`` in [0, 1] (partial credit where the family has it: LengthCtrl, ToolUse); ``correct``: the item
-    is fully right (what pass@k counts); ``reason``: one line saying why; ``details``: family-specific numbers."""
-
-    score: float
-    correct: bool
-    reason: str
-    details: dict[str, Any] = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        if not 0.0 <= self.score <= 1.0:
-            raise ValueError(f"Grade.score must be in [0, 1], got {self.score}")
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"score": self.score, "correct": self.correct, "reason": self.reason, "details": self.details}
-
-
-def wrong(reason: str, **details: Any) -> Grade:
-    return Grade(0.0, False, reason, details)
-
-
-def right(reason: str = "correct", **details: Any) -> Grade:
-    return Grade(1.0, True, reason, details)
-
-
-# -- answers --------------------------------------------------------------------------------------------------
-_ANSWER_LINE = re.compile(r"^\s*\**answer\**\s*[:：]\s*(.*?)\s*$", re.IGNORECASE | re.MULTILINE)
-_ARTICLES = re.compile(r"\b(a|an|the)\b")
-
-
-def extract_answer(content: str) -> str:
-    """The text after the last ``Answer:`` line, else the whole content stripped."""
-    found = _ANSWER_LINE.findall(content)
-    return found[-1].strip() if found else content.strip()
-
-
-def normalize_text(text: str) -> str:
-    """Lower case, no punctuation, no articles, single spaces (SQuAD's answer normalisation)."""
-    text = text.casefold()
-    text = "".join(" " if ch in string.punctuation else ch for ch in text)
-    return " ".join(_ARTICLES.sub(" ", text).split())
-
-
-def text_matches(answer: str, reference: str, aliases: Sequence[str] = ()) -> bool:
-    """``answer`` equals the reference or one of its aliases after ``normalize_text``."""
-    candidates = {normalize_text(name) for name in [reference, *aliases] if name}
-    return normalize_text(answer) in candidates
-
-
-def contains_phrase(text: str, phrase: str) -> bool:
-    """``phrase`` occurs in ``text`` as whole words (after ``normalize_text``)."""
-    words, target = normalize_text(text).split(), normalize_text(phrase).split()
-    if not target:
-        return False
-    return any(words[i : i + len(target)] == target for i in range(len(words) - len(target) + 1))
+__all__ = [
+    "GRADERS",
+    "Grade",
+    "contains_phrase",
+    "extract_answer",
+    "grade",
+    "normalize_text",
+    "parse_arguments",
+    "right",
+    "safe_grade",
+    "text_matches",
+    "wrong",
+]
 
 
 def no_answer(reply: Reply) -> Grade | None:
@@ -133,7 +97,7 @@ def grade_knowledge(item, reply: Reply) -> Grade:
     aliases = reference.get("aliases") or []
     if text_matches(answer, str(reference["answer"]), aliases):
         return right(mode=reply.mode, answer=answer)
-    has_line = bool(_ANSWER_LINE.search(reply.content))
+    has_line = bool(ANSWER_LINE.search(reply.content))
     names = [str(reference["answer"]), *aliases]
     if not has_line and len(answer.split()) <= 25 and any(contains_phrase(answer, name) for name in names):
         return right("the reference stands in the answer", mode=reply.mode, answer=answer)
@@ -327,8 +291,6 @@ GRADERS: dict[str, Callable[..., Grade]] = {
 
 def grade(item, reply: Reply | Sequence[Reply]) -> Grade:
     """Grade one reply to ``item`` (for tooluse: the list of replies of every round, or the last alone)."""
-    from qwen3.eval.tooluse import grade_tooluse
-
     if item.family == "tooluse":
         return grade_tooluse(item, [reply] if isinstance(reply, Reply) else list(reply))
     grader = GRADERS.get(item.family)
@@ -346,16 +308,3 @@ def safe_grade(item, reply) -> Grade:
         return grade(item, reply)
     except Exception as err:  # a grading failure must not end the run (issue 11: recorded as wrong)
         return wrong(f"grading failed: {type(err).__name__}: {err}")
-
-
-def parse_arguments(arguments: Any) -> tuple[dict | None, str | None]:
-    """A tool call's arguments (JSON text or a dict) as a dict, or (None, why not)."""
-    if isinstance(arguments, dict):
-        return arguments, None
-    try:
-        value = json.loads(arguments)
-    except (TypeError, ValueError) as err:
-        return None, f"arguments are not JSON ({err})"
-    if not isinstance(value, dict):
-        return None, f"arguments are a JSON {type(value).__name__}, not an object"
-    return value, None

@@ -23,8 +23,8 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
-from qwen3.eval.graders import Grade, extract_answer, parse_arguments, text_matches, wrong
 from qwen3.eval.reply import Reply
+from qwen3.eval.scoring import Grade, extract_answer, parse_arguments, text_matches, wrong
 from qwen3.eval.verify import answers_equal
 from qwen3.tokenizer.special import TOOL_CALL_START
 from qwen3.world.schema import schema_error

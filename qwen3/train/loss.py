@@ -115,10 +115,10 @@ def register_loss(name: str) -> Callable[[Callable[..., LossFn]], Callable[..., 
 
 
 def loss_factory(loss_type: str) -> Callable[..., LossFn]:
-    """The registered factory of ``loss_type`` (importing qwen3.train.stages' plugin modules first if it is not
+    """The registered factory of ``loss_type`` (importing qwen3.train.plugins' modules first if it is not
     registered: stages register their losses)."""
     if loss_type not in LOSSES:
-        from qwen3.train.stages import import_plugins
+        from qwen3.train.plugins import import_plugins
 
         import_plugins()
     if loss_type not in LOSSES:

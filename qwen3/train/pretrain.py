@@ -34,7 +34,7 @@ from typing import Any
 from qwen3.train.config import TrainConfig
 from qwen3.train.schedule import lr_at
 from qwen3.train.settings import SettingsError
-from qwen3.train.stages import STAGES, chain_stages, register_stage, run_trainer
+from qwen3.train.stages import CHAIN_STAGE, STAGES, chain_stages, register_stage, run_trainer
 
 PRETRAIN_STAGES = {"s1": "general", "s2": "reasoning", "s3": "long context"}  # report section 3.2
 ABF_ROPE_THETA = 1_000_000.0  # S3 (report section 3.2)
@@ -152,3 +152,12 @@ def _register(name: str) -> None:
 
 for _name in PRETRAIN_STAGES:
     _register(_name)
+
+
+def _run_chain_table(table: dict[str, Any], *, env: Any = None, **options: Any) -> list[Any]:
+    """Each link makes its own ``Trainer`` (which joins the process group once); ``options``: resume, overwrite,
+    progress."""
+    return run_chain(chain_configs(table), **options)
+
+
+register_stage(CHAIN_STAGE, check=chain_configs, description="[stages.*] links run in order")(_run_chain_table)

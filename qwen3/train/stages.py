@@ -11,22 +11,21 @@ the table without doing any work (bad configs fail before the run; the CLI takes
 - a table with ``[stages.NAME]`` sub-tables is a chain of stages with defaults, run in registration order, each
   starting from the previous one's final checkpoint.
 
-Stages of other modules (GRPO, ...) register when their module is imported; ``PLUGIN_MODULES`` are imported
-before a name is looked up, so their presets dispatch without any import by the caller.
+Stages of other modules (GRPO, ...) register when their module is imported; ``PLUGIN_MODULES``
+(qwen3/train/plugins.py) are imported before a name is looked up, so their presets dispatch without any import by the caller.
 """
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from qwen3.train.plugins import import_plugins
 from qwen3.train.settings import SettingsError
 
-PLUGIN_MODULES = ("qwen3.train.grpo",)  # modules that register stages and losses when imported
 DEFAULT_STAGE = "train"
+CHAIN_STAGE = "chain"  # registered by qwen3.train.pretrain, which runs the links
 
 
 @dataclass(frozen=True)
@@ -60,14 +59,6 @@ def register_stage(
     return add
 
 
-def import_plugins() -> None:
-    """Import the built-in stages and ``PLUGIN_MODULES`` (those present), which register stages and losses."""
-    importlib.import_module("qwen3.train.pretrain")
-    for module in PLUGIN_MODULES:
-        if importlib.util.find_spec(module) is not None:
-            importlib.import_module(module)
-
-
 def get_stage(name: str) -> Stage | None:
     if name not in STAGES:
         import_plugins()
@@ -78,7 +69,7 @@ def stage_for(table: dict[str, Any]) -> Stage:
     """The stage that runs ``table``: the chain for ``[stages.*]``, else its ``stage`` (unregistered: "train")."""
     if "stages" in table:
         import_plugins()
-        return CHAIN
+        return STAGES[CHAIN_STAGE]
     name = table.get("stage", DEFAULT_STAGE)
     if not isinstance(name, str):
         raise SettingsError(f"stage: expected a string, got {name!r}")
@@ -123,20 +114,5 @@ def run_trainer(
     return Trainer(config, resume=resume, overwrite=overwrite, env=env, progress=progress).fit()
 
 
-def _check_chain(table: dict[str, Any]) -> list[Any]:
-    from qwen3.train.pretrain import chain_configs
-
-    return chain_configs(table)
-
-
-def _run_chain(table: dict[str, Any], *, env: Any = None, **options: Any) -> Any:
-    """Each link makes its own ``Trainer`` (which joins the process group once); ``options``: resume, overwrite,
-    progress."""
-    from qwen3.train.pretrain import run_chain
-
-    return run_chain(_check_chain(table), **options)
-
-
 for _name in (DEFAULT_STAGE, "pretrain", "sft"):
     register_stage(_name, description="one Trainer run of a TrainConfig")(run_trainer)
-CHAIN = Stage("chain", _run_chain, _check_chain, None, "[stages.*] links run in order")
