@@ -161,7 +161,7 @@ def test_stages_chain_and_the_thinking_budget_works_on_the_result(tmp_path):
     # A debug model trained for two steps does not open a thought by itself yet: the prompt opens it (the phase
     # the budget counts in), as a template that pre-fills "<think>\n" does.
     prompt = render(question, add_generation_prompt=True) + "<think>\n"
-    params = SamplingParams(temperature=0, max_tokens=64, thinking_budget=4)
+    params = SamplingParams(temperature=0, max_tokens=200, thinking_budget=4)
     out = llm.generate([prompt], params, progress=False)[0].outputs[0]
     # the budget cut the thought after 4 tokens and forced the stop-thinking text; generation went on after it
     assert out.num_forced_tokens > 0 and "Considering the limited time by the user" in out.text
