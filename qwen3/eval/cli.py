@@ -141,7 +141,7 @@ def make_backend(args: argparse.Namespace):
 
 def run_eval(args: argparse.Namespace) -> int:
     from qwen3.eval.report import markdown_table, plot_budget
-    from qwen3.eval.runner import MODES, SUITES, EvalOptions, parse_list, run_suites
+    from qwen3.eval.runner import MODES, SUITES, EvalOptions, load_items, parse_list, run_suites
     from qwen3.utils.atomic import atomic_write_json, atomic_write_text
 
     suites = parse_list(args.suite, list(SUITES), "suite")  # bad input fails before the model loads
@@ -159,7 +159,9 @@ def run_eval(args: argparse.Namespace) -> int:
         progress=sys.stderr.isatty() if args.progress is None else args.progress,
         **({"budgets": budgets} if budgets else {}),
     )
+    # The items before the model or server: a missing generator or bad file fails before any loading.
     items = load_items_file(args.items) if args.items else None
+    items = {SUITES[suite][0]: load_items(suite, options, items) for suite in suites}
     backend = make_backend(args)
     results = run_suites(backend, suites, modes, options, items_by_family=items)
     out = Path(args.out)

@@ -163,7 +163,7 @@ class Garbage(BaseHTTPRequestHandler):
 
 
 def test_bad_input_is_one_line(checkpoint, items_file, tmp_path, capsys):
-    items = ["--items", str(items_file)]
+    items = ["--items", str(items_file), "--suite", "reasoning"]
     assert "unknown suite 'poetry'" in one_line_error(capsys, str(checkpoint), "--suite", "poetry")
     assert "unknown mode 'fast'" in one_line_error(capsys, str(checkpoint), "--mode", "fast")
     assert "not a checkpoint directory" in one_line_error(capsys, str(tmp_path / "nope"), *items)
@@ -186,3 +186,5 @@ def test_bad_input_is_one_line(checkpoint, items_file, tmp_path, capsys):
     bad_items = tmp_path / "bad.jsonl"
     bad_items.write_text('{"family": "reasoning"}\n')
     assert "bad.jsonl:1: not an Item" in one_line_error(capsys, str(checkpoint), "--items", str(bad_items))
+    # Suites without items fail before the model loads.
+    assert "no 'ifeval' items" in one_line_error(capsys, str(tmp_path / "nope"), *items, "--suite", "ifeval")

@@ -115,6 +115,7 @@ FALSE_PREMISE = item(
 def test_counterfact_refusing_scores_inventing_does_not():
     assert grade(FALSE_PREMISE, think("t", "Ada Velm did not found Ostrin; it was Bren Tal.")).correct
     assert grade(FALSE_PREMISE, think("t", "Ostrin was founded by Bren Tal.")).correct
+    assert grade(FALSE_PREMISE, think("t", "It was Bren Tal who founded Ostrin.")).correct  # the correction
     invented = grade(FALSE_PREMISE, think("t", "She founded it to trade salt along the river."))
     assert not invented.correct and "false premise" in invented.reason
     control = item("counterfact", "q", {"false_premise": False, "answer": "Bren Tal", "aliases": []})
@@ -250,3 +251,36 @@ def test_grade_rejects_unknown_family_and_failed_reply():
     assert isinstance(failed, Grade) and not failed.correct and "HTTP 500" in failed.reason
     with pytest.raises(ValueError, match="score"):
         Grade(1.5, True, "x")
+
+
+def test_tooluse_multi_call_and_multi_step():
+    two = [
+        {"name": "calculator", "arguments": {"expression": "1+2"}},
+        {"name": "calculator", "arguments": {"expression": "3+4"}},
+    ]
+    parallel = item("tooluse", "1+2 and 3+4?", {"calls": [two], "answer": None}, tools=[CALCULATOR])
+    both = think("t", call("calculator", expression="3+4") + "\n" + call("calculator", expression="1+2"))
+    assert grade(parallel, [both, think("t", "3 and 7")]).correct  # any order
+    once = grade(parallel, [think("t", call("calculator", expression="1+2")), think("t", "3")])
+    # One call cannot stand for two: intent (a multiset) and half the parameters are wrong.
+    assert once.details["parameters"] == 0.5 and once.details["intent"] == 0.5
+    chained = item(
+        "tooluse",
+        "(2+3)*4?",
+        {
+            "calls": [
+                [{"name": "calculator", "arguments": {"expression": "2+3"}}],
+                [{"name": "calculator", "arguments": {"expression": "5*4"}}],
+                [],
+            ],
+            "answer": "20",
+        },
+        tools=[CALCULATOR],
+    )
+    steps = [
+        think("t", call("calculator", expression="2+3")),
+        think("t", call("calculator", expression="5*4")),
+    ]
+    assert grade(chained, [*steps, think("t", "Answer: 20")]).correct
+    early = grade(chained, [steps[0], think("t", "Answer: 20")])
+    assert not early.correct and early.details["intent"] == pytest.approx(1 / 3)
