@@ -34,6 +34,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--out", default="results.json", help="results file; the table goes next to it as .md")
     p.add_argument("--samples", type=int, default=1, help="replies per item (pass@1 averaged, pass@k)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--split", default="test", help="the world split to score (test; validation while tuning)")
     p.add_argument("--limit", type=int, default=50, help="items per suite")
     p.add_argument(
         "--sampling",
@@ -156,6 +157,7 @@ def run_eval(args: argparse.Namespace) -> int:
         tool_rounds=args.tool_rounds,
         records=not args.no_records,
         open_thought=args.open_thought,
+        split=args.split,
         progress=sys.stderr.isatty() if args.progress is None else args.progress,
         **({"budgets": budgets} if budgets else {}),
     )
@@ -168,9 +170,9 @@ def run_eval(args: argparse.Namespace) -> int:
     if out.parent != Path(""):
         out.parent.mkdir(parents=True, exist_ok=True)
     if "budget" in results:
-        results["budget"]["png"] = str(
-            plot_budget(results["budget"], out.with_name(out.stem + "_budget.png"))
-        )
+        title = f"{results['model']}: reasoning pass@1 vs thinking budget"
+        png = plot_budget(results["budget"], out.with_name(out.stem + "_budget.png"), title=title)
+        results["budget"]["png"] = str(png)
     atomic_write_json(out, results)
     table = markdown_table(results)
     atomic_write_text(out.with_suffix(".md"), table)

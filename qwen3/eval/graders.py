@@ -298,6 +298,10 @@ def grade_thinkfollow(item, reply: Reply) -> Grade:
     expected = item.reference["mode"]
     if reply.error is not None:
         return wrong(f"no reply: {reply.error}", mode=reply.mode, expected=expected)
+    if reply.think_closed and not reply.content.strip() and not reply.tool_calls:
+        return wrong(
+            "empty reply (a turn needs an answer in either mode)", mode=reply.mode, expected=expected
+        )
     if reply.mode == expected:
         return right(f"mode {expected}", mode=reply.mode, expected=expected)
     return wrong(f"mode {reply.mode}, expected {expected}", mode=reply.mode, expected=expected)

@@ -114,25 +114,37 @@ def names(calls: list[dict]) -> list[str]:
 def intent_and_format(
     rounds, replies: Sequence[Reply], schemas: dict, problems: list[str]
 ) -> tuple[float, float]:
-    """The share of rounds with the expected tools (as a multiset; none in the answering round) and the share
-    with well-formed calls, over every expected round plus the answering round, or every round the model ran."""
+    """Intent: the share of rounds (every expected round plus the answering round, or every round the model ran)
+    whose reply called the expected tools (as a multiset; none in the answering round). Format: the share of
+    the model's replies whose calls are well-formed. A reply with neither calls nor an answer (a thought that
+    never closed, an empty reply) fails both."""
     count = max(len(rounds) + 1, len(replies))
     intent = well_formed = 0
     for index in range(count):
         expected = names(rounds[index]) if index < len(rounds) else []
-        reply = replies[index] if index < len(replies) else None
-        called = names(reply.tool_calls) if reply is not None else []
-        if reply is not None and called == expected:
+        if index >= len(replies):
+            problems.append(
+                f"round {index + 1}: no turn (the model stopped), expected {expected or 'an answer'}"
+            )
+            continue
+        reply = replies[index]
+        if not reply.tool_calls and not (reply.answer_text or "").strip():
+            problems.append(
+                f"round {index + 1}: no calls and no answer (an unclosed thought or an empty reply)"
+            )
+            continue
+        called = names(reply.tool_calls)
+        if called == expected:
             intent += 1
         else:
             problems.append(
                 f"round {index + 1}: called {called or 'nothing'}, expected {expected or 'nothing'}"
             )
-        problem = round_format(reply, schemas) if reply is not None else None
+        problem = round_format(reply, schemas)
         well_formed += problem is None
         if problem is not None:
             problems.append(f"round {index + 1}: {problem}")
-    return intent / count, well_formed / count
+    return intent / count, well_formed / len(replies)
 
 
 def parameters(rounds, replies: Sequence[Reply], schemas: dict, problems: list[str]) -> float | None:

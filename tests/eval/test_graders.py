@@ -42,6 +42,12 @@ def test_reply_from_message():
         Reply.from_message({"content": None, "tool_calls": [call]}).tool_calls[0]["function"]["name"]
         == "calculator"
     )
+    # After the hard switch a reply filed wholly as reasoning is the answer (a known server parser bug).
+    misfiled = Reply.from_message({"reasoning_content": "Answer: 4", "content": None}, thinking_prompt=False)
+    assert misfiled.content == "Answer: 4" and misfiled.mode == "no_think"
+    # A server that dumps the thought and "</think>" into the content (no opening tag) is re-parsed.
+    dumped = Reply.from_message({"content": "let me see\n</think>\n\nAnswer: 4"})
+    assert dumped.reasoning == "let me see" and dumped.content == "Answer: 4"
     with pytest.raises(TypeError, match="dict"):
         Reply.from_message("Answer: 4")
 
@@ -181,6 +187,10 @@ def test_thinkfollow_compares_modes():
     assert not grade(follow, Reply.from_text("<think>\n2+2")).correct
     no_think = item("thinkfollow", "", {"mode": "no_think"}, messages=dialogue)
     assert grade(no_think, Reply.from_text("<think>\n\n</think>\n\n4")).correct
+    assert "empty reply" in grade(no_think, Reply.from_text("", enable_thinking=False)).reason
+    # Under the hard switch a model that still writes a thought did not follow it.
+    ignored = Reply.from_text("<think>\nlet me think\n</think>\n\n4", enable_thinking=False)
+    assert ignored.mode == "think" and not grade(no_think, ignored).correct
 
 
 # -- tooluse ------------------------------------------------------------------------------------------------------
@@ -235,6 +245,10 @@ def test_tooluse_rightly_no_call_and_wrongly_calling():
     assert grade(chat, think("t", "Hi!")).correct
     needless = grade(chat, [think("t", call("calculator", expression="1+1")), think("t", "Hi!")])
     assert not needless.correct and needless.details["intent"] < 1.0
+    # Calling nothing is no credit when nothing was said either: an unclosed thought or an empty reply.
+    for silent in (Reply.from_text("<think>\nhm"), Reply.from_text("<think>\n\n</think>\n\n")):
+        result = grade(chat, [silent])
+        assert result.score == 0.0 and "no calls and no answer" in result.reason
 
 
 def test_schema_error_names_the_path():
