@@ -21,6 +21,7 @@ from __future__ import annotations
 import copy
 import json
 import random
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -42,6 +43,7 @@ from qwen3.train.filters import (
     no_think_pass_rates,
 )
 from qwen3.train.settings import SettingsError
+from qwen3.train.stages import register_stage
 from qwen3.utils.atomic import atomic_write_json, atomic_write_text
 
 NOISE_KINDS = ("wrong_answer", "repetition", "guesswork", "contradiction")
@@ -89,7 +91,12 @@ class ColdStartConfig:
     teacher_temperature: float = 0.6
     teacher_max_tokens: int = 1024
     noise: dict[str, float] = field(
-        default_factory=lambda: {"wrong_answer": 0.2, "repetition": 0.1, "guesswork": 0.1, "contradiction": 0.1}
+        default_factory=lambda: {
+            "wrong_answer": 0.2,
+            "repetition": 0.1,
+            "guesswork": 0.1,
+            "contradiction": 0.1,
+        }
     )
     repetition_n: int = 4
     max_repetition: float = 0.3
@@ -117,10 +124,14 @@ class ColdStartConfig:
         for name in ("no_think_threshold", "max_repetition", "max_foreign_letters", "max_overlap"):
             _fraction(name, getattr(self, name))
         if not self.teacher_temperature >= 0:
-            raise SettingsError(f"cold_start.teacher_temperature: must be >= 0, got {self.teacher_temperature}")
+            raise SettingsError(
+                f"cold_start.teacher_temperature: must be >= 0, got {self.teacher_temperature}"
+            )
         unknown = sorted(set(self.noise) - set(NOISE_KINDS))
         if unknown:
-            raise SettingsError(f"cold_start.noise: unknown kind {unknown[0]!r} (kinds: {', '.join(NOISE_KINDS)})")
+            raise SettingsError(
+                f"cold_start.noise: unknown kind {unknown[0]!r} (kinds: {', '.join(NOISE_KINDS)})"
+            )
         for kind, share in self.noise.items():
             _fraction(f"noise.{kind}", share)
         if sum(self.noise.values()) > 1:
@@ -161,7 +172,12 @@ def arith_item(rng: random.Random) -> tuple[list[dict[str, Any]], str, str, str]
     steps.append(f"Checking the steps once more gives the same total, so {value} is right.")
     expression = f"(({numbers[0]} {ops[0]} {numbers[1]}) {ops[1]} {numbers[2]})"
     prompt = f"Compute {expression}, working from the innermost brackets out.\n\n{ANSWER_FORMAT}"
-    return [{"role": "user", "content": prompt}], str(value), "\n".join(steps), f"{expression} = {value}.\nAnswer: {value}"
+    return (
+        [{"role": "user", "content": prompt}],
+        str(value),
+        "\n".join(steps),
+        f"{expression} = {value}.\nAnswer: {value}",
+    )
 
 
 def builtin_items(task: str, split: str, count: int, seed: int) -> list[Any]:
@@ -222,7 +238,10 @@ def add_noise(item: Any, kind: str, rng: random.Random) -> tuple[str, str]:
     answer = str(item.reference.get("answer", ""))
     wrong = _wrong_value(answer, rng)
     if kind == "wrong_answer":
-        return thought.replace(answer, wrong), content.replace(answer, wrong)
+        slip = re.compile(rf"(?<![\w.]){re.escape(answer)}(?![\w])") if answer else None
+        if slip is None or not slip.search(content):
+            return thought, f"{content}\nAnswer: {wrong}"
+        return slip.sub(wrong, thought), slip.sub(wrong, content)
     if kind == "repetition":
         lines = thought.splitlines() or [thought]
         loop = lines[min(1, len(lines) - 1)]
@@ -290,7 +309,9 @@ class ColdStartData:
         """train.jsonl, validation.jsonl, filters.json (the reports) and dropped.jsonl (examples), atomically."""
         directory = Path(directory)
         atomic_write_text(directory / "train.jsonl", _jsonl(self.examples))
-        atomic_write_text(directory / "validation.jsonl", _jsonl([item.to_dict() for item in self.validation]))
+        atomic_write_text(
+            directory / "validation.jsonl", _jsonl([item.to_dict() for item in self.validation])
+        )
         atomic_write_json(directory / "filters.json", {"metrics": self.metrics(),
                                                        "reports": [r.to_dict() for r in self.reports]})  # fmt: skip
         atomic_write_text(directory / "dropped.jsonl", _jsonl([e for r in self.reports for e in r.examples]))
@@ -304,7 +325,9 @@ def query_filters(config: ColdStartConfig, validation: Sequence[Any], llm: Any, 
     filters: list[Any] = [Verifiable(max_questions=config.max_questions),
                           HeldOut(frozenset(item.query_hash for item in validation))]  # fmt: skip
     if config.no_think_samples and llm is not None:
-        rates = no_think_pass_rates(llm, items, config.no_think_samples, config.no_think_max_tokens, config.seed)
+        rates = no_think_pass_rates(
+            llm, items, config.no_think_samples, config.no_think_max_tokens, config.seed
+        )
         filters.append(NotSolvedWithoutThinking(rates, config.no_think_threshold))
     return filters
 
@@ -366,7 +389,9 @@ def build_cold_start_data(
     candidates = [candidate for group in groups for candidate in group]
     kept, response_report = apply_filters(response_filters(config, validation), candidates, "responses")
     chosen = select(kept, config.responses_per_query, config.max_samples)
-    return ColdStartData([training_example(c) for c in chosen], validation, [query_report, response_report], chosen)
+    return ColdStartData(
+        [training_example(c) for c in chosen], validation, [query_report, response_report], chosen
+    )
 
 
 # ------------------------------------------------------------------------------------------------------ runner
@@ -389,7 +414,9 @@ def split_stage_table(table: dict[str, Any], name: str, cls: type, stage: str) -
     settings = from_table(cls, rest.pop(name, {}), name)
     data = rest.setdefault("data", {})
     if data.get("kind", "sft") != "sft" or data.get("paths") or data.get("synthetic"):
-        raise SettingsError(f"{stage}: the data comes from [{name}]; leave data.kind, paths and synthetic unset")
+        raise SettingsError(
+            f"{stage}: the data comes from [{name}]; leave data.kind, paths and synthetic unset"
+        )
     data["kind"] = "sft"
     rest.setdefault("stage", stage)
     return settings, rest
@@ -402,7 +429,9 @@ def policy_llm(config: Any, env: Any) -> Any:
 
     weights = checkpoint.model_dir(checkpoint.resolve_init(config.init_from)) if config.init_from else None
     model = build.build_model(config.model, env.device, config.data.seq_len, weights).eval()
-    directory = weights or (Path(config.model.name) if (Path(config.model.name) / "config.json").is_file() else None)
+    directory = weights or (
+        Path(config.model.name) if (Path(config.model.name) / "config.json").is_file() else None
+    )
     tokenizer = build.build_tokenizer(config.data, model.config.vocab_size, directory)
     limit = min(model.config.max_position_embeddings, 4096)
     return LLM(model, tokenizer=tokenizer, seed=config.seed, max_model_len=limit)
@@ -438,6 +467,19 @@ def make_trainer(table: dict[str, Any], *, resume: bool = False, overwrite: bool
                              progress=progress)  # fmt: skip
 
 
+def check_stage(table: dict[str, Any], name: str, cls: type, stage: str) -> list[Any]:
+    """Parse a stage preset without doing any work: [its TrainConfig] (bad ``[name]`` values raise here)."""
+    from qwen3.train.config import TrainConfig
+
+    return [TrainConfig.from_dict(split_stage_table(table, name, cls, stage)[1])]
+
+
+def check_cold_start(table: dict[str, Any]) -> list[Any]:
+    return check_stage(table, "cold_start", ColdStartConfig, "cold_start")
+
+
+@register_stage("cold_start", check=check_cold_start, description="Long-CoT cold start (report section 4.1)")
 def run_cold_start(table: dict[str, Any], **options: Any) -> Any:
-    """Build the cold-start data and fine-tune on it; returns the ``TrainResult``."""
+    """Build the cold-start data and fine-tune on it (``qwen3 train cold-start-debug``); ``options``: resume,
+    overwrite, env, progress. Returns the ``TrainResult``."""
     return make_trainer(table, **options).fit()

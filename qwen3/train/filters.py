@@ -150,7 +150,9 @@ def repetition_rate(text: str, n: int = 4) -> float:
 
 
 def query_text(item: Any) -> str:
-    return "\n".join(str(m.get("content") or "") for m in item.messages if m.get("role") in ("user", "system"))
+    return "\n".join(
+        str(m.get("content") or "") for m in item.messages if m.get("role") in ("user", "system")
+    )
 
 
 # ------------------------------------------------------------------------------------------------ query filters

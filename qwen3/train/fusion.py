@@ -34,6 +34,7 @@ from qwen3.train.cold_start import (
     _at_least,
     _fraction,
     _jsonl,
+    check_stage,
     policy_llm,
     sampled_candidates,
     split_stage_table,
@@ -42,6 +43,7 @@ from qwen3.train.cold_start import (
 )
 from qwen3.train.filters import Candidate, CorrectAnswer
 from qwen3.train.settings import SettingsError
+from qwen3.train.stages import register_stage
 from qwen3.utils.atomic import atomic_write_json, atomic_write_text
 
 PLACEMENTS = ("user", "system", "none")
@@ -80,8 +82,13 @@ class FusionConfig:
     max_new_tokens: int = 512
     solution_fallback: bool = True
     non_thinking: dict[str, int] = field(
-        default_factory=lambda: {"world:reasoning": 32, "world:knowledge": 32, "world:ifeval": 16,
-                                 "world:tooluse": 16, "world:lengthctrl": 16}  # fmt: skip
+        default_factory=lambda: {
+            "world:reasoning": 32,
+            "world:knowledge": 32,
+            "world:ifeval": 16,
+            "world:tooluse": 16,
+            "world:lengthctrl": 16,
+        }  # fmt: skip
     )
     multi_turn: float = 0.3
     max_turns: int = 3
@@ -106,7 +113,9 @@ class FusionConfig:
         for name in ("multi_turn", "no_flag", "system_flag", "extra_flags"):
             _fraction(name, getattr(self, name), "fusion")
         if not self.temperature > 0:
-            raise SettingsError(f"fusion.temperature: must be > 0 (rejection sampling), got {self.temperature}")
+            raise SettingsError(
+                f"fusion.temperature: must be > 0 (rejection sampling), got {self.temperature}"
+            )
         if self.multi_turn > 0 and self.max_turns < 2:
             raise SettingsError("fusion.max_turns: multi_turn > 0 needs max_turns >= 2")
 
@@ -159,7 +168,9 @@ def direct_sample(item: Any, task: str) -> Sample:
         return Sample(_query_messages(messages[: last_user + 1]), reply, "no_think", f"non_thinking:{task}",
                       example.get("tools", item.tools))  # fmt: skip
     if item.direct is None:
-        raise ValueError(f"item {item.id!r} of family {item.family!r} has no direct answer for non-thinking data")
+        raise ValueError(
+            f"item {item.id!r} of family {item.family!r} has no direct answer for non-thinking data"
+        )
     reply = [{"role": "assistant", "content": item.direct, "reasoning_content": ""}]
     return Sample(_query_messages(item.messages), reply, "no_think", f"non_thinking:{task}", item.tools)
 
@@ -174,7 +185,9 @@ class RejectionStats:
     unsolved: int = 0  # queries left out: nothing verified and no fallback
 
 
-def rejection_sample(llm: Any, items: Sequence[Any], config: FusionConfig) -> tuple[list[Sample], RejectionStats]:
+def rejection_sample(
+    llm: Any, items: Sequence[Any], config: FusionConfig
+) -> tuple[list[Sample], RejectionStats]:
     """Thinking samples: for each query the first of ``samples_per_query`` model replies that is a real thought
     (non-empty, closed) with a verified answer; else the worked solution when ``solution_fallback`` (verified)."""
     stats = RejectionStats(queries=len(items))
@@ -251,7 +264,9 @@ def compose_dialogue(turns: Sequence[Sample], config: FusionConfig, rng: random.
         messages += prompt
         thinking = resolve_thinking(messages)
         if thinking != wants:
-            raise AssertionError(f"turn {len(placements)}: flags ask for thinking={thinking}, reply is {sample.mode}")
+            raise AssertionError(
+                f"turn {len(placements)}: flags ask for thinking={thinking}, reply is {sample.mode}"
+            )
         messages += copy.deepcopy(sample.reply)
     return Dialogue(messages, tools, [t.mode for t in turns], [t.kind for t in turns], placements, overridden)
 
@@ -288,7 +303,11 @@ class MixReport:
     rejection: dict[str, int]
 
     def metrics(self) -> dict[str, int]:
-        out = {"dialogues": self.dialogues, "examples": self.examples, "overridden_flags": self.overridden_flags}
+        out = {
+            "dialogues": self.dialogues,
+            "examples": self.examples,
+            "overridden_flags": self.overridden_flags,
+        }
         for prefix, counts in (("kind", self.kinds), ("final_mode", self.final_modes),
                                ("placement", self.placements), ("turns", self.turns),
                                ("rejection", self.rejection)):  # fmt: skip
@@ -368,6 +387,12 @@ def make_trainer(table: dict[str, Any], *, resume: bool = False, overwrite: bool
                              env=env, progress=progress)  # fmt: skip
 
 
+def check_fusion(table: dict[str, Any]) -> list[Any]:
+    return check_stage(table, "fusion", FusionConfig, "fusion")
+
+
+@register_stage("fusion", check=check_fusion, description="Thinking Mode Fusion (report section 4.3)")
 def run_fusion(table: dict[str, Any], **options: Any) -> Any:
-    """Build the fusion mix and fine-tune on it; returns the ``TrainResult``."""
+    """Build the fusion mix and fine-tune on it (``qwen3 train fusion-debug``); ``options``: resume, overwrite,
+    env, progress. Returns the ``TrainResult``."""
     return make_trainer(table, **options).fit()

@@ -25,7 +25,8 @@ from typing import Any
 
 from qwen3.train.settings import SettingsError
 
-PLUGIN_MODULES = ("qwen3.train.grpo",)  # modules that register stages and losses when imported
+# modules that register stages and losses when imported
+PLUGIN_MODULES = ("qwen3.train.grpo", "qwen3.train.cold_start", "qwen3.train.fusion")
 DEFAULT_STAGE = "train"
 
 

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import json
-import tomllib
 
 import pytest
+import tomllib
 
+from qwen3.train.cli import config_path
 from qwen3.train.cold_start import (
     ColdStartConfig,
     build_cold_start_data,
@@ -14,7 +15,6 @@ from qwen3.train.cold_start import (
     run_cold_start,
     split_stage_table,
 )
-from qwen3.train.cli import config_path
 from qwen3.train.metrics import read_metrics
 from qwen3.train.settings import SettingsError
 from qwen3.world.items import check_disjoint
@@ -41,7 +41,9 @@ def test_builtin_items_follow_the_hash_split_and_repeat_for_a_seed():
     validation = builtin_items("arith", "validation", 5, seed=1)
     check_disjoint({"train": train, "validation": validation})
     assert all(it.split == "train" for it in train)
-    assert [it.messages for it in builtin_items("arith", "train", 20, seed=1)] == [it.messages for it in train]
+    assert [it.messages for it in builtin_items("arith", "train", 20, seed=1)] == [
+        it.messages for it in train
+    ]
 
 
 def test_pipeline_keeps_few_clean_thinking_examples_and_reports_the_rest(tmp_path):

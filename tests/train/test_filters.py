@@ -8,7 +8,13 @@ from types import SimpleNamespace
 
 import pytest
 
-from qwen3.train.cold_start import NOISE_KINDS, builtin_items, noisy_candidates, response_filters, ColdStartConfig
+from qwen3.train.cold_start import (
+    NOISE_KINDS,
+    ColdStartConfig,
+    builtin_items,
+    noisy_candidates,
+    response_filters,
+)
 from qwen3.train.filters import (
     Candidate,
     Consistency,
@@ -30,7 +36,9 @@ from qwen3.world.items import Item
 THOUGHT = "Start: 12. Step 1: 12 + 7 = 19. Step 2: 19 * 2 = 38. So the result is 38. Checking again gives 38."
 
 
-def item(answer: str = "38", text: str = "Compute ((12 + 7) * 2).", family: str = "reasoning", **fields) -> Item:
+def item(
+    answer: str = "38", text: str = "Compute ((12 + 7) * 2).", family: str = "reasoning", **fields
+) -> Item:
     return Item(family=family, id=text[:20], split="train", messages=[{"role": "user", "content": text}],
                 reference={"answer": answer}, **fields)  # fmt: skip
 
@@ -147,7 +155,9 @@ def test_response_chain_drops_every_injected_noise_and_keeps_every_clean_solutio
     noise = {kind: 0.2 for kind in NOISE_KINDS}
     candidates = [c for it in items for c in noisy_candidates(it, 4, noise, random.Random(it.id))]
     assert {c.meta["noise"] for c in candidates} == {"clean", *NOISE_KINDS}
-    kept, report = apply_filters(response_filters(ColdStartConfig(tasks=["arith"]), validation), candidates, "r")
+    kept, report = apply_filters(
+        response_filters(ColdStartConfig(tasks=["arith"]), validation), candidates, "r"
+    )
     assert all(c.meta["noise"] == "clean" for c in kept)
     assert len(kept) == sum(c.meta["noise"] == "clean" for c in candidates)
     # each noise is caught by the filter made for it

@@ -55,7 +55,9 @@ def expected_rendering(messages: list[dict]) -> str:
 
 @pytest.mark.parametrize("seed", range(6))
 def test_every_reply_obeys_the_last_flag_and_renders_as_the_template(seed):
-    config = FusionConfig(multi_turn=0.6, max_turns=3, no_flag=0.4, system_flag=0.3, extra_flags=0.3, seed=seed)
+    config = FusionConfig(
+        multi_turn=0.6, max_turns=3, no_flag=0.4, system_flag=0.3, extra_flags=0.3, seed=seed
+    )
     dialogues = compose_dialogues(samples(), config)
     assert sum(len(d.modes) for d in dialogues) == 24
     for dialogue in dialogues:
@@ -78,7 +80,9 @@ def test_flags_land_in_user_and_system_messages_and_some_turns_have_none():
     placements = {p for d in dialogues for p in d.placements}
     assert placements == {"user", "system", "none"}
     assert any(len(d.modes) > 1 for d in dialogues) and any(len(d.modes) == 1 for d in dialogues)
-    overridden = [m for d in dialogues for m in d.messages if len(SOFT_SWITCH.findall(m.get("content", ""))) > 1]
+    overridden = [
+        m for d in dialogues for m in d.messages if len(SOFT_SWITCH.findall(m.get("content", ""))) > 1
+    ]
     assert len(overridden) == sum(d.overridden for d in dialogues) > 0
 
 
@@ -113,7 +117,13 @@ def test_rejection_sampling_keeps_only_verified_thoughts():
     config = FusionConfig(samples_per_query=2, solution_fallback=False)
     kept, stats = rejection_sample(llm, items, config)
     assert [s.reply[0]["reasoning_content"] for s in kept] == ["Careful work."]
-    assert (stats.queries, stats.samples, stats.verified, stats.queries_verified, stats.unsolved) == (3, 5, 1, 1, 2)
+    assert (stats.queries, stats.samples, stats.verified, stats.queries_verified, stats.unsolved) == (
+        3,
+        5,
+        1,
+        1,
+        2,
+    )
     kept, stats = rejection_sample(llm, items, FusionConfig(samples_per_query=2))
     assert [s.kind for s in kept] == ["thinking_sampled", "thinking_solution", "thinking_solution"]
     assert stats.solution_fallbacks == 2
