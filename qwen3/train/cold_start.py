@@ -71,7 +71,8 @@ class ColdStartConfig:
       report's teacher is QwQ-32B). ``candidates_per_query`` is the report's N.
     - ``noise``: the share of solution candidates given each kind of noise (``NOISE_KINDS``), so the filters
       have realistic failures to remove.
-    - ``repetition_n`` / ``max_repetition``: word n-gram repetition rate above which a response is dropped;
+    - ``repetition_n`` / ``max_repetition``: word n-gram repetition rate above which a response is dropped, and
+      ``max_line_repeats``: most times one line may occur (a degenerate loop);
       ``min_thought_words``: a shorter thought is guesswork; ``max_foreign_letters``: language mixing;
       ``overlap_n`` / ``max_overlap``: n-gram overlap with validation items above which a response is dropped.
 
@@ -98,8 +99,9 @@ class ColdStartConfig:
             "contradiction": 0.1,
         }
     )
-    repetition_n: int = 4
+    repetition_n: int = 8
     max_repetition: float = 0.3
+    max_line_repeats: int = 3
     min_thought_words: int = 12
     max_foreign_letters: float = 0.05
     overlap_n: int = 8
@@ -117,7 +119,7 @@ class ColdStartConfig:
                     f"cold_start.tasks: {task!r} is not one of {', '.join(BUILTIN_TASKS)} or 'world:<family>'"
                 )
         for name in ("train_queries", "candidates_per_query", "responses_per_query", "max_samples",
-                     "no_think_max_tokens", "teacher_max_tokens", "repetition_n", "overlap_n"):  # fmt: skip
+                     "no_think_max_tokens", "teacher_max_tokens", "repetition_n", "overlap_n", "max_line_repeats"):  # fmt: skip
             _at_least(name, getattr(self, name), 1)
         for name in ("validation_queries", "no_think_samples", "max_questions", "min_thought_words"):
             _at_least(name, getattr(self, name), 0)
@@ -245,7 +247,7 @@ def add_noise(item: Any, kind: str, rng: random.Random) -> tuple[str, str]:
     if kind == "repetition":
         lines = thought.splitlines() or [thought]
         loop = lines[min(1, len(lines) - 1)]
-        return "\n".join(lines[:2] + [loop] * 12 + lines[2:]), content
+        return "\n".join(lines[:2] + [loop] * max(12, len(lines)) + lines[2:]), content
     if kind == "guesswork":
         return "Probably this one.", f"I think it is {answer}.\nAnswer: {answer}"
     if kind == "contradiction":
@@ -335,7 +337,7 @@ def query_filters(config: ColdStartConfig, validation: Sequence[Any], llm: Any, 
 def response_filters(config: ColdStartConfig, validation: Sequence[Any]) -> list:
     return [
         CorrectAnswer(),
-        Repetition(config.repetition_n, config.max_repetition),
+        Repetition(config.repetition_n, config.max_repetition, config.max_line_repeats),
         Guesswork(config.min_thought_words),
         Consistency(),
         LanguageMixing(config.max_foreign_letters),

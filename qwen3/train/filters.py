@@ -245,18 +245,28 @@ class CorrectAnswer:
         return KEPT if graded.correct else (False, "wrong final answer")
 
 
+def most_repeated_line(text: str) -> int:
+    """How often the most frequent non-empty line occurs (a degenerate loop repeats one line verbatim)."""
+    counts = Counter(line.strip() for line in text.splitlines() if line.strip())
+    return max(counts.values(), default=0)
+
+
 @dataclass
 class Repetition:
-    """Drop responses whose word ``n``-gram repetition rate (thought and answer) exceeds ``max_rate``."""
+    """Drop responses whose word ``n``-gram repetition rate (thought and answer) exceeds ``max_rate``, or where
+    one line occurs more than ``max_line_repeats`` times."""
 
-    n: int = 4
+    n: int = 8
     max_rate: float = 0.3
+    max_line_repeats: int = 3
     name: str = "repetition"
 
     def keep(self, candidate: Candidate) -> Verdict:
-        rate = repetition_rate(f"{candidate.reasoning}\n{candidate.content}", self.n)
-        if rate > self.max_rate:
+        text = f"{candidate.reasoning}\n{candidate.content}"
+        if repetition_rate(text, self.n) > self.max_rate:
             return False, f"{self.n}-gram repetition rate > {self.max_rate:g}"
+        if most_repeated_line(text) > self.max_line_repeats:
+            return False, f"a line repeated more than {self.max_line_repeats} times"
         return KEPT
 
 
@@ -290,10 +300,11 @@ class Guesswork:
 
 
 _VALUE = r"(-?\d+(?:[./]\d+)?|(?-i:[A-Z][\w-]*))"
+_STATED = r"(-?\d+(?:[./]\d+)?(?!\w)|[^\n.,;:!?*]+)"  # after "the answer is": a number, or up to the clause end
 # Explicit conclusions only ("the answer is X", "the result is X", "so X is right"): intermediate equations of
 # a worked solution are not its conclusion.
 _CONCLUSION = re.compile(
-    rf"(?:\b(?:answer|result)\s*(?:is|=|:)\s*\**\s*{_VALUE})|(?:\bso\s+{_VALUE}\s+is\s+(?:right|correct))",
+    rf"(?:\b(?:answer|result)\s*(?:is|=|:)\s*\**\s*{_STATED})|(?:\bso\s+{_VALUE}\s+is\s+(?:right|correct))",
     re.IGNORECASE,
 )
 
@@ -305,7 +316,7 @@ def thought_conclusion(reasoning: str) -> str | None:
     if stated != reasoning.strip():  # extract_answer gives the whole text back when there is no Answer: line
         return stated
     found = _CONCLUSION.findall(reasoning)
-    return next((value for value in reversed(found[-1]) if value), None) if found else None
+    return next((value.strip() for value in reversed(found[-1]) if value.strip()), None) if found else None
 
 
 @dataclass

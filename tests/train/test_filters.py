@@ -11,9 +11,9 @@ import pytest
 from qwen3.train.cold_start import (
     NOISE_KINDS,
     ColdStartConfig,
-    builtin_items,
     noisy_candidates,
     response_filters,
+    task_items,
 )
 from qwen3.train.filters import (
     Candidate,
@@ -149,9 +149,10 @@ def test_chain_stops_at_first_drop_counts_reasons_and_writes_examples(tmp_path):
         apply_filters([CorrectAnswer(), CorrectAnswer()], candidates, "x")
 
 
-def test_response_chain_drops_every_injected_noise_and_keeps_every_clean_solution():
-    items = builtin_items("arith", "train", 30, seed=3)
-    validation = builtin_items("arith", "validation", 5, seed=3)
+@pytest.mark.parametrize("tasks", [["arith"], ["world:reasoning", "world:knowledge"]])
+def test_response_chain_drops_every_injected_noise_and_keeps_every_clean_solution(tasks):
+    items = task_items(tasks, "train", 30, seed=3)
+    validation = task_items(tasks, "validation", 5, seed=3)
     noise = {kind: 0.2 for kind in NOISE_KINDS}
     candidates = [c for it in items for c in noisy_candidates(it, 4, noise, random.Random(it.id))]
     assert {c.meta["noise"] for c in candidates} == {"clean", *NOISE_KINDS}

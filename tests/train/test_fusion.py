@@ -74,6 +74,25 @@ def test_every_reply_obeys_the_last_flag_and_renders_as_the_template(seed):
         assert "<think>" not in history  # earlier turns' thinking is dropped
 
 
+def test_world_mix_with_tool_use_obeys_the_flags_and_drops_history_thinking():
+    families = ("reasoning", "knowledge", "ifeval", "tooluse", "lengthctrl")
+    config = FusionConfig(thinking_queries=8, non_thinking={f"world:{f}": 4 for f in families}, multi_turn=0.6,
+                          seed=2)  # fmt: skip
+    data = build_fusion_data(config, llm=None)
+    assert set(data.report.kinds) == {"thinking_solution", *(f"non_thinking:world:{f}" for f in families)}
+    tool_dialogues = [d for d in data.dialogues if d.tools]
+    assert tool_dialogues and all(len(d.modes) == 1 for d in tool_dialogues)
+    for dialogue in data.dialogues:
+        messages = dialogue.messages
+        queries = [i for i, m in enumerate(messages) if m["role"] == "user"]
+        for query, mode in zip(queries, dialogue.modes):
+            assert resolve_thinking(messages[: query + 1]) == (mode == "think")
+        text = render(messages, tools=dialogue.tools)
+        history = render(messages[: queries[-1] + 1], tools=dialogue.tools)
+        assert "<think>" not in history and text.startswith(history)
+        assert text.count("<think>\n\n</think>") >= (dialogue.modes[-1] == "no_think")
+
+
 def test_flags_land_in_user_and_system_messages_and_some_turns_have_none():
     config = FusionConfig(multi_turn=0.5, no_flag=0.3, system_flag=0.3, extra_flags=0.3, seed=1)
     dialogues = compose_dialogues(samples(40), config)
