@@ -95,3 +95,14 @@ def test_cold_start_preset_end_to_end(tmp_path):
     assert first["data/queries_seen"] == 8 and first["data/samples"] > 0
     assert "data/queries_dropped_solved_without_thinking" in first
     assert (run / "data" / "train.jsonl").is_file() and (run / "data" / "dropped.jsonl").is_file()
+
+    # the trained checkpoint as a teacher served by our engine: N thinking samples per query, then the filters
+    from qwen3 import LLM
+
+    teacher = str(result.checkpoint / "model")
+    config = ColdStartConfig(tasks=["arith"], train_queries=3, validation_queries=1, no_think_samples=0,
+                             teacher=teacher, candidates_per_query=2, teacher_max_tokens=12)  # fmt: skip
+    data = build_cold_start_data(config, teacher_llm=LLM(teacher, max_model_len=512))
+    responses = data.reports[1]
+    assert responses.seen == 6 and {c.source for c in data.selected} <= {"model"}
+    assert responses.kept + sum(responses.dropped.values()) == 6

@@ -195,3 +195,13 @@ def test_stages_chain_and_the_thinking_budget_works_on_the_result(tmp_path):
     # the budget cut the thought after 4 tokens and forced the stop-thinking text; generation went on after it
     assert out.num_forced_tokens > 0 and "Considering the limited time by the user" in out.text
     assert len(out.token_ids) > 4 + out.num_forced_tokens
+
+    # the evaluation's budget curve (report Figure 2) runs on the fused checkpoint
+    from qwen3.eval.backends import InProcessBackend
+    from qwen3.eval.runner import EvalOptions, budget_curve
+
+    items = builtin_items("arith", "test", 2, seed=0)
+    options = EvalOptions(budgets=(0, 8), max_tokens=160, sampling="greedy", limit=2)
+    curve = budget_curve(InProcessBackend(llm), items, options, say=lambda line: None)
+    assert [point["budget"] for point in curve["think"]] == [0, 8]
+    assert all(point["n"] == 2 and 0 <= point["score"] <= 1 for point in curve["think"])
