@@ -450,23 +450,35 @@ def train_on_examples(config: Any, examples: list[dict[str, Any]], metrics: dict
                    hooks=[ReportMetrics(metrics)])  # fmt: skip
 
 
-def make_trainer(table: dict[str, Any], *, resume: bool = False, overwrite: bool = False, env: Any = None,
-                 progress: bool | None = None) -> Any:  # fmt: skip
-    """A ``Trainer`` for the cold start from a preset table: builds and writes the data, then SFT on it."""
-    from qwen3 import LLM
+def make_stage_trainer(table: dict[str, Any], name: str, cls: type, build: Any, *, resume: bool = False,
+                       overwrite: bool = False, env: Any = None, progress: bool | None = None) -> Any:  # fmt: skip
+    """The ``Trainer`` of a data-building SFT stage: ``[name]`` parsed as ``cls``, ``build(settings, config,
+    env)`` makes the data (``.examples``, ``.metrics()``, ``.write(dir)``), written to RUN_DIR/data by rank 0."""
     from qwen3.train import distributed
     from qwen3.train.config import TrainConfig
 
-    settings, rest = split_stage_table(table, "cold_start", ColdStartConfig, "cold_start")
+    settings, rest = split_stage_table(table, name, cls, name)
     config = TrainConfig.from_dict(rest)
     env = env or distributed.init_distributed(config.device)
-    model_llm = policy_llm(config, env) if settings.no_think_samples else None
-    teacher = None if settings.teacher == "solutions" else LLM(settings.teacher, seed=settings.seed)
-    data = build_cold_start_data(settings, model_llm=model_llm, teacher_llm=teacher)
+    data = build(settings, config, env)
     if env.is_main:
         data.write(Path(config.run_dir) / "data")
     return train_on_examples(config, data.examples, data.metrics(), resume=resume, overwrite=overwrite, env=env,
                              progress=progress)  # fmt: skip
+
+
+def _build_for_run(settings: ColdStartConfig, config: Any, env: Any) -> ColdStartData:
+    from qwen3 import LLM
+
+    model_llm = policy_llm(config, env) if settings.no_think_samples else None
+    teacher = None if settings.teacher == "solutions" else LLM(settings.teacher, seed=settings.seed)
+    return build_cold_start_data(settings, model_llm=model_llm, teacher_llm=teacher)
+
+
+def make_trainer(table: dict[str, Any], **options: Any) -> Any:
+    """A ``Trainer`` for the cold start from a preset table: builds and writes the data, then SFT on it;
+    ``options``: resume, overwrite, env, progress."""
+    return make_stage_trainer(table, "cold_start", ColdStartConfig, _build_for_run, **options)
 
 
 def check_stage(table: dict[str, Any], name: str, cls: type, stage: str) -> list[Any]:

@@ -35,11 +35,10 @@ from qwen3.train.cold_start import (
     _fraction,
     _jsonl,
     check_stage,
+    make_stage_trainer,
     policy_llm,
     sampled_candidates,
-    split_stage_table,
     task_items,
-    train_on_examples,
 )
 from qwen3.train.filters import Candidate, CorrectAnswer
 from qwen3.train.settings import SettingsError
@@ -341,6 +340,9 @@ class FusionData:
         atomic_write_text(directory / "train.jsonl", _jsonl(self.examples))
         atomic_write_json(directory / "mix.json", self.report.__dict__)
 
+    def metrics(self) -> dict[str, int]:
+        return self.report.metrics()
+
 
 def dialogue_examples(dialogues: Sequence[Dialogue], every_turn: bool) -> list[dict[str, Any]]:
     from qwen3.chat import expand_turns
@@ -370,21 +372,14 @@ def build_fusion_data(
     return FusionData(dialogues, examples, mix_report(dialogues, len(examples), stats))
 
 
-def make_trainer(table: dict[str, Any], *, resume: bool = False, overwrite: bool = False, env: Any = None,
-                 progress: bool | None = None) -> Any:  # fmt: skip
-    """A ``Trainer`` for Thinking Mode Fusion from a preset table (``init_from`` = the stage-2 model)."""
-    from qwen3.train import distributed
-    from qwen3.train.config import TrainConfig
+def _build_for_run(settings: FusionConfig, config: Any, env: Any) -> FusionData:
+    return build_fusion_data(settings, policy_llm(config, env) if settings.thinking_queries else None)
 
-    settings, rest = split_stage_table(table, "fusion", FusionConfig, "fusion")
-    config = TrainConfig.from_dict(rest)
-    env = env or distributed.init_distributed(config.device)
-    llm = policy_llm(config, env) if settings.thinking_queries else None
-    data = build_fusion_data(settings, llm)
-    if env.is_main:
-        data.write(Path(config.run_dir) / "data")
-    return train_on_examples(config, data.examples, data.report.metrics(), resume=resume, overwrite=overwrite,
-                             env=env, progress=progress)  # fmt: skip
+
+def make_trainer(table: dict[str, Any], **options: Any) -> Any:
+    """A ``Trainer`` for Thinking Mode Fusion from a preset table (``init_from`` = the stage-2 model): builds and
+    writes the mix, then packed SFT on it; ``options``: resume, overwrite, env, progress."""
+    return make_stage_trainer(table, "fusion", FusionConfig, _build_for_run, **options)
 
 
 def check_fusion(table: dict[str, Any]) -> list[Any]:
