@@ -106,3 +106,13 @@ def test_cold_start_preset_end_to_end(tmp_path):
     responses = data.reports[1]
     assert responses.seen == 6 and {c.source for c in data.selected} <= {"model"}
     assert responses.kept + sum(responses.dropped.values()) == 6
+
+
+def test_qwen3_train_dispatches_the_preset_and_names_bad_keys(tmp_path, capsys):
+    from qwen3.train.cli import main
+
+    common = ["steps=1", "data.seq_len=160", "cold_start.train_queries=4", "cold_start.no_think_samples=0"]
+    assert main(["cold-start-debug", f"run_dir={tmp_path / 'run'}", *common, "--no-progress"]) == 0
+    assert read_metrics(tmp_path / "run")[0]["data/queries_seen"] == 4
+    assert main(["cold-start-debug", f"run_dir={tmp_path / 'bad'}", "cold_start.bogus=1"]) == 1
+    assert "cold_start.bogus" in capsys.readouterr().err
