@@ -113,11 +113,7 @@ class ColdStartConfig:
     def __post_init__(self) -> None:
         if not self.tasks:
             raise SettingsError("cold_start.tasks: name at least one task")
-        for task in self.tasks:
-            if task not in BUILTIN_TASKS and not task.startswith("world:"):
-                raise SettingsError(
-                    f"cold_start.tasks: {task!r} is not one of {', '.join(BUILTIN_TASKS)} or 'world:<family>'"
-                )
+        check_tasks("cold_start.tasks", self.tasks)
         for name in ("train_queries", "candidates_per_query", "responses_per_query", "max_samples",
                      "no_think_max_tokens", "teacher_max_tokens", "repetition_n", "overlap_n", "max_line_repeats"):  # fmt: skip
             _at_least(name, getattr(self, name), 1)
@@ -145,6 +141,19 @@ class ColdStartConfig:
                 raise SettingsError(
                     f"cold_start.teacher: {self.teacher!r} is neither 'solutions' nor a model directory"
                 )
+
+
+def check_tasks(where: str, tasks: Sequence[str]) -> None:
+    """Each task is built in or a family of the world (``qwen3.world.FAMILIES``)."""
+    from qwen3.world import FAMILIES
+
+    for task in tasks:
+        family = task.split(":", 1)[1] if task.startswith("world:") else None
+        if task not in BUILTIN_TASKS and family not in FAMILIES:
+            raise SettingsError(
+                f"{where}: {task!r} is not one of {', '.join(BUILTIN_TASKS)} or 'world:<family>' with a family in "
+                f"{', '.join(FAMILIES)}"
+            )
 
 
 def _at_least(name: str, value: Any, low: int, table: str = "cold_start") -> None:

@@ -30,11 +30,11 @@ from typing import Any
 
 from qwen3.chat.modes import SOFT_SWITCH, resolve_thinking
 from qwen3.train.cold_start import (
-    BUILTIN_TASKS,
     _at_least,
     _fraction,
     _jsonl,
     check_stage,
+    check_tasks,
     make_stage_trainer,
     policy_llm,
     sampled_candidates,
@@ -98,11 +98,8 @@ class FusionConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        for task in [*self.thinking_tasks, *self.non_thinking]:
-            if task not in BUILTIN_TASKS and not task.startswith("world:"):
-                raise SettingsError(
-                    f"fusion: task {task!r} is not one of {', '.join(BUILTIN_TASKS)} or 'world:<family>'"
-                )
+        check_tasks("fusion.thinking_tasks", self.thinking_tasks)
+        check_tasks("fusion.non_thinking", list(self.non_thinking))
         _at_least("thinking_queries", self.thinking_queries, 0, "fusion")
         _at_least("samples_per_query", self.samples_per_query, 1, "fusion")
         _at_least("max_new_tokens", self.max_new_tokens, 1, "fusion")

@@ -167,8 +167,10 @@ def test_mix_report_counts_the_mix():
 def test_config_errors():
     with pytest.raises(SettingsError, match="fusion.max_turns"):
         FusionConfig(multi_turn=0.5, max_turns=1)
-    with pytest.raises(SettingsError, match="fusion: task 'x'"):
+    with pytest.raises(SettingsError, match="fusion.non_thinking: 'x'"):
         FusionConfig(non_thinking={"x": 3})
+    with pytest.raises(SettingsError, match="fusion.thinking_tasks: 'world:nope'"):
+        FusionConfig(thinking_tasks=["world:nope"])
 
 
 def test_stages_chain_and_the_thinking_budget_works_on_the_result(tmp_path):
