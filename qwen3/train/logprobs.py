@@ -91,11 +91,6 @@ def _kept(scores: Tensor, targets: Tensor, top_k: int, top_p: float) -> Tensor:
     return keep
 
 
-def _plogp(log_probs: Tensor) -> Tensor:
-    """p log p, 0 where p = 0 (tokens a truncation dropped)."""
-    return (log_probs.exp() * log_probs).nan_to_num_(nan=0.0)
-
-
 class _TokenLogprobs(torch.autograd.Function):
     """Forward: per row, z = logits / T, log p = z - logsumexp(z), H = -sum_j p_j log p_j.
     Backward (recomputing z chunk by chunk): d log p_t / dz = onehot_t - p and dH / dz = -p (log p + H); both go
@@ -108,22 +103,29 @@ class _TokenLogprobs(torch.autograd.Function):
         wide = torch.promote_types(compute, torch.float32)
         logp = torch.zeros(hidden.shape[0], dtype=wide, device=hidden.device)
         entropy = torch.zeros_like(logp)
+        lse = torch.zeros_like(logp)  # per row, so the backward needs one exp pass, not two
         with torch.no_grad(), torch.autocast(hidden.device.type, enabled=False):
             w = weight.to(compute)
             for chunk in rows.split(chunk_size):
                 z = _chunk_scores(hidden[chunk].to(compute), w, temperature, targets[chunk], truncation)
-                log_probs = z - torch.logsumexp(z, dim=-1, keepdim=True)
+                # One exp pass: e = exp(z - max), lse = max + log sum e, p = e / sum e.
+                peak = z.amax(dim=-1, keepdim=True)
+                probs = (z - peak).exp_()
+                total = probs.sum(dim=-1, keepdim=True)
+                norm = peak + total.log()
+                lse[chunk] = norm[:, 0]
+                log_probs = z.sub_(norm)
                 logp[chunk] = log_probs.gather(1, targets[chunk, None])[:, 0]
-                # -sum p log p (not lse - sum p z, which cancels badly in fp32)
-                entropy[chunk] = -_plogp(log_probs).sum(dim=-1)
-        ctx.save_for_backward(hidden, weight, targets, rows, entropy)
+                # -sum p log p (not lse - sum p z, which cancels badly in fp32); 0 log 0 = 0 where truncated
+                entropy[chunk] = -probs.div_(total).mul_(log_probs).nan_to_num_(nan=0.0).sum(dim=-1)
+        ctx.save_for_backward(hidden, weight, targets, rows, entropy, lse)
         ctx.temperature, ctx.chunk_size, ctx.compute = temperature, chunk_size, compute
         ctx.truncation = truncation
         return logp, entropy
 
     @staticmethod
     def backward(ctx, grad_logp, grad_entropy):  # type: ignore[override]
-        hidden, weight, targets, rows, entropy = ctx.saved_tensors
+        hidden, weight, targets, rows, entropy, lse = ctx.saved_tensors
         temperature, compute = ctx.temperature, ctx.compute
         grad_hidden = torch.zeros_like(hidden) if ctx.needs_input_grad[0] else None
         grad_weight = (
@@ -137,16 +139,19 @@ class _TokenLogprobs(torch.autograd.Function):
             w = weight.to(compute)
             for chunk in rows.split(ctx.chunk_size):
                 h = hidden[chunk].to(compute)
-                z = _chunk_scores(h, w, temperature, targets[chunk], ctx.truncation)
-                log_probs = z - torch.logsumexp(z, dim=-1, keepdim=True)
+                log_probs = _chunk_scores(h, w, temperature, targets[chunk], ctx.truncation)
+                log_probs.sub_(lse[chunk, None])
                 probs = log_probs.exp()
-                # d/dz of  g_lp * log p_t  +  g_H * H
-                grad = probs * (-grad_logp[chunk, None])
-                grad[torch.arange(len(chunk), device=grad.device), targets[chunk]] += grad_logp[chunk]
+                # d/dz of  g_lp * log p_t  +  g_H * H  =  -p (g_lp + g_H (log p + H))  +  g_lp onehot_t
                 if grad_entropy is not None:
-                    spread = (probs * (log_probs + entropy[chunk, None])).nan_to_num_(nan=0.0)
-                    grad -= grad_entropy[chunk, None] * spread
-                grad = (grad / temperature).to(compute)
+                    weights = log_probs.add_(entropy[chunk, None]).mul_(grad_entropy[chunk, None])
+                    grad = probs.mul_(weights.add_(grad_logp[chunk, None])).nan_to_num_(nan=0.0).neg_()
+                else:
+                    grad = probs.mul_(-grad_logp[chunk, None])
+                grad[torch.arange(len(chunk), device=grad.device), targets[chunk]] += grad_logp[chunk]
+                if temperature != 1.0:
+                    grad.div_(temperature)
+                grad = grad.to(compute)
                 if grad_hidden is not None:
                     grad_hidden[chunk] = (grad @ w).to(hidden.dtype)
                 if grad_weight is not None:

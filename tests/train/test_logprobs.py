@@ -95,3 +95,15 @@ def test_truncated_logprobs_renormalise_over_the_kept_tokens(top_k, top_p):
         torch.testing.assert_close(a, b)
     (grad_h,) = torch.autograd.grad(entropy.sum(), hidden)
     assert torch.isfinite(grad_h).all()
+
+
+def test_under_bf16_autocast_matmuls_are_bf16_and_results_fp32():
+    hidden, weight, targets = inputs()
+    with torch.autocast("cpu", torch.bfloat16):
+        logp, entropy = token_logprobs(hidden, weight, targets, 0.9, 4, True, top_k=6)
+    assert logp.dtype == entropy.dtype == torch.float32
+    exact = token_logprobs(hidden, weight, targets, 0.9, 4, top_k=6)
+    assert (logp - exact).abs().max() < 0.1 and (logp - exact).abs().max() > 0  # bf16 rounding, nothing more
+    grad_h, grad_w = torch.autograd.grad((logp + entropy).sum(), (hidden, weight))
+    assert grad_h.dtype == hidden.dtype and grad_w.dtype == weight.dtype
+    assert torch.isfinite(grad_h).all() and torch.isfinite(grad_w).all()
