@@ -116,3 +116,20 @@ def test_qwen3_train_dispatches_the_preset_and_names_bad_keys(tmp_path, capsys):
     assert read_metrics(tmp_path / "run")[0]["data/queries_seen"] == 4
     assert main(["cold-start-debug", f"run_dir={tmp_path / 'bad'}", "cold_start.bogus=1"]) == 1
     assert "cold_start.bogus" in capsys.readouterr().err
+
+
+def test_resume_rebuilds_the_same_data_and_continues_the_run(tmp_path):
+    changes = dict(train_queries=6, validation_queries=2, no_think_samples=1)
+    whole = debug_table("cold-start-debug", tmp_path / "whole", **changes)
+    whole.update(steps=3, schedule={"kind": "constant"})  # the same learning rates whatever the step count
+    straight = run_cold_start(whole, progress=False).losses
+    part = debug_table("cold-start-debug", tmp_path / "part", **changes)
+    part["checkpoint"]["every"] = 2
+    part["schedule"] = {"kind": "constant"}
+    run_cold_start(part, progress=False)
+    part.update(steps=3)
+    resumed = run_cold_start(part, resume=True, progress=False)
+    assert resumed.losses == straight[2:]
+    assert (tmp_path / "part" / "data" / "train.jsonl").read_text() == (
+        tmp_path / "whole" / "data" / "train.jsonl"
+    ).read_text()
