@@ -134,10 +134,10 @@ def strip_flags(text: str) -> str:
 
 
 def _query_messages(messages: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The item's query without flags, and without a leading system message (the dialogue places its own)."""
-    out = [dict(m) for m in messages if m.get("role") != "system"]
+    """The item's query with its own flags removed from user and system texts (the dialogue places its own)."""
+    out = [dict(m) for m in messages]
     for message in out:
-        if message.get("role") == "user" and isinstance(message.get("content"), str):
+        if message.get("role") in ("user", "system") and isinstance(message.get("content"), str):
             message["content"] = strip_flags(message["content"])
     return out
 

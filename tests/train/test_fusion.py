@@ -207,3 +207,13 @@ def test_stages_chain_and_the_thinking_budget_works_on_the_result(tmp_path):
     curve = budget_curve(InProcessBackend(llm), items, options, say=lambda line: None)
     assert [point["budget"] for point in curve["think"]] == [0, 8]
     assert all(point["n"] == 2 and 0 <= point["score"] <= 1 for point in curve["think"])
+
+
+def test_a_query_system_message_is_kept_without_its_flag():
+    item = builtin_items("arith", "train", 1, seed=6)[0]
+    item.messages.insert(0, {"role": "system", "content": "Be brief. /think"})
+    sample = direct_sample(item, "arith")
+    assert sample.prompt[0] == {"role": "system", "content": "Be brief."}
+    dialogue = compose_dialogues([sample], FusionConfig(multi_turn=0.0, system_flag=1.0))[0]
+    assert dialogue.placements == ["system"] and resolve_thinking(dialogue.messages[:-1]) is False
+    assert render(dialogue.messages).startswith("<|im_start|>system\nBe brief.<|im_end|>\n")
