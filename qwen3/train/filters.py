@@ -300,7 +300,8 @@ class Guesswork:
 
 
 _VALUE = r"(-?\d+(?:[./]\d+)?|(?-i:[A-Z][\w-]*))"
-_STATED = r"(-?\d+(?:[./]\d+)?(?!\w)|[^\n.,;:!?*]+)"  # after "the answer is": a number, or up to the clause end
+# after "the answer is": a number, or the words up to the end of the clause
+_STATED = r"(-?\d+(?:[./]\d+)?(?!\w)|[^\n.,;:!?*]+)"
 # Explicit conclusions only ("the answer is X", "the result is X", "so X is right"): intermediate equations of
 # a worked solution are not its conclusion.
 _CONCLUSION = re.compile(
