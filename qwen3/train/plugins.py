@@ -11,7 +11,12 @@ import importlib
 import importlib.util
 
 # The built-in pre-training stages first, then the post-training stages (each registers its stage and losses).
-PLUGIN_MODULES = ("qwen3.train.pretrain", "qwen3.train.grpo")
+PLUGIN_MODULES = (
+    "qwen3.train.pretrain",
+    "qwen3.train.cold_start",
+    "qwen3.train.grpo",
+    "qwen3.train.fusion",
+)
 
 
 def import_plugins() -> None:

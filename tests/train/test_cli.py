@@ -35,7 +35,7 @@ def test_train_and_plot_from_the_command_line(tmp_path, capsys):
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["train", "no-such-preset"], "neither a config file nor a preset; presets: debug"),
+        (["train", "no-such-preset"], "neither a config file nor a preset; presets: cold-start-debug, debug"),
         (["train", "debug", "optim.lr=fast"], "debug.toml: optim.lr: expected float, got 'fast'"),
         (["train", "debug", "data.synthetic=null", "run_dir=RUN"], "data: give paths"),
         (["plot", "RUN"], "no metrics.jsonl"),
