@@ -12,6 +12,12 @@ import sys
 from pathlib import Path
 
 CONFIG_DIR = Path(__file__).parent / "configs"
+# Post-training stages whose config carries its own table next to the TrainConfig: ``stage`` -> "module:function"
+# called as ``function(table, resume=, overwrite=, progress=, env=)``.
+STAGE_RUNNERS = {
+    "distill": "qwen3.train.distill:run_distill",
+    "reward-model": "qwen3.train.reward_model:run_reward_model",
+}
 
 
 def presets() -> list[str]:
@@ -80,7 +86,12 @@ def run_train(args: argparse.Namespace) -> int:
     env = None
     try:
         table = apply_overrides(read_table(path), args.overrides)
-        if is_chain(table):
+        if table.get("stage") in STAGE_RUNNERS:
+            env = distributed.init_distributed(table.get("device", "auto"))
+            stage_runner(table["stage"])(
+                table, resume=args.resume, overwrite=args.overwrite, progress=progress, env=env
+            )
+        elif is_chain(table):
             configs = chain_configs(table)
             env = distributed.init_distributed(configs[0].device)
             run_chain(configs, resume=args.resume, overwrite=args.overwrite, progress=progress)
@@ -95,6 +106,13 @@ def run_train(args: argparse.Namespace) -> int:
             # After an error the other ranks may be gone: no barrier then.
             distributed.shutdown(env, synchronize=sys.exc_info()[0] is None)
     return 0
+
+
+def stage_runner(stage: str):
+    import importlib
+
+    module, function = STAGE_RUNNERS[stage].split(":")
+    return getattr(importlib.import_module(module), function)
 
 
 def run_plot(args: argparse.Namespace) -> int:
