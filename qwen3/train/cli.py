@@ -12,11 +12,12 @@ import sys
 from pathlib import Path
 
 CONFIG_DIR = Path(__file__).parent / "configs"
-# Post-training stages whose config carries its own table next to the TrainConfig: ``stage`` -> "module:function"
-# called as ``function(table, resume=, overwrite=, progress=, env=)``.
-STAGE_RUNNERS = {
-    "distill": "qwen3.train.distill:run_distill",
-    "reward-model": "qwen3.train.reward_model:run_reward_model",
+# Post-training stages whose config carries its own table next to the TrainConfig: ``stage`` -> the module that
+# defines ``parse_stage(table)`` (validate, raising SettingsError) and
+# ``run_stage(table, resume=, overwrite=, progress=, env=)``.
+STAGE_MODULES = {
+    "distill": "qwen3.train.distill",
+    "reward-model": "qwen3.train.reward_model",
 }
 
 
@@ -86,11 +87,11 @@ def run_train(args: argparse.Namespace) -> int:
     env = None
     try:
         table = apply_overrides(read_table(path), args.overrides)
-        if table.get("stage") in STAGE_RUNNERS:
+        if table.get("stage") in STAGE_MODULES:
+            module = stage_module(table["stage"])
+            module.parse_stage(table)  # bad settings fail here, before any process group or work
             env = distributed.init_distributed(table.get("device", "auto"))
-            stage_runner(table["stage"])(
-                table, resume=args.resume, overwrite=args.overwrite, progress=progress, env=env
-            )
+            module.run_stage(table, resume=args.resume, overwrite=args.overwrite, progress=progress, env=env)
         elif is_chain(table):
             configs = chain_configs(table)
             env = distributed.init_distributed(configs[0].device)
@@ -108,11 +109,10 @@ def run_train(args: argparse.Namespace) -> int:
     return 0
 
 
-def stage_runner(stage: str):
+def stage_module(stage: str):
     import importlib
 
-    module, function = STAGE_RUNNERS[stage].split(":")
-    return getattr(importlib.import_module(module), function)
+    return importlib.import_module(STAGE_MODULES[stage])
 
 
 def run_plot(args: argparse.Namespace) -> int:

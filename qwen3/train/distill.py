@@ -487,6 +487,10 @@ def load_teacher(spec: DistillConfig, device: Any) -> tuple[torch.nn.Module, Any
     return model.eval(), tokenizer
 
 
+def parse_stage(table: dict[str, Any]) -> tuple[DistillConfig, Any]:
+    return split_table(table, "distill", DistillConfig)
+
+
 def run_distill(
     table: dict[str, Any],
     resume: bool = False,
@@ -572,3 +576,6 @@ def _example_tokens(llm: Any, example: dict[str, Any]) -> int:
     from qwen3.chat import render
 
     return len(llm.tokenizer.encode(render(example["messages"])))
+
+
+run_stage = run_distill

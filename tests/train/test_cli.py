@@ -14,10 +14,13 @@ from .conftest import run_losses, tiny_config
 
 @pytest.mark.parametrize("name", presets())
 def test_shipped_configs_parse(name):
-    from qwen3.train.cli import config_path
+    from qwen3.train.cli import STAGE_MODULES, config_path, stage_module
 
     table = read_table(config_path(name))
-    configs = chain_configs(table) if "stages" in table else [load_train_config(config_path(name))]
+    if table.get("stage") in STAGE_MODULES:  # a post-training stage with its own table
+        configs = [stage_module(table["stage"]).parse_stage(table)[1]]
+    else:
+        configs = chain_configs(table) if "stages" in table else [load_train_config(config_path(name))]
     assert configs and all(c.steps > 0 for c in configs)
 
 
