@@ -1,0 +1,116 @@
+"""Per-token log-probabilities (and entropies) of targets under the LM head, chunked, with a backward.
+
+RL and distillation losses need ``log p(target)`` of every completion token (importance ratios, KL to a reference,
+teacher matching), not only the cross-entropy sum that ``linear_cross_entropy`` returns. ``token_logprobs`` gives
+them per token without ever holding the whole ``[N, V]`` logits: the forward keeps only each row's log-sum-exp
+(and entropy), the backward recomputes one chunk of logits at a time and turns the incoming per-token gradients
+into gradients of the hidden states and of the head.
+
+The distribution is ``softmax(hidden @ weight.T / temperature)`` in fp32 (matmuls in the autocast dtype under
+autocast), the one the engine samples from in ``logprobs_mode="processed"`` when no top-k / top-p truncation is
+set (docs/engine.md says how the two sides agree under truncation).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from qwen3.train.batch import IGNORE
+
+
+def token_logprobs(
+    hidden: Tensor,
+    weight: Tensor,
+    targets: Tensor,
+    temperature: float = 1.0,
+    chunk_size: int = 512,
+    with_entropy: bool = False,
+) -> Tensor | tuple[Tensor, Tensor]:
+    """fp32 ``[N]`` log p(targets[i] | hidden[i]) (0 where the target is ``IGNORE``) for ``hidden [N, H]``,
+    ``weight [V, H]``; with ``with_entropy`` also the ``[N]`` entropy of each row's distribution (0 at IGNORE).
+    Both are differentiable with respect to ``hidden`` and ``weight``."""
+    if hidden.dim() != 2 or weight.dim() != 2 or hidden.shape[1] != weight.shape[1]:
+        raise ValueError(f"token_logprobs: hidden {tuple(hidden.shape)} and weight {tuple(weight.shape)} "
+                         "must be [N, H] and [V, H]")  # fmt: skip
+    if targets.shape != hidden.shape[:1]:
+        raise ValueError(f"token_logprobs: targets {tuple(targets.shape)} must be [{hidden.shape[0]}]")
+    if not temperature > 0:
+        raise ValueError(f"token_logprobs: temperature must be > 0, got {temperature}")
+    if chunk_size <= 0:
+        raise ValueError(f"token_logprobs: chunk_size must be > 0, got {chunk_size}")
+    logp, entropy = _TokenLogprobs.apply(hidden, weight, targets, float(temperature), int(chunk_size))
+    return (logp, entropy) if with_entropy else logp
+
+
+def _compute_dtype(hidden: Tensor) -> torch.dtype:
+    device = hidden.device.type
+    return torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else hidden.dtype
+
+
+def _chunk_scores(h: Tensor, w: Tensor, temperature: float) -> Tensor:
+    """logits / temperature of one chunk, in fp32 (fp64 for fp64 inputs, which gradcheck uses)."""
+    logits = (h @ w.T).to(torch.promote_types(h.dtype, torch.float32))
+    return logits.div_(temperature) if temperature != 1.0 else logits
+
+
+class _TokenLogprobs(torch.autograd.Function):
+    """Forward: per row, z = logits / T, log p = z - logsumexp(z), H = -sum_j p_j log p_j.
+    Backward (recomputing z chunk by chunk): d log p_t / dz = onehot_t - p and dH / dz = -p (log p + H); both go
+    through 1/T to the logits, then to hidden (@ weight) and weight (grad.T @ hidden)."""
+
+    @staticmethod
+    def forward(ctx, hidden, weight, targets, temperature, chunk_size):  # type: ignore[override]
+        compute = _compute_dtype(hidden)
+        rows = (targets != IGNORE).nonzero().squeeze(1)
+        wide = torch.promote_types(compute, torch.float32)
+        logp = torch.zeros(hidden.shape[0], dtype=wide, device=hidden.device)
+        entropy = torch.zeros_like(logp)
+        with torch.no_grad(), torch.autocast(hidden.device.type, enabled=False):
+            w = weight.to(compute)
+            for chunk in rows.split(chunk_size):
+                z = _chunk_scores(hidden[chunk].to(compute), w, temperature)
+                log_probs = z - torch.logsumexp(z, dim=-1, keepdim=True)
+                logp[chunk] = log_probs.gather(1, targets[chunk, None])[:, 0]
+                # -sum p log p (not lse - sum p z, which cancels badly in fp32)
+                entropy[chunk] = -(log_probs.exp() * log_probs).sum(dim=-1)
+        ctx.save_for_backward(hidden, weight, targets, rows, entropy)
+        ctx.temperature, ctx.chunk_size, ctx.compute = temperature, chunk_size, compute
+        return logp, entropy
+
+    @staticmethod
+    def backward(ctx, grad_logp, grad_entropy):  # type: ignore[override]
+        hidden, weight, targets, rows, entropy = ctx.saved_tensors
+        temperature, compute = ctx.temperature, ctx.compute
+        grad_hidden = torch.zeros_like(hidden) if ctx.needs_input_grad[0] else None
+        grad_weight = (
+            torch.zeros(weight.shape, dtype=torch.float32, device=weight.device)
+            if ctx.needs_input_grad[1]
+            else None
+        )
+        if grad_logp is None:
+            grad_logp = torch.zeros_like(entropy)
+        with torch.no_grad(), torch.autocast(hidden.device.type, enabled=False):
+            w = weight.to(compute)
+            for chunk in rows.split(ctx.chunk_size):
+                h = hidden[chunk].to(compute)
+                z = _chunk_scores(h, w, temperature)
+                log_probs = z - torch.logsumexp(z, dim=-1, keepdim=True)
+                probs = log_probs.exp()
+                # d/dz of  g_lp * log p_t  +  g_H * H
+                grad = probs * (-grad_logp[chunk, None])
+                grad[torch.arange(len(chunk), device=grad.device), targets[chunk]] += grad_logp[chunk]
+                if grad_entropy is not None:
+                    grad -= grad_entropy[chunk, None] * probs * (log_probs + entropy[chunk, None])
+                grad = (grad / temperature).to(compute)
+                if grad_hidden is not None:
+                    grad_hidden[chunk] = (grad @ w).to(hidden.dtype)
+                if grad_weight is not None:
+                    grad_weight += (grad.T @ h).float()
+        return (
+            grad_hidden,
+            None if grad_weight is None else grad_weight.to(weight.dtype),
+            None,
+            None,
+            None,
+        )
