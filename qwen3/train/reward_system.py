@@ -4,8 +4,8 @@ Every reward is a callable ``reward(item, reply) -> RewardResult(score in [0, 1]
 
 - ``item``: the query record, a ``qwen3.world.Item`` (its ``messages``, ``reference``, ``tools``,
   ``enable_thinking``) or anything with those attributes;
-- ``reply``: the parsed response: ``Response.from_text(completion)`` here, or ``qwen3.eval.Reply`` (the same field
-  names: ``raw``, ``reasoning``, ``content``, ``tool_calls``, ``think_closed``).
+- ``reply``: the parsed response, a ``qwen3.eval.Reply`` (``Reply.from_text(completion)``; ``raw``, ``reasoning``,
+  ``content``, ``tool_calls``, ``think_closed``).
 
 The report names three kinds of reward; this module holds the rule-based ones (precise, hard to hack):
 
@@ -17,7 +17,8 @@ The report names three kinds of reward; this module holds the rule-based ones (p
   (``qwen3.world.constraints``).
 - ``length``: 1 - |length - target| / target, floored at 0 (LengthCtrl's "difference between the generated
   content length and the target length", report section 4.7).
-- ``tool_calls``: every call names an offered tool and its arguments validate against that tool's JSON schema.
+- ``tool_calls``: every call names an offered tool and its arguments validate against that tool's JSON schema
+  (``qwen3.eval.schema``).
 - ``answer``: correctness by the evaluation verifiers (``qwen3.eval.grade``).
 
 The model-based kinds are ``qwen3.train.judge`` (with a reference) and ``qwen3.train.reward_model`` (without); any
@@ -28,8 +29,8 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from qwen3.tokenizer.special import THINK_END, THINK_START, TOOL_CALL_START
@@ -47,34 +48,6 @@ class RewardResult:
 
 class Reward(Protocol):
     def __call__(self, item: Any, reply: Any) -> RewardResult: ...
-
-
-@dataclass
-class Response:
-    """A completion parsed by our chat parser, with the field names of ``qwen3.eval.Reply``.
-
-    ``raw`` is the completion text as generated (the text after the prompt; special tokens other than the think
-    and tool tags removed). ``think_closed``: a ``</think>`` ends a thought (always True when the prompt closed
-    the thought, the hard switch)."""
-
-    raw: str
-    reasoning: str | None
-    content: str
-    tool_calls: list[dict[str, Any]] = field(default_factory=list)
-    think_closed: bool = True
-
-    @classmethod
-    def from_text(cls, raw: str, prompt_closed_thought: bool = False) -> Response:
-        from qwen3.chat import parse
-
-        parsed = parse(raw, enable_thinking=not prompt_closed_thought)
-        return cls(
-            raw=raw,
-            reasoning=parsed.reasoning_content,
-            content=parsed.content or "",
-            tool_calls=[call.to_dict() for call in parsed.tool_calls],
-            think_closed=prompt_closed_thought or THINK_END in raw,
-        )
 
 
 def expected_thinking(item: Any) -> bool:
@@ -177,53 +150,9 @@ def tool_call_problem(call: Mapping[str, Any], offered: Mapping[str, Mapping[str
             arguments = json.loads(arguments)
         except ValueError:
             return f"{name}: arguments are not JSON"
-    return schema_problem(arguments, offered[name].get("parameters", {"type": "object"}), name)
+    from qwen3.eval.schema import schema_error
 
-
-_JSON_TYPES: dict[str, Callable[[Any], bool]] = {
-    "object": lambda v: isinstance(v, dict),
-    "array": lambda v: isinstance(v, list),
-    "string": lambda v: isinstance(v, str),
-    "integer": lambda v: isinstance(v, int) and not isinstance(v, bool),
-    "number": lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),
-    "boolean": lambda v: isinstance(v, bool),
-    "null": lambda v: v is None,
-}
-
-
-def schema_problem(value: Any, schema: Mapping[str, Any], where: str) -> str | None:
-    """The first violation of the JSON-schema subset tool schemas use (type, enum, required, properties,
-    additionalProperties, items), or None."""
-    kinds = schema.get("type")
-    if kinds is not None:
-        kinds = [kinds] if isinstance(kinds, str) else list(kinds)
-        if not any(_JSON_TYPES[kind](value) for kind in kinds if kind in _JSON_TYPES):
-            return f"{where}: expected {' or '.join(kinds)}, got {type(value).__name__}"
-    if "enum" in schema and value not in schema["enum"]:
-        return f"{where}: {value!r} is not one of {schema['enum']}"
-    if isinstance(value, dict):
-        return _object_problem(value, schema, where)
-    if isinstance(value, list) and isinstance(schema.get("items"), Mapping):
-        for index, element in enumerate(value):
-            problem = schema_problem(element, schema["items"], f"{where}[{index}]")
-            if problem:
-                return problem
-    return None
-
-
-def _object_problem(value: dict[str, Any], schema: Mapping[str, Any], where: str) -> str | None:
-    properties = schema.get("properties", {})
-    for name in schema.get("required", []):
-        if name not in value:
-            return f"{where}: missing required argument {name!r}"
-    for name, element in value.items():
-        if name in properties:
-            problem = schema_problem(element, properties[name], f"{where}.{name}")
-            if problem:
-                return problem
-        elif schema.get("additionalProperties", True) is False:
-            return f"{where}: unexpected argument {name!r}"
-    return None
+    return schema_error(arguments, offered[name].get("parameters", {"type": "object"}), name)
 
 
 # ------------------------------------------------------------------------------------------------ answer

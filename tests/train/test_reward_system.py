@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import pytest
 
+from qwen3.eval import Reply
 from qwen3.train.reward_system import (
-    Response,
     RewardMix,
     RewardResult,
     format_reward,
     length_reward,
     measure_length,
-    schema_problem,
     tool_call_reward,
 )
 from qwen3.world import Item
@@ -52,7 +51,7 @@ EMPTY = "<think>\n\n</think>\n\nAnswer: 5"
 )
 def test_format_reward(content, enable_thinking, raw, score, why):
     query = item(content, enable_thinking=enable_thinking)
-    result = format_reward(query, Response.from_text(raw, prompt_closed_thought=enable_thinking is False))
+    result = format_reward(query, Reply.from_text(raw, enable_thinking=enable_thinking is not False))
     assert result.score == score and why in result.reason
 
 
@@ -63,22 +62,21 @@ def test_format_follows_the_last_flag_of_a_multi_turn_dialogue():
         {"role": "user", "content": "now think about 2+3 /think"},
     ]
     query = Item("thinkfollow", "t", "train", messages, {"mode": "think"})
-    assert format_reward(query, Response.from_text(THOUGHT)).score == 1.0
-    assert format_reward(query, Response.from_text(EMPTY)).score == 0.0
+    assert format_reward(query, Reply.from_text(THOUGHT)).score == 1.0
+    assert format_reward(query, Reply.from_text(EMPTY)).score == 0.0
 
 
 def test_length_reward_scores_the_distance_to_the_target():
     query = item(family="lengthctrl", reference={"target": 10, "unit": "words"})
     assert (
-        length_reward(query, Response.from_text(EMPTY.replace("Answer: 5", " ".join(["w"] * 10)))).score
-        == 1.0
+        length_reward(query, Reply.from_text(EMPTY.replace("Answer: 5", " ".join(["w"] * 10)))).score == 1.0
     )
-    half = length_reward(query, Response.from_text(EMPTY.replace("Answer: 5", " ".join(["w"] * 15))))
+    half = length_reward(query, Reply.from_text(EMPTY.replace("Answer: 5", " ".join(["w"] * 15))))
     assert half.score == pytest.approx(0.5) and "15 words" in half.reason
-    assert length_reward(query, Response.from_text(EMPTY.replace("Answer: 5", "w " * 40))).score == 0.0
+    assert length_reward(query, Reply.from_text(EMPTY.replace("Answer: 5", "w " * 40))).score == 0.0
     assert measure_length("intro\n- a\n- b\n3. c\nnot an item", "items") == 3
     with pytest.raises(ValueError, match="positive int"):
-        length_reward(item(reference={"target": 0}), Response.from_text(EMPTY))
+        length_reward(item(reference={"target": 0}), Reply.from_text(EMPTY))
 
 
 CALC = {"type": "function", "function": {"name": "calculator", "description": "evaluate", "parameters": {
@@ -98,22 +96,16 @@ def call(arguments: str, name: str = "calculator") -> str:
         (call('{"expression": "2+3", "precision": 2, "mode": "exact"}'), 1.0, "1 valid"),
         (EMPTY, 1.0, "none made"),
         (call('{"expression": "2+3"}', name="search"), 0.0, "not offered"),
-        (call("{}"), 0.0, "missing required argument 'expression'"),
-        (call('{"expression": 5}'), 0.0, "calculator.expression: expected string, got int"),
-        (call('{"expression": "1", "precision": true}'), 0.0, "expected integer, got bool"),
-        (call('{"expression": "1", "mode": "fuzzy"}'), 0.0, "not one of"),
-        (call('{"expression": "1", "x": 1}'), 0.0, "unexpected argument 'x'"),
+        (call("{}"), 0.0, "calculator.expression is required"),
+        (call('{"expression": 5}'), 0.0, "calculator.expression must be string, got int"),
+        (call('{"expression": "1", "precision": true}'), 0.0, "must be integer, got bool"),
+        (call('{"expression": "1", "mode": "fuzzy"}'), 0.0, "must be one of"),
+        (call('{"expression": "1", "x": 1}'), 0.0, "calculator.x is not a parameter"),
     ],
 )
 def test_tool_call_reward(raw, score, why):
-    result = tool_call_reward(item(family="tooluse", tools=[CALC]), Response.from_text(raw))
+    result = tool_call_reward(item(family="tooluse", tools=[CALC]), Reply.from_text(raw))
     assert result.score == score and why in result.reason
-
-
-def test_schema_checks_arrays_and_union_types():
-    schema = {"type": "array", "items": {"type": ["number", "null"]}}
-    assert schema_problem([1, 2.5, None], schema, "v") is None
-    assert "v[1]: expected number or null" in schema_problem([1, "x"], schema, "v")
 
 
 def test_mix_weights_the_named_rewards_per_family():
@@ -121,11 +113,11 @@ def test_mix_weights_the_named_rewards_per_family():
         return RewardResult(0.5, "half")
 
     mix = RewardMix({"reasoning": {"format": 3.0, "half": 1.0}}, rewards={"half": half})
-    mixed = mix(item(), Response.from_text(THOUGHT))
+    mixed = mix(item(), Reply.from_text(THOUGHT))
     assert mixed.score == pytest.approx((3 * 1.0 + 1 * 0.5) / 4)
     assert set(mixed.parts) == {"format", "half"} and "format=1.00" in mixed.reason
     with pytest.raises(ValueError, match="no reward mix for task family 'ifeval'"):
-        mix(item(family="ifeval"), Response.from_text(THOUGHT))
+        mix(item(family="ifeval"), Reply.from_text(THOUGHT))
     with pytest.raises(ValueError, match="unknown reward 'nope'"):
         RewardMix({"reasoning": {"nope": 1.0}})
     with pytest.raises(ValueError, match="sum to 0"):
@@ -135,3 +127,20 @@ def test_mix_weights_the_named_rewards_per_family():
 def test_a_score_outside_0_1_is_refused():
     with pytest.raises(ValueError, match=r"in \[0, 1\]"):
         RewardResult(1.5, "too much")
+
+
+def test_answer_reward_uses_the_eval_verifiers():
+    from qwen3.train.reward_system import answer_reward
+
+    query = item(reference={"answer": "5"})
+    assert answer_reward(query, Reply.from_text(THOUGHT)).score == 1.0
+    wrong = answer_reward(query, Reply.from_text(THOUGHT.replace("5", "6")))
+    assert wrong.score == 0.0 and "expected '5'" in wrong.reason
+    false_premise = item("Why is the moon made of cheese?", family="counterfact", reference={
+        "false_premise": True, "premise": "the moon is made of cheese", "truth": "the moon is rock"})  # fmt: skip
+    mix = RewardMix({"counterfact": {"format": 0.2, "answer": 0.8}})
+    rejected = mix(
+        false_premise, Reply.from_text("<think>\nhm\n</think>\n\nThe premise is false: the moon is rock.")
+    )
+    hallucinated = mix(false_premise, Reply.from_text("<think>\nhm\n</think>\n\nBecause of the cows."))
+    assert rejected.score == pytest.approx(1.0) and hallucinated.score == pytest.approx(0.2)
