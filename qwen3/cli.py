@@ -11,7 +11,13 @@ import argparse
 import importlib
 import sys
 
-COMMAND_MODULES: list[str] = ["qwen3.model.cli", "qwen3.engine.cli", "qwen3.serve.cli", "qwen3.train.cli"]
+COMMAND_MODULES: list[str] = [
+    "qwen3.model.cli",
+    "qwen3.engine.cli",
+    "qwen3.serve.cli",
+    "qwen3.train.cli",
+    "qwen3.eval.cli",
+]
 
 
 def build_parser() -> argparse.ArgumentParser:

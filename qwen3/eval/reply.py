@@ -39,7 +39,8 @@ class Reply:
         from qwen3.chat.parse import parse
 
         parsed = parse(raw, enable_thinking=enable_thinking, tool_call_id=_call_id, tool_calls=tools)
-        closed = not enable_thinking or THINK_END in raw
+        # As the parser reads it: a tool call also ends a thought that lacks </think>.
+        closed = not enable_thinking or THINK_END in raw or bool(parsed.tool_calls)
         return cls(
             content=parsed.content or "",
             reasoning=parsed.reasoning_content,
@@ -50,10 +51,18 @@ class Reply:
         )
 
     @classmethod
-    def from_message(cls, message: dict[str, Any], finish_reason: str | None = None, **extra: Any) -> Reply:
+    def from_message(
+        cls,
+        message: dict[str, Any],
+        finish_reason: str | None = None,
+        thinking_prompt: bool = True,
+        **extra: Any,
+    ) -> Reply:
         """An OpenAI assistant message (``reasoning_content`` or vLLM's newer ``reasoning``, ``content``,
         ``tool_calls``). A server without a reasoning parser leaves ``<think>`` in the content: it is re-parsed.
-        A thought with neither content nor tool calls after it counts as unclosed (no answer)."""
+        The message does not say whether ``</think>`` came, so after a prompt that leaves thinking to the model
+        (``thinking_prompt``: not the hard switch) a reply with neither content nor tool calls counts as an
+        unclosed thought (no answer)."""
         if not isinstance(message, dict):
             raise TypeError(f"an OpenAI message must be a dict, got {type(message).__name__}")
         content = message.get("content") or ""
@@ -63,7 +72,7 @@ class Reply:
             reply = cls.from_text(content, enable_thinking=True, finish_reason=finish_reason, **extra)
             reply.tool_calls = calls + reply.tool_calls
             return reply
-        closed = reasoning is None or bool(content.strip()) or bool(calls)
+        closed = not thinking_prompt or bool(content.strip()) or bool(calls)
         return cls(
             content=content.strip("\n"),
             reasoning=reasoning.strip("\n") or None if reasoning else None,
