@@ -211,9 +211,11 @@ class LLMEngine:
             return
         if seq.token_counts is not None:
             seq.token_counts[token] += 1
+        if seq.token_logprobs is not None:
+            seq.token_logprobs.append(chosen)
+            seq.cumulative_logprob += chosen
         if seq.logprobs is not None:
             seq.logprobs.append(logprobs)
-            seq.cumulative_logprob += chosen or 0.0
         params = seq.params
         if token in self.eos_token_ids and not params.ignore_eos or token in params.stop_token_ids:
             seq.thinking.observe(token)

@@ -54,7 +54,10 @@ class CompletionOutput:
     """One finished (or, in a snapshot, partial) completion.
 
     ``text`` is the decoded output (special tokens skipped by default, cut before a matched stop string);
-    ``token_ids`` every output token including a final end-of-sequence token. For chat requests the text is also
+    ``token_ids`` every output token including a final end-of-sequence token. ``token_logprobs`` (with
+    ``SamplingParams.token_logprobs`` or ``logprobs``) the log-probability of each of them under
+    ``logprobs_mode``, 0.0 where forced; ``forced`` flags the tokens the engine forced (thinking budget's stop
+    text, answer prefix) instead of sampling. For chat requests the text is also
     split by the chat parser into ``reasoning_content``, ``content`` and ``tool_calls``.
     ``finish_reason``: "stop" (end-of-sequence, a stop token or string), "length" (max_tokens or the context),
     "abort". ``stop_reason``: the stop string or stop token id that matched (None for end-of-sequence).
@@ -65,6 +68,8 @@ class CompletionOutput:
     token_ids: list[int]
     cumulative_logprob: float | None = None
     logprobs: list[TokenLogprobs] | None = None
+    token_logprobs: list[float] | None = None
+    forced: list[bool] = field(default_factory=list)
     finish_reason: str | None = None
     stop_reason: int | str | None = None
     reasoning_content: str | None = None

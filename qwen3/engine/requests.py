@@ -135,7 +135,7 @@ class RequestBuilder:
         elif (
             not stream
             and not params.stop
-            and params.logprobs is None
+            and not params.wants_logprobs
             and not params.uses_penalties
             and thinking.passive
         ):

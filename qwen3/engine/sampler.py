@@ -7,8 +7,10 @@ whose probability reaches ``top_p``, then drop tokens below ``min_p`` times the 
 The draw is an inverse-CDF lookup with one uniform number per row taken from the sequence's own
 ``torch.Generator``, so a seeded request gets the same tokens whatever else is in the batch. On the CPU the filters
 and the draw run in one C call (``cpu_kernels.sample``: selection instead of sorting, double sums; tested to draw
-what these torch ops draw in float64); the torch ops are the path elsewhere. Logprobs are
-``log_softmax`` of the logits as the model produced them (before penalties and temperature), like vLLM's default.
+what these torch ops draw in float64); the torch ops are the path elsewhere. Logprobs (``logprobs_mode``) are
+"raw": ``log_softmax`` of the logits as the model produced them (before penalties and temperature), like vLLM's
+default, or "processed": ``processed_logprobs``, the distribution the draw used (penalties, temperature, top-k /
+top-p / min-p, renormalised), what RL importance ratios need.
 """
 
 from __future__ import annotations
@@ -51,7 +53,7 @@ class Sampler:
             if not all(greedy):
                 tokens = self._sample(logits, tokens, seqs, greedy)
         token_list = tokens.tolist()
-        logprobs, chosen = self._logprobs(raw, seqs, tokens)
+        logprobs, chosen = self._logprobs(raw, logits, seqs, tokens)
         return SampleResult(token_list, logprobs, chosen)
 
     def _sample(
@@ -71,28 +73,46 @@ class Sampler:
         return tokens
 
     def _logprobs(
-        self, raw: Tensor, seqs: list[Sequence], tokens: Tensor
+        self, raw: Tensor, penalised: Tensor, seqs: list[Sequence], tokens: Tensor
     ) -> tuple[list[TokenLogprobs], list[float | None]]:
-        wanted = [i for i, seq in enumerate(seqs) if seq.params.logprobs is not None]
+        """The sampled tokens' log-probabilities (``chosen``) for rows that record them, and the
+        ``{token: Logprob}`` dicts (with decoded text) for rows that asked for ``logprobs``."""
+        wanted = [i for i, seq in enumerate(seqs) if seq.params.wants_logprobs]
         out: list[TokenLogprobs] = [None] * len(seqs)
         chosen: list[float | None] = [None] * len(seqs)
         if not wanted:
             return out, chosen
-        logprobs = torch.log_softmax(raw[wanted].float(), dim=-1)
+        logprobs = self._distribution(raw, penalised, seqs, wanted)
         picked = tokens[wanted]
         picked_lp = logprobs.gather(1, picked[:, None])[:, 0]
-        ranks = (logprobs > picked_lp[:, None]).sum(dim=-1) + 1
-        k = max(seqs[i].params.logprobs or 0 for i in wanted)
-        top_lp, top_ids = logprobs.topk(k, dim=-1) if k else (None, None)
+        picked_values = picked_lp.tolist()
         for row, i in enumerate(wanted):
+            chosen[i] = picked_values[row]
+        with_dicts = [row for row, i in enumerate(wanted) if seqs[i].params.logprobs is not None]
+        if not with_dicts:
+            return out, chosen
+        ranks = (logprobs > picked_lp[:, None]).sum(dim=-1) + 1
+        k = max(seqs[wanted[row]].params.logprobs or 0 for row in with_dicts)
+        top_lp, top_ids = logprobs.topk(k, dim=-1) if k else (None, None)
+        for row in with_dicts:
+            i = wanted[row]
             token = int(picked[row])
-            entry = {token: Logprob(float(picked_lp[row]), int(ranks[row]), self._decode(token))}
+            entry = {token: Logprob(picked_values[row], int(ranks[row]), self._decode(token))}
             for rank in range(seqs[i].params.logprobs or 0):
                 alt = int(top_ids[row, rank])
                 entry.setdefault(alt, Logprob(float(top_lp[row, rank]), rank + 1, self._decode(alt)))
             out[i] = entry
-            chosen[i] = float(picked_lp[row])
         return out, chosen
+
+    @staticmethod
+    def _distribution(raw: Tensor, penalised: Tensor, seqs: list[Sequence], wanted: list[int]) -> Tensor:
+        """fp32 [len(wanted), V] log-probabilities, each row in its request's ``logprobs_mode``."""
+        processed = [row for row, i in enumerate(wanted) if seqs[i].params.logprobs_mode == "processed"]
+        logprobs = torch.log_softmax(raw[wanted].float(), dim=-1)
+        if processed:
+            rows = [wanted[row] for row in processed]
+            logprobs[processed] = processed_logprobs(penalised[rows], [seqs[i].params for i in rows])
+        return logprobs
 
     def _decode(self, token: int) -> str | None:
         return self.decode_token(token) if self.decode_token else None
@@ -189,6 +209,30 @@ def filtered_logits(logits: Tensor, params: Seq) -> tuple[Tensor, Tensor | None]
         drop[:, 0] = False
         values = values.masked_fill(drop, float("-inf"))
     return values, indices
+
+
+def processed_logprobs(logits: Tensor, params: Seq) -> Tensor:
+    """fp32 log-probabilities of the distribution ``sample_rows`` draws from, for rows of (penalised) ``logits``:
+    temperature, then top-k / top-p / min-p with the kept tokens renormalised and the others at -inf. With a
+    truncation the filters run in float64 (as the C sampling kernel's sums do), so the kept set is the one the
+    draw used. Greedy rows: ``log_softmax`` of the logits (temperature 1, no truncation)."""
+    out = torch.empty(logits.shape, dtype=torch.float32, device=logits.device)
+    greedy = [row for row, p in enumerate(params) if p.greedy]
+    sampled = [row for row, p in enumerate(params) if not p.greedy]
+    if greedy:
+        out[greedy] = torch.log_softmax(logits[greedy].float(), dim=-1)
+    if sampled:
+        chosen = [params[row] for row in sampled]
+        truncates = any(0 < p.top_k < logits.shape[-1] or p.top_p < 1.0 or p.min_p > 0.0 for p in chosen)
+        values, indices = filtered_logits(
+            logits[sampled].to(torch.float64 if truncates else torch.float32), chosen
+        )
+        values = torch.log_softmax(values, dim=-1)
+        if indices is not None:
+            values = torch.full(indices.shape[:1] + logits.shape[-1:], float("-inf"), dtype=values.dtype,
+                                device=values.device).scatter_(1, indices, values)  # fmt: skip
+        out[sampled] = values.float()
+    return out
 
 
 def sample_rows(logits: Tensor, params: Seq, uniforms: list[float]) -> Tensor:

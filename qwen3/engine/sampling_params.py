@@ -25,6 +25,7 @@ THINKING_PRESET: dict[str, Any] = {"temperature": 0.6, "top_p": 0.95, "top_k": 2
 NON_THINKING_PRESET: dict[str, Any] = {"temperature": 0.7, "top_p": 0.8, "top_k": 20, "min_p": 0.0}
 
 MAX_LOGPROBS = 20
+LOGPROBS_MODES = ("raw", "processed")
 
 
 @dataclass
@@ -43,8 +44,15 @@ class SamplingParams:
       ``stop_token_ids``: extra ids that end the request like the end-of-sequence ids (``ignore_eos`` ignores those
       only).
     - ``seed``: makes the request reproducible whatever else is in the batch; a signed 64-bit integer.
-    - ``logprobs``: None = off, k >= 0 = the sampled token's log-probability plus the k most likely tokens'. They
-      are ``log_softmax`` of the model's logits (before penalties and temperature).
+    - ``logprobs``: None = off, k >= 0 = the sampled token's log-probability plus the k most likely tokens' (one
+      ``{token_id: Logprob}`` dict per output token, each token decoded to text).
+    - ``token_logprobs``: True fills ``CompletionOutput.token_logprobs``, the flat list of the sampled tokens'
+      log-probabilities (0.0 for forced tokens), without building dicts or decoding tokens (RL rollouts). It is
+      also filled whenever ``logprobs`` is set.
+    - ``logprobs_mode``: "raw" = ``log_softmax`` of the model's logits (before penalties and temperature, vLLM's
+      default); "processed" = under the distribution the token was drawn from: penalties, then temperature, then
+      top-k / top-p / min-p truncation renormalised over the kept tokens (a dropped token gets -inf). Greedy rows
+      (temperature 0) take the penalised logits at temperature 1.
     - ``thinking_budget``: at most this many generated tokens inside ``<think>``; then ``thinking_stop_text`` is
       forced (see ``qwen3.engine.thinking_budget``). 0 gives an empty think block, as non-thinking mode does.
     - ``answer_prefix``: text the answer (what follows the thought) must start with, forced as output tokens right
@@ -67,6 +75,8 @@ class SamplingParams:
     include_stop_str_in_output: bool = False
     seed: int | None = None
     logprobs: int | None = None
+    token_logprobs: bool = False
+    logprobs_mode: str = "raw"
     thinking_budget: int | None = None
     thinking_stop_text: str = STOP_THINKING_TEXT
     answer_prefix: str | None = None
@@ -119,7 +129,12 @@ class SamplingParams:
     @property
     def plain_greedy(self) -> bool:
         """Greedy with no penalties and no logprobs: the token is the argmax of the model's logits."""
-        return self.temperature == 0.0 and self.logprobs is None and not self.uses_penalties
+        return self.temperature == 0.0 and not self.wants_logprobs and not self.uses_penalties
+
+    @property
+    def wants_logprobs(self) -> bool:
+        """Whether the sampled tokens' log-probabilities are recorded (dicts, the flat list, or both)."""
+        return self.logprobs is not None or self.token_logprobs
 
     @property
     def uses_penalties(self) -> bool:
@@ -145,6 +160,12 @@ def _check(p: SamplingParams) -> None:
         _integer(p, "seed", low=-(2**63), high=2**63 - 1)  # torch.Generator.manual_seed takes 64 bits
     if p.logprobs is not None:
         _integer(p, "logprobs", low=0, high=MAX_LOGPROBS)
+    if not isinstance(p.token_logprobs, bool):
+        raise ValueError(f"SamplingParams.token_logprobs must be a bool, got {p.token_logprobs!r}")
+    if p.logprobs_mode not in LOGPROBS_MODES:
+        raise ValueError(
+            f"SamplingParams.logprobs_mode must be one of {LOGPROBS_MODES}, got {p.logprobs_mode!r}"
+        )
     if p.thinking_budget is not None:
         _integer(p, "thinking_budget", low=0)
     for i, text in enumerate(p.stop):

@@ -52,6 +52,12 @@ class Sequence:
         self.finish_reason: str | None = None
         self.stop_reason: int | str | None = None
         self.logprobs: list[TokenLogprobs] | None = [] if params.logprobs is not None else None
+        self.token_logprobs: list[float] | None = (
+            [] if params.wants_logprobs else None
+        )  # flat, sampled tokens
+        self.forced_positions: list[
+            int
+        ] = []  # output indices of forced tokens (thinking budget, answer prefix)
         self.cumulative_logprob = 0.0
         self.token_counts: torch.Tensor | None = None  # [vocab] output-token counts, for penalties
         self.prompt_mask: torch.Tensor | None = None  # [vocab] tokens in the prompt, for repetition_penalty
@@ -119,10 +125,14 @@ class Sequence:
         """Append stop-thinking tokens as output (as many as max_tokens and the context allow); returns them."""
         tokens = tokens[: max(0, self.remaining_tokens(max_model_len))]
         if tokens:
+            start = self.num_output_tokens
             self.append(tokens)
             self.num_forced_tokens += len(tokens)
+            self.forced_positions.extend(range(start, start + len(tokens)))
             if self.logprobs is not None:
                 self.logprobs.extend([None] * len(tokens))
+            if self.token_logprobs is not None:
+                self.token_logprobs.extend([0.0] * len(tokens))  # log 1: the engine's choice, not a draw
             for token in tokens:
                 self.thinking.observe(token)
         return tokens
@@ -159,6 +169,13 @@ class Sequence:
         new = self.token_ids[self.num_prompt_tokens + start :]
         return new, None if self.logprobs is None else self.logprobs[start:]
 
+    def forced_mask(self) -> list[bool]:
+        """One flag per output token: True where the engine forced it instead of sampling it."""
+        mask = [False] * self.num_output_tokens
+        for position in self.forced_positions:
+            mask[position] = True
+        return mask
+
     def usage(self) -> Usage:
         return Usage(self.num_prompt_tokens, self.num_output_tokens, self.thinking.reasoning_tokens)
 
@@ -168,8 +185,10 @@ class Sequence:
             index=self.index,
             text=self.text.text,
             token_ids=self.output_token_ids,
-            cumulative_logprob=self.cumulative_logprob if self.logprobs is not None else None,
+            cumulative_logprob=self.cumulative_logprob if self.token_logprobs is not None else None,
             logprobs=self.logprobs,
+            token_logprobs=None if self.token_logprobs is None else list(self.token_logprobs),
+            forced=self.forced_mask(),
             finish_reason=self.finish_reason,
             stop_reason=self.stop_reason,
             reasoning_content=parsed.reasoning_content if parsed else None,

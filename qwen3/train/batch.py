@@ -2,7 +2,9 @@
 
 A ``Row`` holds the model input, the next-token targets aligned with it (``IGNORE`` where no loss is taken) and,
 for packed sequences whose attention must not cross documents, a document id per token. Stages that need more
-per-token data (advantages, reference log-probabilities, teacher outputs) put it in ``extras``.
+per-token data put it in ``extras``: per token one number (``[T]``: advantages, reference log-probabilities) or a
+fixed-size list (``[T][K]``: a teacher's top-k token ids and log-probabilities). Extras whose values are all
+Python ints collate to int64 (ids), others to float32; ``collate`` pads them with 0.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ class Row:
     input_ids: list[int]
     labels: list[int]  # labels[i] is the target after input_ids[i], or IGNORE
     document_ids: list[int] | None = None
-    extras: dict[str, list[float]] = field(default_factory=dict)
+    extras: dict[str, list[Any]] = field(default_factory=dict)  # name -> [T] numbers or [T][K] lists
 
     def __post_init__(self) -> None:
         if len(self.labels) != len(self.input_ids):
@@ -32,6 +34,11 @@ class Row:
             raise ValueError(
                 f"row has {len(self.input_ids)} input ids but {len(self.document_ids)} document ids"
             )
+        for name, values in self.extras.items():
+            if len(values) != len(self.input_ids):
+                raise ValueError(
+                    f"row has {len(self.input_ids)} input ids but extra {name!r} has {len(values)} values"
+                )
 
     @property
     def num_targets(self) -> int:
@@ -96,6 +103,34 @@ def collate(rows: Sequence[Row], pad_id: int) -> Batch:
         else None,
         attention_mask=(torch.arange(length)[None, :] < lengths[:, None]).long() if padded else None,
         extras={
-            name: stack([row.extras[name] for row in rows], 0.0, torch.float32) for name in rows[0].extras
+            name: _stack_extra(name, [row.extras.get(name) for row in rows], length)
+            for name in rows[0].extras
         },
     )
+
+
+def _stack_extra(name: str, values: list[list[Any] | None], length: int) -> Tensor:
+    """[B, T] or [B, T, K] of one extra, right-padded with 0; int64 when every value is an int, else float32."""
+    if any(v is None for v in values):
+        raise ValueError(f"extra {name!r}: rows of one batch must all have it or none")
+    widths = {_width(name, token) for row in values for token in row}
+    if len(widths) > 1:
+        raise ValueError(f"extra {name!r}: mixes per-token sizes {sorted(widths, key=str)}; use one size K")
+    width = widths.pop() if widths else None
+    flat = (x for row in values for token in row for x in (token if width is not None else (token,)))
+    integer = all(isinstance(x, int) and not isinstance(x, bool) for x in flat)
+    dtype = torch.long if integer else torch.float32
+    shape = (len(values), length) if width is None else (len(values), length, width)
+    out = torch.zeros(shape, dtype=dtype)
+    for i, row in enumerate(values):
+        if row:
+            out[i, : len(row)] = torch.tensor(row, dtype=dtype)
+    return out
+
+
+def _width(name: str, token: Any) -> int | None:
+    if isinstance(token, (list, tuple)):
+        return len(token)
+    if isinstance(token, (int, float)):
+        return None
+    raise ValueError(f"extra {name!r}: expected numbers or lists of numbers per token, got {token!r}")

@@ -1,7 +1,7 @@
 """Training configuration: one dataclass per component, each validated in ``__post_init__``.
 
 ``load_train_config(path, overrides)`` reads a TOML (or JSON) file whose tables are the components
-(``[model]``, ``[data]``, ``[optim]``, ``[schedule]``, ``[checkpoint]``) and applies dotted overrides such as
+(``[model]``, ``[data]``, ``[optim]``, ``[schedule]``, ``[checkpoint]``, ``[loss]`` with ``[loss.options]``) and applies dotted overrides such as
 ``optim.lr=3e-4 data.seq_len=512``. Where the Qwen3 report gives no value (learning rates, batch sizes, warmup,
 schedules are NOT FOUND, facts sheet 6.2) the defaults are common small-model choices, not Qwen3's.
 """
@@ -173,11 +173,29 @@ class CheckpointConfig:
 
 
 @dataclass
+class LossConfig:
+    """The ``[loss]`` table: ``type`` names a registered loss factory (qwen3.train.loss ``LOSSES``: "causal_lm",
+    and those stages register, e.g. "grpo") and ``[loss.options]`` holds its keyword arguments, checked against
+    the factory's signature when the config is built. "causal_lm" takes ``chunk_size`` (rows per chunk of the
+    fused LM head + cross-entropy; 0 = plain torch), ``normalization`` ("tokens", "sequences", "constant") and
+    ``length`` (the constant's per-sequence length; Dr. GRPO, Liu et al. 2025, arXiv 2503.20783)."""
+
+    type: str = "causal_lm"
+    options: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        from qwen3.train.loss import check_loss_options
+
+        self.options = check_loss_options(self.type, self.options)
+
+
+@dataclass
 class TrainConfig:
     """One training run (one stage). The global batch of an optimizer step is ``global_batch_size`` rows of
     ``data.seq_len`` tokens (None: ``micro_batch_size`` x world size); each rank runs
-    global / (micro x world) micro-batches with gradient accumulation. The loss is summed over the target tokens
-    of the whole global batch and divided by their number, so accumulation and world size do not change it.
+    global / (micro x world) micro-batches with gradient accumulation. The loss (``[loss]``, ``LossConfig``) is
+    summed over the whole global batch and divided by a count of it that the loss chooses (qwen3.train.loss
+    ``Normalization``: target tokens, sequences, or a constant), so accumulation and world size do not change it.
 
     ``init_from``: a checkpoint (``step-*`` directory, a run directory: its newest checkpoint, or a Hugging Face
     model directory) whose weights start the run, and with ``init_optimizer`` its AdamW moments (stages chained
@@ -192,8 +210,6 @@ class TrainConfig:
     precision: str = "fp32"
     device: str = "auto"
     seed: int = 0
-    loss_type: str = "causal_lm"
-    loss_chunk_size: int = 512
     on_nan: str = "stop"
     distributed: str = "ddp"
     init_from: str | None = None
@@ -205,6 +221,7 @@ class TrainConfig:
     optim: OptimConfig = field(default_factory=OptimConfig)
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
     checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
 
     def __post_init__(self) -> None:
         _positive("steps", self.steps)
@@ -215,7 +232,6 @@ class TrainConfig:
         _one_of("device", self.device, ("auto", "cpu", "cuda"))
         _one_of("on_nan", self.on_nan, NAN_POLICIES)
         _one_of("distributed", self.distributed, STRATEGIES)
-        _positive("loss_chunk_size", self.loss_chunk_size, allow_zero=True)
         _positive("log_every", self.log_every)
 
     def grad_accum_steps(self, world_size: int) -> int:

@@ -112,6 +112,11 @@ def _join(where: str, name: str) -> str:
     return f"{where}.{name}" if where else name
 
 
+def convert_value(annotation: Any, value: Any, where: str) -> Any:
+    """``value`` checked against (and converted to) a type annotation; ``where`` names it in errors."""
+    return _convert(annotation, value, where)
+
+
 def _convert(annotation: Any, value: Any, where: str) -> Any:
     origin = typing.get_origin(annotation)
     if origin in (typing.Union, types.UnionType):

@@ -1,12 +1,20 @@
-"""The training loop. A stage supplies rows (a ``RowSource``) and a loss (``loss_type`` or a ``LossFn``); the
+"""The training loop. A stage supplies rows (a ``RowSource``) and a loss (``[loss]`` or a ``LossFn``); the
 trainer owns everything else: global batches, gradient accumulation, distribution, the MoE load-balancing loss,
-clipping, the schedule, metrics, non-finite steps, checkpoints and resuming.
+clipping, the schedule, metrics, non-finite steps, checkpoints, resuming, and step hooks.
 
 Normalisation: every rank draws the same global batch of rows (``rows_per_step``) and takes its slice, so the
-number of targets T and of tokens N in the global batch is known everywhere without communication. A micro-batch
-contributes ``loss_sum / T`` (and, for MoE, ``coef x LBL x its tokens / N``), times the world size because DDP and
-FSDP average gradients over ranks. The step's loss is therefore the mean over all targets of the global batch
-whatever the micro-batch size, accumulation or world size; only float summation order differs.
+loss's denominator D (``Normalization.denominator`` of the whole global batch: its targets, its sequences, or
+sequences x a constant) and the number of tokens N are known everywhere without communication, before any
+backward. A micro-batch contributes ``loss_sum / D`` (and, for MoE, ``coef x LBL x its tokens / N``), times the
+world size because DDP and FSDP average gradients over ranks. The step's loss is therefore the same whatever the
+micro-batch size, accumulation or world size; only float summation order differs. The loss's metrics are token
+means (divided by the global target count).
+
+Hooks: objects passed as ``hooks=[...]`` with any of ``on_step_start(trainer, step)`` (before the step's rows are
+drawn; ``step`` is the number of the step about to run), ``on_step_end(trainer, step, metrics)`` (after the
+update, before the record is logged: a hook may add entries to ``metrics``) and ``on_checkpoint(trainer, step)``
+(after a checkpoint was written, ``trainer.last_checkpoint``). A hook with ``state_dict()`` /
+``load_state_dict(state)`` is saved in checkpoints and restored on resume.
 """
 
 from __future__ import annotations
@@ -24,7 +32,7 @@ from torch import Tensor, nn
 from qwen3.train import build, checkpoint, distributed
 from qwen3.train.batch import Batch, Row, RowSource, collate
 from qwen3.train.config import TrainConfig
-from qwen3.train.loss import LossFn, make_loss
+from qwen3.train.loss import LossFn, make_loss, normalization_of
 from qwen3.train.metrics import MetricsLogger, tensorboard_writer_class
 from qwen3.train.schedule import lr_at
 from qwen3.utils.atomic import atomic_write_json
@@ -42,11 +50,12 @@ class TrainStep(nn.Module):
         self.model, self.loss_fn, self.balancer, self.aux_coef = model, loss_fn, balancer, aux_coef
         self.metric_names: list[str] = []  # of the last LossOutput.metrics, logged like the loss
 
-    def forward(self, batch: Batch, target_scale: float, aux_scale: float) -> tuple[Tensor, Tensor, Tensor]:
-        """(objective to backpropagate, [loss sum, *the loss's metric sums], LBL). ``target_scale`` = world /
-        global targets; ``aux_scale`` = world x this micro-batch's share of the global batch's tokens."""
+    def forward(self, batch: Batch, loss_scale: float, aux_scale: float) -> tuple[Tensor, Tensor, Tensor]:
+        """(objective to backpropagate, [loss sum, *the loss's metric sums], LBL). ``loss_scale`` = world /
+        the loss's global denominator; ``aux_scale`` = world x this micro-batch's share of the global batch's
+        tokens."""
         out = self.loss_fn(self.model, batch)
-        objective = out.loss_sum * target_scale
+        objective = out.loss_sum * loss_scale
         aux = torch.zeros((), device=objective.device)
         if out.router_logits and self.balancer is not None:
             aux = self.balancer.step_loss(out.router_logits, batch.attention_mask)
@@ -69,7 +78,7 @@ class TrainResult:
 class Trainer:
     """``Trainer(config).fit()``. ``rows`` replaces the configured data with any ``RowSource``; ``source`` with a
     list/iterable of documents (pre-training) or chat examples (SFT) that go through the configured pipeline.
-    ``loss_fn`` replaces ``config.loss_type``. Checkpoints exist in ``run_dir`` only with ``resume`` (continue
+    ``loss_fn`` replaces ``config.loss``; ``hooks`` see each step (module docstring). Checkpoints exist in ``run_dir`` only with ``resume`` (continue
     from the newest complete one) or ``overwrite`` (delete them)."""
 
     def __init__(
@@ -83,7 +92,12 @@ class Trainer:
         overwrite: bool = False,
         env: distributed.DistEnv | None = None,
         progress: bool | None = None,
+        hooks: Iterable[Any] = (),
     ):
+        loss_fn = loss_fn or make_loss(config.loss.type, **config.loss.options)  # bad options fail first
+        self.hooks = list(hooks)
+        self.normalization = normalization_of(loss_fn)
+        self.last_checkpoint: Path | None = None
         if config.tensorboard:
             tensorboard_writer_class()  # a missing package fails here, on every rank, before any work
         self.config = config
@@ -108,8 +122,7 @@ class Trainer:
         )
         self.pad_id = build.pad_id(self.tokenizer)
         self.module = distributed.wrap(
-            TrainStep(self.model, loss_fn or make_loss(config.loss_type, chunk_size=config.loss_chunk_size),
-                      self._balancer(), self._aux_coef()),
+            TrainStep(self.model, loss_fn, self._balancer(), self._aux_coef()),
             config.distributed, self.env, list(self.model.model.layers), self.model.config.is_moe,
         )  # fmt: skip
         self.optimizer = build.build_optimizer(self.module, config.optim, self.env.device)
@@ -185,6 +198,8 @@ class Trainer:
         trainer_state = checkpoint.load_trainer_state(self.resume_from)
         self.step, self.skipped_steps = int(trainer_state["step"]), int(trainer_state.get("skipped_steps", 0))
         self.rows.load_state_dict(trainer_state["data"])
+        for hook, state in zip(self._stateful_hooks(), trainer_state.get("hooks", [])):
+            hook.load_state_dict(state)
         checkpoint.load_rng_file(self.resume_from)
         self.metrics.reset_to((self.resume_from / "metrics.jsonl").read_text(encoding="utf-8"))
         self.metrics.message(f"resumed from {self.resume_from} at step {self.step}")
@@ -197,7 +212,12 @@ class Trainer:
         last_saved = self.step if self.resume_from is not None else None
         try:
             while self.step < self.config.steps:
-                record = self._train_step(started)
+                self._call_hooks("on_step_start", self.step + 1)
+                rows = [self.rows.next_row() for _ in range(self.rows_per_step)]
+                record = self.run_step(rows, started)
+                if hasattr(self.rows, "counters"):  # the same on every rank: all draw the whole global batch
+                    record.update(self.rows.counters())
+                self._call_hooks("on_step_end", self.step, record)
                 result.losses.append(record["loss"])
                 self.metrics.log(record)
                 every = self.config.checkpoint.every
@@ -210,19 +230,37 @@ class Trainer:
         result.step, result.skipped_steps = self.step, self.skipped_steps
         return result
 
-    def _train_step(self, started: float) -> dict[str, Any]:
+    def _call_hooks(self, name: str, *args: Any) -> None:
+        for hook in self.hooks:
+            method = getattr(hook, name, None)
+            if method is not None:
+                method(self, *args)
+
+    def _stateful_hooks(self) -> list[Any]:
+        return [
+            hook for hook in self.hooks if hasattr(hook, "state_dict") and hasattr(hook, "load_state_dict")
+        ]
+
+    def run_step(self, rows: list[Row], started: float | None = None) -> dict[str, Any]:
+        """One optimizer step on the global batch ``rows`` (the same list on every rank; ``rows_per_step`` of
+        them); returns the step's record (not logged). ``fit`` calls it; a stage may too (several updates on one
+        batch of rollouts)."""
+        if not rows or len(rows) % self.env.world_size:
+            raise TrainingError(
+                f"step {self.step + 1}: {len(rows)} rows do not split evenly over {self.env.world_size} rank(s)"
+            )
         t0 = time.perf_counter()
         lr = lr_at(self.config.schedule, self.config.optim.lr, self.step, self.config.steps)
         for group in self.optimizer.param_groups:
             group["lr"] = lr
-        rows = [self.rows.next_row() for _ in range(self.rows_per_step)]
         targets = sum(row.num_targets for row in rows)
         tokens = sum(len(row.input_ids) for row in rows)
-        if targets == 0:
+        denominator = self.normalization.denominator(rows)
+        if targets == 0 or denominator <= 0:
             raise TrainingError(f"step {self.step + 1}: the global batch has no target tokens")
-        sums = self._accumulate(self._my_micro_batches(rows), targets, tokens)
+        sums = self._accumulate(self._my_micro_batches(rows), denominator, tokens)
         sums = distributed.all_reduce_sum(sums, self.env).tolist()
-        aux, loss, extra = sums[0] / tokens, sums[1] / targets, [value / targets for value in sums[2:]]
+        aux, loss, extra = sums[0] / tokens, sums[1] / denominator, [value / targets for value in sums[2:]]
         grad_norm = self._clip()
         self.step += 1
         skipped = not (math.isfinite(loss) and math.isfinite(grad_norm))
@@ -233,10 +271,9 @@ class Trainer:
         self.optimizer.zero_grad(set_to_none=True)
         now = time.perf_counter()
         record = {"step": self.step, "loss": loss, "lr": lr, "grad_norm": grad_norm, "tokens": tokens,
-                  "targets": targets, "tokens_per_s": tokens / (now - t0), "elapsed_s": now - started}  # fmt: skip
+                  "targets": targets, "tokens_per_s": tokens / (now - t0),
+                  "elapsed_s": now - (t0 if started is None else started)}  # fmt: skip
         record.update(zip(distributed.unwrap(self.module).metric_names, extra))
-        if hasattr(self.rows, "counters"):  # the same on every rank: all draw the whole global batch
-            record.update(self.rows.counters())
         if self.model.config.is_moe:
             record["aux_loss"] = aux
         if skipped:
@@ -249,7 +286,7 @@ class Trainer:
         size = self.config.micro_batch_size
         return [mine[i : i + size] for i in range(0, len(mine), size)]
 
-    def _accumulate(self, micro_batches: list[list[Row]], targets: int, tokens: int) -> Tensor:
+    def _accumulate(self, micro_batches: list[list[Row]], denominator: float, tokens: int) -> Tensor:
         """Forward/backward every micro-batch; returns [token-weighted sum of aux losses, sum of loss sums, sums of
         the loss's metrics] (kept on the device: no host sync until the step's all-reduce)."""
         world = self.env.world_size
@@ -265,7 +302,7 @@ class Trainer:
             last = index == len(micro_batches) - 1
             with distributed.gradient_sync(self.module, last):
                 with autocast:
-                    objective, loss_sums, aux = self.module(batch, world / targets, world * share)
+                    objective, loss_sums, aux = self.module(batch, world / denominator, world * share)
                 objective.backward()
             step_sums = torch.cat([(aux * share * tokens).reshape(1), loss_sums]).double()
             sums = step_sums if sums is None else sums + step_sums
@@ -309,6 +346,7 @@ class Trainer:
                     "data": self.rows.state_dict(),
                     "skipped_steps": self.skipped_steps,
                     "stage": self.config.stage,
+                    "hooks": [hook.state_dict() for hook in self._stateful_hooks()],
                 },
                 self.config.to_dict(),
                 self.metrics.text(),
@@ -317,6 +355,8 @@ class Trainer:
             )
         if self.env.distributed:
             torch.distributed.barrier()
+        self.last_checkpoint = path
+        self._call_hooks("on_checkpoint", self.step)
         return path
 
     @property

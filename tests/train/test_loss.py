@@ -69,5 +69,5 @@ def test_causal_lm_loss_chunked_equals_plain_on_a_packed_batch(preset):
 
 def test_unknown_loss_type_is_named():
     assert "causal_lm" in LOSSES
-    with pytest.raises(ValueError, match="loss_type 'dpo' is not one of causal_lm"):
+    with pytest.raises(ValueError, match="loss.type .dpo. is not one of causal_lm"):
         make_loss("dpo")
