@@ -500,6 +500,7 @@ def run_distill(
 ) -> Any:
     """Run a distillation preset: a TrainConfig table plus ``[distill]`` (``DistillConfig``)."""
     from qwen3.train import distributed
+    from qwen3.train.grpo import loss_chunk_size
     from qwen3.train.trainer import Trainer
 
     spec, config = split_table(table, "distill", DistillConfig)
@@ -519,7 +520,7 @@ def run_distill(
         rollouts = OnPolicyRollouts(prompts, tokenizer, settings, counter, engine)
         rows: Any = CountedRows(rollouts, counter, teacher="teacher")
         loss = distill_on_policy(
-            teacher, spec.divergence, spec.beta, spec.temperature, config.loss_chunk_size
+            teacher, spec.divergence, spec.beta, spec.temperature, loss_chunk_size(config)
         )
     else:
         rows, loss = _off_policy(spec, config, teacher, tokenizer, counter)
@@ -538,6 +539,7 @@ def _off_policy(spec: DistillConfig, config: Any, teacher: torch.nn.Module, toke
 
     from qwen3.engine.llm import LLM
     from qwen3.train.build import build_rows
+    from qwen3.train.grpo import loss_chunk_size
     from qwen3.train.loss import make_loss
     from qwen3.train.topk_store import TopKStore, build_topk_store
 
@@ -550,7 +552,7 @@ def _off_policy(spec: DistillConfig, config: Any, teacher: torch.nn.Module, toke
     if spec.mode == "off_policy_sft":
         data = dataclasses.replace(config.data, kind="sft", synthetic=None)
         source = build_rows(data, tokenizer, teacher.config.vocab_size, examples)
-        return CountedRows(source, counter), make_loss("causal_lm", chunk_size=config.loss_chunk_size)
+        return CountedRows(source, counter), make_loss(config.loss.type, **config.loss.options)
     path = Path(spec.store or Path(config.run_dir) / "teacher_topk.safetensors")
     store = TopKStore.load(path) if path.is_file() else None
     label = teacher_label(spec)
@@ -561,7 +563,7 @@ def _off_policy(spec: DistillConfig, config: Any, teacher: torch.nn.Module, toke
                                  pad_id=tokenizer.pad_token_id)  # fmt: skip
         counter.forward("teacher", sum(len(row.input_ids) for row in rows))
     source = ListRows([sequence.to_row() for sequence in store.sequences], config.data.seed)
-    return CountedRows(source, counter), distill_topk(store.temperature, config.loss_chunk_size)
+    return CountedRows(source, counter), distill_topk(store.temperature, loss_chunk_size(config))
 
 
 def teacher_label(spec: DistillConfig) -> str:

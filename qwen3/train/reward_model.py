@@ -303,5 +303,9 @@ def _train_step(rm: RewardModel, optimizer: Any, batch: Sequence[PreferencePair]
     optimizer.step()
     optimizer.zero_grad(set_to_none=True)
     tokens = sum(len(x) for x in ids)
-    return {"loss": float(loss.detach()), "lr": lr, "tokens": tokens, "tokens_per_s": tokens / (time.perf_counter() - t0), "grad_norm": float(norm),
-            "accuracy": float((chosen > rejected).float().mean()), "margin": float((chosen - rejected).mean())}  # fmt: skip
+    chosen, rejected = chosen.detach(), rejected.detach()
+    return {
+        "loss": float(loss.detach()), "lr": lr, "grad_norm": float(norm), "tokens": tokens,
+        "tokens_per_s": tokens / (time.perf_counter() - t0),
+        "accuracy": float((chosen > rejected).float().mean()), "margin": float((chosen - rejected).mean()),
+    }  # fmt: skip

@@ -20,6 +20,7 @@ import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -56,30 +57,17 @@ class TopKSequence:
         )
 
 
-def topk_extras(ids: Tensor, logprobs: Tensor) -> dict[str, list[float]]:
-    """Row extras carrying the top-k: one [T] float list per rank j (``teacher_topk_ids.j`` and
-    ``teacher_topk_logprobs.j``), which the trainer's collate pads and stacks like any per-token extra. Ids travel
-    as float32, exact below 2^24 (Qwen3's vocabulary is 151,936). ``unpack_topk`` turns them back into [B, T, k]."""
-    extras: dict[str, list[float]] = {}
-    for rank in range(ids.shape[1]):
-        extras[f"{EXTRA_IDS}.{rank}"] = ids[:, rank].float().tolist()
-        extras[f"{EXTRA_LOGPROBS}.{rank}"] = logprobs[:, rank].float().tolist()
-    return extras
+def topk_extras(ids: Tensor, logprobs: Tensor) -> dict[str, list[Any]]:
+    """Row extras of shape [T][k]: integer ids (collated to int64) and float log-probabilities (float32)."""
+    return {EXTRA_IDS: ids.long().tolist(), EXTRA_LOGPROBS: logprobs.float().tolist()}
 
 
 def unpack_topk(extras: dict[str, Tensor]) -> tuple[Tensor, Tensor]:
-    """(ids long [B, T, k], log-probabilities float [B, T, k]) from a batch's extras (``topk_extras``' layout, or
-    [B, T, k] tensors under the plain names)."""
-    if EXTRA_IDS in extras:
-        return extras[EXTRA_IDS].long(), extras[EXTRA_LOGPROBS].float()
-    k = sum(1 for name in extras if name.startswith(EXTRA_IDS + "."))
-    if k == 0:
-        raise KeyError(
-            f"batch has no teacher top-k extras ({EXTRA_IDS}.*); extras: {', '.join(extras) or 'none'}"
-        )
-    ids = torch.stack([extras[f"{EXTRA_IDS}.{rank}"] for rank in range(k)], dim=-1)
-    logprobs = torch.stack([extras[f"{EXTRA_LOGPROBS}.{rank}"] for rank in range(k)], dim=-1)
-    return ids.round().long(), logprobs.float()
+    """(ids long [B, T, k], log-probabilities float [B, T, k]) from a collated batch's extras."""
+    if EXTRA_IDS not in extras or EXTRA_LOGPROBS not in extras:
+        raise KeyError(f"batch has no teacher top-k extras ({EXTRA_IDS}, {EXTRA_LOGPROBS}); extras: "
+                       f"{', '.join(extras) or 'none'}")  # fmt: skip
+    return extras[EXTRA_IDS].long(), extras[EXTRA_LOGPROBS].float()
 
 
 @dataclass
