@@ -16,7 +16,7 @@ The report names three kinds of reward; this module holds the rule-based ones (p
 - ``constraints``: the fraction of the item's verifiable instruction constraints the content satisfies
   (``qwen3.world.constraints``).
 - ``length``: 1 - |length - target| / target, floored at 0 (LengthCtrl's "difference between the generated
-  content length and the target length", report section 4.7).
+  content length and the target length", report section 4.7; the evaluation grader's measure).
 - ``tool_calls``: every call names an offered tool and its arguments validate against that tool's JSON schema
   (``qwen3.eval.schema``).
 - ``answer``: correctness by the evaluation verifiers (``qwen3.eval.grade``).
@@ -28,7 +28,6 @@ callable of the same shape joins a ``RewardMix``.
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -104,25 +103,15 @@ def constraints_reward(item: Any, reply: Any) -> RewardResult:
 
 
 # ---------------------------------------------------------------------------------------------- length
-_ITEM_LINE = re.compile(r"^\s*(?:[-*+•]|\d+[.)])\s+", re.MULTILINE)
-
-
-def measure_length(text: str, unit: str) -> int:
-    """Words (whitespace-separated) or items (lines starting with a bullet or a number)."""
-    if unit == "words":
-        return len(text.split())
-    if unit == "items":
-        return len(_ITEM_LINE.findall(text))
-    raise ValueError(f"length unit must be 'words' or 'items', got {unit!r}")
-
-
 def length_reward(item: Any, reply: Any) -> RewardResult:
-    target, unit = item.reference.get("target"), item.reference.get("unit", "words")
+    """The LengthCtrl score of the evaluation grader (one definition of length for training and evaluation)."""
+    from qwen3.eval.graders import grade_lengthctrl
+
+    target = item.reference.get("target")
     if not isinstance(target, int) or target <= 0:
         raise ValueError(f"item {item.id!r}: reference 'target' must be a positive int, got {target!r}")
-    length = measure_length(reply.content, unit)
-    score = max(0.0, 1.0 - abs(length - target) / target)
-    return RewardResult(score, f"length: {length} {unit} for a target of {target}")
+    result = grade_lengthctrl(item, reply)
+    return RewardResult(float(result.score), f"length: {result.reason}")
 
 
 # ------------------------------------------------------------------------------------------- tool calls
