@@ -29,7 +29,20 @@ from typing import Any
 from qwen3.train.batch import IGNORE, Row
 
 Executor = Callable[[str, Any], str]
-Generator = Callable[[list[list[int]], int], list[tuple[list[int], str]]]
+
+
+@dataclass
+class Generated:
+    """One sampled reply: its tokens (with the final end-of-turn token), why it ended, and the sampler's
+    log-probability of each token (None when not asked for)."""
+
+    token_ids: list[int]
+    finish_reason: str = "stop"
+    logprobs: list[float] | None = None
+
+
+# generate(prompts, keys, round) -> one reply per prompt; ``keys`` name the episodes (stable across rounds).
+Generator = Callable[[list[list[int]], list[int], int], list[Generated]]
 
 
 @dataclass
@@ -40,6 +53,7 @@ class ToolRollout:
     tools: list[dict[str, Any]] | None
     token_ids: list[int]
     generated: list[bool]  # True for tokens the model sampled (the loss targets)
+    logprobs: list[float] = field(default_factory=list)  # sampler log-probabilities (0.0 where not sampled)
     replies: list[Any] = field(default_factory=list)  # qwen3.eval.Reply of each assistant turn
     rounds: int = 0
     tool_calls: int = 0
@@ -57,18 +71,42 @@ def default_executor(name: str, arguments: Any) -> str:
     return execute(name, arguments)
 
 
-def engine_generator(llm: Any, params: Any) -> Generator:
-    """Sample with a ``qwen3.LLM`` (token prompts, one batch); ``params`` a ``SamplingParams`` (its seed, if any,
-    offset by the rollout index and round so that every reply has its own stream)."""
-    from dataclasses import replace
+def engine_generator(engine: Any, params: Any, seeds: Sequence[int] | None = None) -> Generator:
+    """Sample with our engine (a ``qwen3.LLM``, an ``LLMEngine`` or anything with an ``.engine`` that is one),
+    all prompts of a round in one batch. Episode k's reply in round r is seeded ``seeds[k] + 7919 r`` (with
+    ``seeds`` None: ``params.seed`` + k, or unseeded), so a rollout does not depend on the others in its batch."""
+    llm_engine = getattr(engine, "engine", engine)
+    params = params.replace(n=1, logprobs=0 if params.logprobs is None else params.logprobs)
+    counter = iter(range(1 << 62))
 
-    def generate(prompts: list[list[int]], round_index: int) -> list[tuple[list[int], str]]:
-        each = [params if params.seed is None else replace(params, seed=params.seed + 7919 * round_index + i)
-                for i in range(len(prompts))]  # fmt: skip
-        outputs = llm.generate(prompts, each, progress=False)
-        return [(out.outputs[0].token_ids, out.outputs[0].finish_reason or "stop") for out in outputs]
+    def seed_of(key: int, round_index: int) -> int | None:
+        base = seeds[key] if seeds is not None else (None if params.seed is None else params.seed + key)
+        return None if base is None else base + 7919 * round_index
+
+    def generate(prompts: list[list[int]], keys: list[int], round_index: int) -> list[Generated]:
+        pending = {}
+        for ids, key in zip(prompts, keys):
+            request_id = f"tool-rollout-{next(counter)}"
+            llm_engine.add_request(
+                request_id, ids, params.replace(seed=seed_of(key, round_index)), stream=False
+            )
+            pending[request_id] = None
+        while llm_engine.has_unfinished():
+            for delta in llm_engine.step():
+                if delta.finished and delta.request_id in pending:
+                    pending[delta.request_id] = delta.output
+        return [_generated(output) for output in pending.values()]
 
     return generate
+
+
+def _generated(output: Any) -> Generated:
+    entries = output.logprobs or [None] * len(output.token_ids)
+    logprobs = [
+        0.0 if entry is None else float(entry[token].logprob)
+        for token, entry in zip(output.token_ids, entries)
+    ]
+    return Generated(list(output.token_ids), output.finish_reason or "stop", logprobs)
 
 
 @dataclass
@@ -77,6 +115,7 @@ class _Episode:
     tools: list[dict[str, Any]] | None
     ids: list[int]
     generated: list[bool]
+    logprobs: list[float]
     rollout: ToolRollout
 
 
@@ -102,11 +141,12 @@ def tool_rollouts(
         prompt = render(messages, offered, add_generation_prompt=True, enable_thinking=enable_thinking,
                         prefix_preserving=True)  # fmt: skip
         ids = tokenizer.encode(prompt)
-        episodes.append(_Episode(list(messages), offered, ids, [False] * len(ids),
+        episodes.append(_Episode(list(messages), offered, ids, [False] * len(ids), [0.0] * len(ids),
                                  ToolRollout(list(messages), offered, [], [])))  # fmt: skip
     active = list(episodes)
     for round_index in range(max_rounds):
-        outputs = generate([e.ids for e in active], round_index)
+        keys = [episodes.index(e) for e in active]
+        outputs = generate([e.ids for e in active], keys, round_index)
         active = [e for e, out in zip(active, outputs) if _advance(e, out, round_index, max_rounds, tokenizer,
                                                                    execute, enable_thinking)]  # fmt: skip
         if not active:
@@ -114,15 +154,16 @@ def tool_rollouts(
     return [_finish(e) for e in episodes]
 
 
-def _advance(episode: _Episode, output: tuple[list[int], str], round_index: int, max_rounds: int, tokenizer: Any,
+def _advance(episode: _Episode, output: Generated, round_index: int, max_rounds: int, tokenizer: Any,
              execute: Executor, enable_thinking: bool | None) -> bool:  # fmt: skip
     """Append one reply (and the tool results it asked for); True when the episode goes on."""
     from qwen3.chat import render
     from qwen3.eval import Reply
 
-    token_ids, finish_reason = output
+    token_ids, finish_reason = output.token_ids, output.finish_reason
     episode.ids += token_ids
     episode.generated += [True] * len(token_ids)
+    episode.logprobs += output.logprobs if output.logprobs is not None else [0.0] * len(token_ids)
     rollout = episode.rollout
     rollout.rounds = round_index + 1
     text = tokenizer.decode(_without_end(token_ids, tokenizer))
@@ -147,6 +188,7 @@ def _advance(episode: _Episode, output: tuple[list[int], str], round_index: int,
     suffix = tokenizer.encode(after[len(before) :])
     episode.ids += suffix
     episode.generated += [False] * len(suffix)
+    episode.logprobs += [0.0] * len(suffix)
     return True
 
 
@@ -166,4 +208,5 @@ def _assistant_message(reply: Any) -> dict[str, Any]:
 def _finish(episode: _Episode) -> ToolRollout:
     rollout = episode.rollout
     rollout.messages, rollout.token_ids, rollout.generated = episode.messages, episode.ids, episode.generated
+    rollout.logprobs = episode.logprobs
     return rollout

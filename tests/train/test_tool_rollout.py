@@ -11,7 +11,7 @@ import pytest
 
 from qwen3.chat import render, tokenize_conversation
 from qwen3.tokenizer.train import tokenizer_for_vocab
-from qwen3.train.tool_rollout import engine_generator, tool_rollouts
+from qwen3.train.tool_rollout import Generated, engine_generator, tool_rollouts
 
 CALC = {"type": "function", "function": {"name": "calculator", "description": "evaluate arithmetic", "parameters": {
     "type": "object", "properties": {"expression": {"type": "string"}}, "required": ["expression"]}}}  # fmt: skip
@@ -47,18 +47,14 @@ class Scripted:
     def __init__(self, tokenizer, prompts, scripts):
         self.tokenizer, self.prompts, self.scripts, self.calls = tokenizer, prompts, scripts, []
 
-    def __call__(self, prompts, round_index):
+    def __call__(self, prompts, keys, round_index):
         self.calls.append(len(prompts))
         out = []
         for ids in prompts:
             which = next(i for i, p in enumerate(self.prompts) if ids[: len(p)] == p)
             text, finish = self.scripts[which][round_index]
-            out.append(
-                (
-                    self.tokenizer.encode(text) + ([self.tokenizer.im_end_id] if finish == "stop" else []),
-                    finish,
-                )
-            )
+            end = [self.tokenizer.im_end_id] if finish == "stop" else []
+            out.append(Generated(self.tokenizer.encode(text) + end, finish))
         return out
 
 
@@ -134,4 +130,6 @@ def test_a_real_engine_batches_rollouts_of_different_lengths():
         prompt = prompt_ids(llm.tokenizer, conversation, [CALC])
         assert rollout.token_ids[: len(prompt)] == prompt and not any(rollout.generated[: len(prompt)])
         assert 1 <= rollout.rounds <= 3 and sum(rollout.generated) > 0
-        assert len(rollout.replies) == rollout.rounds
+        assert len(rollout.replies) == rollout.rounds and len(rollout.logprobs) == len(rollout.token_ids)
+        sampled = [lp for lp, g in zip(rollout.logprobs, rollout.generated) if g]
+        assert all(lp <= 0.0 for lp in sampled) and any(lp < 0.0 for lp in sampled)
