@@ -18,6 +18,7 @@ CONFIG_DIR = Path(__file__).parent / "configs"
 STAGE_MODULES = {
     "distill": "qwen3.train.distill",
     "reward-model": "qwen3.train.reward_model",
+    "general-rl": "qwen3.train.general_rl",
 }
 
 

@@ -17,7 +17,7 @@ The report names three kinds of reward; this module holds the rule-based ones (p
   (``qwen3.world.constraints``).
 - ``length``: 1 - |length - target| / target, floored at 0 (LengthCtrl's "difference between the generated
   content length and the target length", report section 4.7; the evaluation grader's measure).
-- ``tool_calls``: every call names an offered tool and its arguments validate against that tool's JSON schema
+- ``tool_calls``: every call (of every turn of an agent rollout) names an offered tool and its arguments validate against that tool's JSON schema
   (``qwen3.eval.schema``).
 - ``answer``: correctness by the evaluation verifiers (``qwen3.eval.grade``).
 
@@ -47,6 +47,11 @@ class RewardResult:
 
 class Reward(Protocol):
     def __call__(self, item: Any, reply: Any) -> RewardResult: ...
+
+
+def turns_of(reply: Any) -> list[Any]:
+    """Every model turn of an agent rollout (``reply.turns``, set by qwen3.train.general_rl), else the reply."""
+    return list(getattr(reply, "turns", None) or [reply])
 
 
 def expected_thinking(item: Any) -> bool:
@@ -119,13 +124,14 @@ def tool_call_reward(item: Any, reply: Any) -> RewardResult:
     """1 when every call names an offered tool with schema-valid arguments (and a reply without calls is fine);
     the reasons say which call failed and why."""
     offered = {tool["function"]["name"]: tool["function"] for tool in item.tools or []}
-    if not reply.tool_calls:
+    calls = [call for turn in turns_of(reply) for call in turn.tool_calls]
+    if not calls:
         return RewardResult(1.0, "tool calls: none made")
-    for index, call in enumerate(reply.tool_calls):
+    for index, call in enumerate(calls):
         problem = tool_call_problem(call, offered)
         if problem:
             return RewardResult(0.0, f"tool calls: call {index}: {problem}")
-    return RewardResult(1.0, f"tool calls: {len(reply.tool_calls)} valid")
+    return RewardResult(1.0, f"tool calls: {len(calls)} valid")
 
 
 def tool_call_problem(call: Mapping[str, Any], offered: Mapping[str, Mapping[str, Any]]) -> str | None:
@@ -148,7 +154,8 @@ def tool_call_problem(call: Mapping[str, Any], offered: Mapping[str, Mapping[str
 def answer_reward(item: Any, reply: Any) -> RewardResult:
     from qwen3.eval import grade
 
-    result = grade(item, reply)
+    turns = turns_of(reply)
+    result = grade(item, turns if item.family == "tooluse" else turns[-1])
     return RewardResult(float(result.score), f"answer: {result.reason}")
 
 
