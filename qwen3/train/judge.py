@@ -5,11 +5,15 @@ false negatives of strict rules (a right answer in another form).
 ``Judge(backend)`` is a reward of ``qwen3.train.reward_system``: it renders the query, the reference and the
 response into the judge prompt, asks the backend for verdicts in one batch, and parses each verdict's score
 (``Score: 7``, ``7/10``, ``[[7]]``; the last one wins). A verdict without a score in range is not a crash: it scores
-0 and is counted in ``judge.unparsable`` and logged with its text. Backends:
+0 and is counted in ``judge.unparsable`` and logged with its text (a request that failed likewise). Backends are
+the evaluation's (``qwen3.eval.backends``), so judging and evaluating use one client each way:
 
-- ``EngineJudge``: any Qwen3 checkpoint (a directory, a preset, or a ready ``qwen3.LLM``) run by our engine in
-  this process; all prompts go to the engine together;
-- ``OpenAIJudge``: an OpenAI-compatible server (``qwen3 serve``, vLLM) at a base URL.
+- ``in_process_judge(model)``: any Qwen3 checkpoint (a directory, a preset, or a ready ``qwen3.LLM``) run by our
+  engine in this process; all prompts of a batch go to the engine together;
+- ``openai_judge(base_url, model)``: an OpenAI-compatible server (``qwen3 serve``, vLLM).
+
+The judge decodes greedily in non-thinking mode (the report's judge is an instruct model), ``max_tokens`` a
+verdict.
 
 ``agreement(judge_results, grades)`` reports how often the judge's pass/fail matches the rule verifier's
 (``qwen3.eval.grade``) where both apply: a judge that disagrees with the verifier where the verifier is sure is not
@@ -44,8 +48,8 @@ _SCORE_PATTERNS = (
 
 
 class JudgeBackend(Protocol):
-    def complete(self, conversations: Sequence[list[dict[str, Any]]]) -> list[str]:
-        """The judge's reply text (its content, thought removed) for each conversation, in order."""
+    def complete(self, requests: Sequence[Any]) -> list[Any]:
+        """One ``qwen3.eval.Reply`` per ``qwen3.eval.backends.ChatRequest``, in order."""
         ...
 
 
@@ -97,10 +101,10 @@ def judge_prompt(item: Any, reply: Any, scale: int = 10) -> list[dict[str, Any]]
 class Judge:
     """A reward: ``judge(item, reply)`` or ``judge.score_all(items, replies)`` (one backend call)."""
 
-    def __init__(self, backend: JudgeBackend, scale: int = 10):
+    def __init__(self, backend: JudgeBackend, scale: int = 10, max_tokens: int = 256):
         if scale < 1:
             raise ValueError(f"judge scale must be >= 1, got {scale}")
-        self.backend, self.scale = backend, scale
+        self.backend, self.scale, self.max_tokens = backend, scale, max_tokens
         self.calls = 0
         self.unparsable = 0
 
@@ -110,13 +114,23 @@ class Judge:
     def score_all(self, items: Sequence[Any], replies: Sequence[Any]) -> list[RewardResult]:
         if len(items) != len(replies):
             raise ValueError(f"{len(items)} items but {len(replies)} replies")
-        verdicts = self.backend.complete([judge_prompt(i, r, self.scale) for i, r in zip(items, replies)])
+        from qwen3.eval.backends import ChatRequest, GenParams
+
+        params = GenParams(temperature=0.0, max_tokens=self.max_tokens)
+        requests = [ChatRequest(judge_prompt(i, r, self.scale), params, enable_thinking=False)
+                    for i, r in zip(items, replies)]  # fmt: skip
+        verdicts = self.backend.complete(requests)
         if len(verdicts) != len(items):
             raise RuntimeError(f"judge backend returned {len(verdicts)} verdicts for {len(items)} prompts")
         return [self._result(item, verdict) for item, verdict in zip(items, verdicts)]
 
-    def _result(self, item: Any, verdict: str) -> RewardResult:
+    def _result(self, item: Any, verdict: Any) -> RewardResult:
         self.calls += 1
+        if verdict.error is not None:
+            self.unparsable += 1
+            log.warning("judge: the request for item %s failed (%s); scored 0", item.id, verdict.error)
+            return RewardResult(0.0, f"judge: no verdict ({verdict.error[:80]}; scored 0)")
+        verdict = verdict.content
         score = parse_score(verdict, self.scale)
         if score is None:
             self.unparsable += 1
@@ -170,45 +184,15 @@ def rule_grades(items: Sequence[Any], replies: Sequence[Any]) -> list[Any | None
 
 
 # -------------------------------------------------------------------------------------------------- backends
-class EngineJudge:
-    """A Qwen3 judge in this process: ``model`` is a checkpoint directory, a preset name or a ``qwen3.LLM``.
-    Greedy, non-thinking by default (the report's judge is an instruct model); ``max_tokens`` bounds a verdict."""
+def in_process_judge(model: Any, **engine: Any) -> Any:
+    """A judge backend running ``model`` (a checkpoint directory, a preset or a ``qwen3.LLM``) in this process."""
+    from qwen3.eval.backends import InProcessBackend
 
-    def __init__(self, model: Any, max_tokens: int = 256, enable_thinking: bool = False, **llm_options: Any):
-        from qwen3.engine.llm import LLM
-
-        self.llm = model if isinstance(model, LLM) else LLM(model, **llm_options)
-        self.max_tokens, self.enable_thinking = max_tokens, enable_thinking
-
-    def complete(self, conversations: Sequence[list[dict[str, Any]]]) -> list[str]:
-        from qwen3.engine.sampling_params import SamplingParams
-
-        params = SamplingParams(temperature=0.0, max_tokens=self.max_tokens)
-        outputs = self.llm.chat(
-            list(conversations), params, enable_thinking=self.enable_thinking, progress=False
-        )
-        return [out.outputs[0].content or "" for out in outputs]
+    return InProcessBackend(model, **engine)
 
 
-class OpenAIJudge:
-    """A judge behind an OpenAI-compatible ``/v1/chat/completions`` (``qwen3 serve``, vLLM); one request per
-    verdict, ``max_workers`` at a time."""
+def openai_judge(base_url: str, model: str, api_key: str | None = None, concurrency: int = 8) -> Any:
+    """A judge backend at an OpenAI-compatible ``base_url`` (e.g. ``http://localhost:8000/v1``)."""
+    from qwen3.eval.backends import OpenAIBackend
 
-    def __init__(self, base_url: str, model: str, api_key: str = "EMPTY", max_tokens: int = 256,
-                 max_workers: int = 8, timeout_s: float = 120.0):  # fmt: skip
-        from openai import OpenAI
-
-        self.client = OpenAI(base_url=base_url, api_key=api_key, timeout=timeout_s)
-        self.model, self.max_tokens, self.max_workers = model, max_tokens, max_workers
-
-    def _one(self, messages: list[dict[str, Any]]) -> str:
-        response = self.client.chat.completions.create(
-            model=self.model, messages=messages, temperature=0.0, max_tokens=self.max_tokens
-        )
-        return response.choices[0].message.content or ""
-
-    def complete(self, conversations: Sequence[list[dict[str, Any]]]) -> list[str]:
-        from concurrent.futures import ThreadPoolExecutor
-
-        with ThreadPoolExecutor(self.max_workers) as pool:
-            return list(pool.map(self._one, conversations))
+    return OpenAIBackend(base_url, model, api_key=api_key, concurrency=concurrency)

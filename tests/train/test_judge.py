@@ -10,11 +10,11 @@ import pytest
 
 from qwen3.eval import Reply
 from qwen3.train.judge import (
-    EngineJudge,
     Judge,
-    OpenAIJudge,
     agreement,
+    in_process_judge,
     judge_prompt,
+    openai_judge,
     parse_score,
     rule_grades,
 )
@@ -27,9 +27,12 @@ class Scripted:
     def __init__(self, verdicts):
         self.verdicts, self.seen = list(verdicts), []
 
-    def complete(self, conversations):
-        self.seen += conversations
-        return [self.verdicts.pop(0) for _ in conversations]
+    def complete(self, requests):
+        self.seen += [request.messages for request in requests]
+        assert all(
+            request.enable_thinking is False and request.params.temperature == 0 for request in requests
+        )
+        return [Reply(content=self.verdicts.pop(0)) for _ in requests]
 
 
 def question(answer="5", **reference):
@@ -90,6 +93,16 @@ def test_agreement_with_the_rule_verifier():
     assert result.to_dict()["rate"] == pytest.approx(1 / 3)
 
 
+def test_a_failed_request_is_a_logged_zero():
+    class Down:
+        def complete(self, requests):
+            return [Reply.failed("HTTP 503: busy") for _ in requests]
+
+    judge = Judge(Down())
+    (result,) = judge.score_all([question()], [reply("Answer: 5")])
+    assert result.score == 0.0 and "HTTP 503" in result.reason and judge.unparsable == 1
+
+
 def test_reference_of_a_false_premise():
     item = Item("counterfact", "c", "train", [{"role": "user", "content": "Why is the moon cheese?"}],
                 {"false_premise": True, "premise": "the moon is cheese", "truth": "it is rock"})  # fmt: skip
@@ -102,7 +115,7 @@ def test_reference_of_a_false_premise():
 
 
 def test_an_in_process_qwen3_judge_runs_and_its_babble_scores_zero():
-    judge = Judge(EngineJudge("qwen3-debug-tiny", max_tokens=8, max_model_len=512))
+    judge = Judge(in_process_judge("qwen3-debug-tiny", max_model_len=512), max_tokens=8)
     results = judge.score_all([question(), question()], [reply("Answer: 5"), reply("Answer: 6")])
     assert len(results) == 2 and all(0.0 <= r.score <= 1.0 for r in results)
     assert judge.calls == 2
@@ -131,7 +144,7 @@ def test_an_openai_compatible_judge():
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
-        backend = OpenAIJudge(f"http://127.0.0.1:{server.server_port}/v1", "judge", max_workers=2)
+        backend = openai_judge(f"http://127.0.0.1:{server.server_port}/v1", "judge", concurrency=2)
         results = Judge(backend).score_all([question(), question()], [reply("Answer: 5"), reply("Answer: 6")])
     finally:
         server.shutdown()
