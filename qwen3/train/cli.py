@@ -13,7 +13,7 @@ from pathlib import Path
 
 CONFIG_DIR = Path(__file__).parent / "configs"
 # Post-training stages whose config carries its own table next to the TrainConfig: ``stage`` -> the module that
-# defines ``parse_stage(table)`` (validate, raising SettingsError) and
+# defines ``parse_stage(table)`` (validate, raising SettingsError; a tuple ending with the TrainConfig) and
 # ``run_stage(table, resume=, overwrite=, progress=, env=)``.
 STAGE_MODULES = {
     "distill": "qwen3.train.distill",
