@@ -34,6 +34,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--out", default="results.json", help="results file; the table goes next to it as .md")
     p.add_argument("--samples", type=int, default=1, help="replies per item (pass@1 averaged, pass@k)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--split", default="test", help="the world split to score (test; validation while tuning)")
     p.add_argument("--limit", type=int, default=50, help="items per suite")
     p.add_argument(
         "--sampling",
@@ -141,7 +142,7 @@ def make_backend(args: argparse.Namespace):
 
 def run_eval(args: argparse.Namespace) -> int:
     from qwen3.eval.report import markdown_table, plot_budget
-    from qwen3.eval.runner import MODES, SUITES, EvalOptions, parse_list, run_suites
+    from qwen3.eval.runner import MODES, SUITES, EvalOptions, load_items, parse_list, run_suites
     from qwen3.utils.atomic import atomic_write_json, atomic_write_text
 
     suites = parse_list(args.suite, list(SUITES), "suite")  # bad input fails before the model loads
@@ -156,19 +157,22 @@ def run_eval(args: argparse.Namespace) -> int:
         tool_rounds=args.tool_rounds,
         records=not args.no_records,
         open_thought=args.open_thought,
+        split=args.split,
         progress=sys.stderr.isatty() if args.progress is None else args.progress,
         **({"budgets": budgets} if budgets else {}),
     )
+    # The items before the model or server: a missing generator or bad file fails before any loading.
     items = load_items_file(args.items) if args.items else None
+    items = {SUITES[suite][0]: load_items(suite, options, items) for suite in suites}
     backend = make_backend(args)
     results = run_suites(backend, suites, modes, options, items_by_family=items)
     out = Path(args.out)
     if out.parent != Path(""):
         out.parent.mkdir(parents=True, exist_ok=True)
     if "budget" in results:
-        results["budget"]["png"] = str(
-            plot_budget(results["budget"], out.with_name(out.stem + "_budget.png"))
-        )
+        title = f"{results['model']}: reasoning pass@1 vs thinking budget"
+        png = plot_budget(results["budget"], out.with_name(out.stem + "_budget.png"), title=title)
+        results["budget"]["png"] = str(png)
     atomic_write_json(out, results)
     table = markdown_table(results)
     atomic_write_text(out.with_suffix(".md"), table)

@@ -173,12 +173,40 @@ REFUSAL_MARKERS = (
 )
 
 
-def refuses_premise(text: str, truth: str | None = None) -> bool:
-    """The text says the premise is wrong (a refusal marker), or states the true fact."""
+def refuses_premise(text: str, truth: str | None = None, premise: str | None = None) -> bool:
+    """The text says the premise is wrong (a refusal marker), or states the true fact: the truth as a phrase, or
+    every word of the truth that the premise lacks (the corrected name, place or date)."""
     lowered = " ".join(text.casefold().replace("’", "'").split())
     if any(marker in lowered for marker in REFUSAL_MARKERS):
         return True
-    return bool(truth) and contains_phrase(text, truth)
+    if not truth:
+        return False
+    if contains_phrase(text, truth):
+        return True
+    correction = (
+        set(normalize_text(truth).split()) - set(normalize_text(premise or "").split()) - _FUNCTION_WORDS
+    )
+    return bool(correction) and correction <= set(normalize_text(text).split())
+
+
+# Words that carry no fact: a correction made of them alone proves nothing.
+_FUNCTION_WORDS = {
+    "is",
+    "was",
+    "were",
+    "are",
+    "be",
+    "been",
+    "of",
+    "in",
+    "on",
+    "at",
+    "by",
+    "to",
+    "and",
+    "or",
+    "it",
+}
 
 
 def grade_counterfact(item, reply: Reply) -> Grade:
@@ -188,7 +216,7 @@ def grade_counterfact(item, reply: Reply) -> Grade:
         return missing
     reference = item.reference
     if reference.get("false_premise"):
-        if refuses_premise(reply.content, reference.get("truth")):
+        if refuses_premise(reply.content, reference.get("truth"), reference.get("premise")):
             return right("rejected the false premise", mode=reply.mode, false_premise=True)
         return wrong("answered a false premise as if it held", mode=reply.mode, false_premise=True)
     grade = grade_knowledge(item, reply)
@@ -270,6 +298,10 @@ def grade_thinkfollow(item, reply: Reply) -> Grade:
     expected = item.reference["mode"]
     if reply.error is not None:
         return wrong(f"no reply: {reply.error}", mode=reply.mode, expected=expected)
+    if reply.think_closed and not reply.content.strip() and not reply.tool_calls:
+        return wrong(
+            "empty reply (a turn needs an answer in either mode)", mode=reply.mode, expected=expected
+        )
     if reply.mode == expected:
         return right(f"mode {expected}", mode=reply.mode, expected=expected)
     return wrong(f"mode {reply.mode}, expected {expected}", mode=reply.mode, expected=expected)

@@ -38,6 +38,10 @@ class Reply:
         the thought (the hard switch); ``tools=False`` leaves ``<tool_call>`` text as content."""
         from qwen3.chat.parse import parse
 
+        if not enable_thinking and raw.lstrip().startswith(THINK_START):
+            enable_thinking = (
+                True  # the prompt closed the thought, but the model opened another: read it as one
+            )
         parsed = parse(raw, enable_thinking=enable_thinking, tool_call_id=_call_id, tool_calls=tools)
         # As the parser reads it: a tool call also ends a thought that lacks </think>.
         closed = not enable_thinking or THINK_END in raw or bool(parsed.tool_calls)
@@ -72,6 +76,10 @@ class Reply:
             reply = cls.from_text(content, enable_thinking=True, finish_reason=finish_reason, **extra)
             reply.tool_calls = calls + reply.tool_calls
             return reply
+        if not thinking_prompt and reasoning and not content.strip() and not calls:
+            # The prompt closed the thought (hard switch), yet some servers' parsers still file the whole answer
+            # as reasoning (vllm#19839, QwenLM/Qwen3#1297): it is the answer.
+            content, reasoning = reasoning, None
         closed = not thinking_prompt or bool(content.strip()) or bool(calls)
         return cls(
             content=content.strip("\n"),

@@ -48,11 +48,22 @@ GREEDY = {"temperature": 0.0, "top_p": 1.0, "top_k": 0, "presence_penalty": 0.0}
 
 @dataclass(frozen=True)
 class EvalOptions:
-    """``samples``: k replies per item (pass@1 is their mean, pass@k the unbiased estimator); ``limit``: items per
-    suite; ``sampling``: "preset" (the report's settings per mode) or "greedy"; ``max_tokens``: per reply (None:
-    up to the context); ``tool_rounds``: most model turns of a ToolUse item; ``budgets``: the budget curve's
-    thinking budgets; ``records``: keep per-item records in the results; ``execute``: runs a tool call
-    (``qwen3.world.tools.execute`` when None)."""
+    """How a run is made.
+
+    - ``samples``: k replies per item; pass@1 is their mean and pass@k the unbiased estimator (Chen et al. 2021,
+      "Evaluating Large Language Models Trained on Code"); the report averages 64 samples on AIME, 10 on GPQA
+      (§4.6). ``seed``: every request's seed derives from it. ``limit``: items per suite. ``split``: the world
+      split the items come from ("validation" while tuning, "test" for reported numbers).
+    - ``sampling``: "preset" (report §4.6: thinking T 0.6 / top-p 0.95 / top-k 20, non-thinking T 0.7 / top-p 0.8
+      / top-k 20 / presence penalty 1.5) or "greedy". ``max_tokens``: per reply (None: up to the context; the
+      report allows 32,768).
+    - ``tool_rounds``: most model turns of a ToolUse item (single-, multi-call and multi-step tasks, §4.7).
+    - ``budgets``: the thinking budgets of the budget curve (Figure 2: 1K to 32K). ``open_thought``: thinking
+      prompts end in ``<think>\n`` (in process only), so a model that never opens a thought itself (an untrained
+      debug model) still meets the budget.
+    - ``records``: keep per-item records; ``progress``: progress bars; ``execute``: runs a tool call
+      (``qwen3.world.tools.execute`` when None).
+    """
 
     samples: int = 1
     seed: int = 0
@@ -63,6 +74,7 @@ class EvalOptions:
     budgets: tuple[int, ...] = DEFAULT_BUDGETS
     records: bool = True
     open_thought: bool = False
+    split: str = "test"
     progress: bool = False
     execute: Callable[[str, Any], str] | None = field(default=None, repr=False)
 
@@ -77,6 +89,8 @@ class EvalOptions:
             raise EvalError(f"--max-tokens must be >= 1, got {self.max_tokens}")
         if self.tool_rounds < 1:
             raise EvalError(f"--tool-rounds must be >= 1, got {self.tool_rounds}")
+        if self.split not in ("train", "validation", "test"):
+            raise EvalError(f"--split must be train, validation or test, got {self.split!r}")
         if len(self.budgets) < 1 or any(b < 0 for b in self.budgets):
             raise EvalError(f"--budgets must be thinking budgets >= 0, got {list(self.budgets)}")
 
@@ -261,7 +275,7 @@ def evaluate(backend, suite: str, items: Sequence, mode: str, options: EvalOptio
 
 # -- items --------------------------------------------------------------------------------------------------------
 def load_items(suite: str, options: EvalOptions, items_by_family: dict[str, list] | None = None) -> list:
-    """The test split of the suite's family (``qwen3.world.generate``), or the given items of that family."""
+    """``options.split`` of the suite's family (``qwen3.world.generate``), or the given items of that family."""
     family = SUITES[suite][0]
     if items_by_family is not None:
         items = items_by_family.get(family)
@@ -273,7 +287,7 @@ def load_items(suite: str, options: EvalOptions, items_by_family: dict[str, list
     except ImportError:
         raise EvalError("qwen3.world has no task generators (qwen3.world.generate) in this version") from None
     try:
-        return generate(family, "test", options.limit, seed=options.seed)
+        return generate(family, options.split, options.limit, seed=options.seed)
     except ValueError as err:
         raise EvalError(f"suite {suite!r}: {err}") from None
 

@@ -87,23 +87,82 @@ def round_format(reply: Reply, schemas: dict[str, dict]) -> str | None:
     return None
 
 
-def call_parameters(calls: list[dict], expected: dict, schemas: dict[str, dict]) -> str | None:
-    """Why no call in ``calls`` has the expected call's parameters, or None when one does."""
+def call_parameters(
+    calls: list[dict], expected: dict, schemas: dict[str, dict]
+) -> tuple[int | None, str | None]:
+    """(index in ``calls`` of a call with the expected call's parameters, None) or (None, why there is none)."""
     name = expected["name"]
-    candidates = [call for call in calls if call["function"]["name"] == name]
-    if not candidates:
-        return f"{name} was not called"
     problems = []
-    for call in candidates:
+    for index, call in enumerate(calls):
+        if call["function"]["name"] != name:
+            continue
         arguments, problem = parse_arguments(call["function"]["arguments"])
         if problem is None:
             problem = schema_error(arguments, schemas.get(name, {}))
         if problem is None and not values_equal(arguments, expected.get("arguments") or {}):
             problem = f"arguments {arguments} differ from {expected.get('arguments')}"
         if problem is None:
-            return None
+            return index, None
         problems.append(problem)
-    return f"{name}: {problems[0]}"
+    return None, f"{name}: {problems[0]}" if problems else f"{name} was not called"
+
+
+def names(calls: list[dict]) -> list[str]:
+    return sorted(call["function"]["name"] if "function" in call else call["name"] for call in calls)
+
+
+def intent_and_format(
+    rounds, replies: Sequence[Reply], schemas: dict, problems: list[str]
+) -> tuple[float, float]:
+    """Intent: the share of rounds (every expected round plus the answering round, or every round the model ran)
+    whose reply called the expected tools (as a multiset; none in the answering round). Format: the share of
+    the model's replies whose calls are well-formed. A reply with neither calls nor an answer (a thought that
+    never closed, an empty reply) fails both."""
+    count = max(len(rounds) + 1, len(replies))
+    intent = well_formed = 0
+    for index in range(count):
+        expected = names(rounds[index]) if index < len(rounds) else []
+        if index >= len(replies):
+            problems.append(
+                f"round {index + 1}: no turn (the model stopped), expected {expected or 'an answer'}"
+            )
+            continue
+        reply = replies[index]
+        if not reply.tool_calls and not (reply.answer_text or "").strip():
+            problems.append(
+                f"round {index + 1}: no calls and no answer (an unclosed thought or an empty reply)"
+            )
+            continue
+        called = names(reply.tool_calls)
+        if called == expected:
+            intent += 1
+        else:
+            problems.append(
+                f"round {index + 1}: called {called or 'nothing'}, expected {expected or 'nothing'}"
+            )
+        problem = round_format(reply, schemas)
+        well_formed += problem is None
+        if problem is not None:
+            problems.append(f"round {index + 1}: {problem}")
+    return intent / count, well_formed / len(replies)
+
+
+def parameters(rounds, replies: Sequence[Reply], schemas: dict, problems: list[str]) -> float | None:
+    """The share of expected calls matched by a call of their round (each call matches at most one)."""
+    wanted = sum(len(calls) for calls in rounds)
+    if not wanted:
+        return None
+    good = 0
+    for index, expected_calls in enumerate(rounds):
+        remaining = list(replies[index].tool_calls) if index < len(replies) else []
+        for expected in expected_calls:
+            match, problem = call_parameters(remaining, expected, schemas)
+            if match is None:
+                problems.append(f"round {index + 1}: {problem}")
+                continue
+            good += 1
+            remaining.pop(match)
+    return good / wanted
 
 
 def grade_tooluse(item, replies: Sequence[Reply]) -> Grade:
@@ -115,39 +174,13 @@ def grade_tooluse(item, replies: Sequence[Reply]) -> Grade:
     reference, schemas = item.reference, tool_schemas(item)
     rounds = expected_rounds(reference)
     problems: list[str] = []
-    # Every expected calling round plus the answering round (or every round the model kept calling in).
-    count = max(len(rounds) + 1, len(replies))
-    intent = format_ok = 0
-    for index in range(count):
-        expected = rounds[index] if index < len(rounds) else []
-        reply = replies[index] if index < len(replies) else None
-        called = sorted(call["function"]["name"] for call in reply.tool_calls) if reply is not None else []
-        if reply is not None and sorted({c["name"] for c in expected}) == sorted(set(called)):
-            intent += 1
-        else:
-            problems.append(
-                f"round {index + 1}: called {called or 'nothing'}, expected "
-                f"{sorted(c['name'] for c in expected) or 'nothing'}"
-            )
-        problem = round_format(reply, schemas) if reply is not None else None
-        format_ok += problem is None
-        if problem is not None:
-            problems.append(f"round {index + 1}: {problem}")
-    parts = {"intent": intent / count, "format": format_ok / count}
-    wanted = [(index, call) for index, calls in enumerate(rounds) for call in calls]
-    if wanted:
-        good = 0
-        for index, call in wanted:
-            calls = replies[index].tool_calls if index < len(replies) else []
-            problem = call_parameters(calls, call, schemas)
-            good += problem is None
-            if problem is not None:
-                problems.append(f"round {index + 1}: {problem}")
-        parts["parameters"] = good / len(wanted)
+    intent, well_formed = intent_and_format(rounds, replies, schemas, problems)
+    parts = {"intent": intent, "format": well_formed}
+    if (share := parameters(rounds, replies, schemas, problems)) is not None:
+        parts["parameters"] = share
     if reference.get("answer") is not None:
-        parts["answer"] = float(
-            _answer_right(replies[-1], str(reference["answer"]), bool(replies[-1].tool_calls))
-        )
+        last = replies[-1]
+        parts["answer"] = float(_answer_right(last, str(reference["answer"]), bool(last.tool_calls)))
         if not parts["answer"]:
             problems.append("the final answer is missing or wrong")
     score = sum(parts.values()) / len(parts)

@@ -52,7 +52,9 @@ class Item:
 
     def __post_init__(self) -> None:
         if self.split not in SPLITS:
-            raise ValueError(f"Item {self.id!r}: split must be one of {', '.join(SPLITS)}, got {self.split!r}")
+            raise ValueError(
+                f"Item {self.id!r}: split must be one of {', '.join(SPLITS)}, got {self.split!r}"
+            )
         if not self.messages:
             raise ValueError(f"Item {self.id!r}: messages must not be empty")
 

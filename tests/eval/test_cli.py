@@ -163,7 +163,7 @@ class Garbage(BaseHTTPRequestHandler):
 
 
 def test_bad_input_is_one_line(checkpoint, items_file, tmp_path, capsys):
-    items = ["--items", str(items_file)]
+    items = ["--items", str(items_file), "--suite", "reasoning"]
     assert "unknown suite 'poetry'" in one_line_error(capsys, str(checkpoint), "--suite", "poetry")
     assert "unknown mode 'fast'" in one_line_error(capsys, str(checkpoint), "--mode", "fast")
     assert "not a checkpoint directory" in one_line_error(capsys, str(tmp_path / "nope"), *items)
@@ -186,3 +186,97 @@ def test_bad_input_is_one_line(checkpoint, items_file, tmp_path, capsys):
     bad_items = tmp_path / "bad.jsonl"
     bad_items.write_text('{"family": "reasoning"}\n')
     assert "bad.jsonl:1: not an Item" in one_line_error(capsys, str(checkpoint), "--items", str(bad_items))
+    # Suites without items fail before the model loads.
+    assert "no 'ifeval' items" in one_line_error(capsys, str(tmp_path / "nope"), *items, "--suite", "ifeval")
+
+
+def test_preset_sampling_repeats_for_a_seed(checkpoint, items_file, tmp_path):
+    argv = ["--items", str(items_file), "--suite", "reasoning,thinkfollow", "--samples", "2", "--seed", "5",
+            "--max-tokens", "12", "--no-progress", *ENGINE]  # fmt: skip
+    for name in ("a", "b"):
+        assert run(str(checkpoint), *argv, "--out", str(tmp_path / f"{name}.json")) == 0
+    first, second = scores(tmp_path / "a.json"), scores(tmp_path / "b.json")
+    assert first == second
+    replies = first[("reasoning", "no_think")][1]
+    assert len(replies) == 6 and len(set(replies)) > 1  # 3 items x 2 samples, sampled (not all the same)
+
+
+class Flaky(BaseHTTPRequestHandler):
+    """An OpenAI-looking server that passes the start-up check, then fails: HTTP 500 or a body that is no chat
+    completion, by the question asked."""
+
+    def _send(self, status: int, body: dict) -> None:
+        data = json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def do_GET(self):  # noqa: N802
+        self._send(
+            200, {"object": "list", "data": [{"id": "m", "object": "model", "owned_by": "x", "created": 0}]}
+        )
+
+    def do_POST(self):  # noqa: N802
+        request = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        question = request["messages"][-1]["content"]
+        if question == "Hi" or "0 + 0" in question:
+            message = {"role": "assistant", "content": "Answer: 0"}
+            choice = {"index": 0, "message": message, "finish_reason": "stop"}
+            self._send(
+                200, {"id": "c", "object": "chat.completion", "created": 0, "model": "m", "choices": [choice]}
+            )
+        elif "1 + 1" in question:
+            self._send(500, {"error": {"message": "boom", "type": "server_error"}})
+        else:
+            self._send(200, {"unexpected": True})
+
+    def log_message(self, *args):
+        pass
+
+
+def test_a_server_failing_mid_run_fails_items_not_the_run(items_file, tmp_path):
+    server = HTTPServer(("127.0.0.1", 0), Flaky)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    out = tmp_path / "flaky.json"
+    try:
+        url = f"http://127.0.0.1:{server.server_port}/v1"
+        argv = ["--base-url", url, "--model", "m", "--items", str(items_file), "--suite", "reasoning"]
+        assert run(*argv, "--mode", "no_think", "--no-progress", "--out", str(out)) == 0
+    finally:
+        server.shutdown()
+    summary = json.loads(out.read_text())["suites"]["reasoning"]["no_think"]
+    reasons = {record["id"]: record["reason"] for record in summary["items"]}
+    assert reasons["r0"] == "correct" and "HTTP 500" in reasons["r1"] and "no reply" in reasons["r2"]
+    assert summary["failed"] == 2 and summary["score"] == pytest.approx(1 / 3)
+
+
+def test_world_suites_in_process_and_served_agree(checkpoint, tmp_path):
+    """Every suite on the world's own test items (its constraints and real tools included), both backends."""
+    world = pytest.importorskip("qwen3.world")
+    if not hasattr(world, "generate"):
+        pytest.skip("qwen3.world has no generators in this version")
+    suites = "reasoning,knowledge,counterfact,ifeval,lengthctrl,tooluse,thinkfollow"
+    common = [
+        "--suite",
+        suites,
+        "--limit",
+        "2",
+        "--sampling",
+        "greedy",
+        "--max-tokens",
+        "16",
+        "--no-progress",
+    ]
+    assert run(str(checkpoint), *common, *ENGINE, "--out", str(tmp_path / "local.json")) == 0
+    with serve(checkpoint) as server:
+        assert (
+            run("--base-url", server.url, "--model", MODEL, *common, "--out", str(tmp_path / "served.json"))
+            == 0
+        )
+    local = scores(tmp_path / "local.json")
+    assert local == scores(tmp_path / "served.json") and len(local) == 13
+    results = json.loads((tmp_path / "local.json").read_text())
+    assert all(s["failed"] == 0 for by_mode in results["suites"].values() for s in by_mode.values())
+    assert {"prompt_strict", "instruction_loose"} <= set(results["suites"]["ifeval"]["think"]["metrics"])

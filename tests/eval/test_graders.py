@@ -42,6 +42,12 @@ def test_reply_from_message():
         Reply.from_message({"content": None, "tool_calls": [call]}).tool_calls[0]["function"]["name"]
         == "calculator"
     )
+    # After the hard switch a reply filed wholly as reasoning is the answer (a known server parser bug).
+    misfiled = Reply.from_message({"reasoning_content": "Answer: 4", "content": None}, thinking_prompt=False)
+    assert misfiled.content == "Answer: 4" and misfiled.mode == "no_think"
+    # A server that dumps the thought and "</think>" into the content (no opening tag) is re-parsed.
+    dumped = Reply.from_message({"content": "let me see\n</think>\n\nAnswer: 4"})
+    assert dumped.reasoning == "let me see" and dumped.content == "Answer: 4"
     with pytest.raises(TypeError, match="dict"):
         Reply.from_message("Answer: 4")
 
@@ -115,6 +121,7 @@ FALSE_PREMISE = item(
 def test_counterfact_refusing_scores_inventing_does_not():
     assert grade(FALSE_PREMISE, think("t", "Ada Velm did not found Ostrin; it was Bren Tal.")).correct
     assert grade(FALSE_PREMISE, think("t", "Ostrin was founded by Bren Tal.")).correct
+    assert grade(FALSE_PREMISE, think("t", "It was Bren Tal who founded Ostrin.")).correct  # the correction
     invented = grade(FALSE_PREMISE, think("t", "She founded it to trade salt along the river."))
     assert not invented.correct and "false premise" in invented.reason
     control = item("counterfact", "q", {"false_premise": False, "answer": "Bren Tal", "aliases": []})
@@ -180,6 +187,10 @@ def test_thinkfollow_compares_modes():
     assert not grade(follow, Reply.from_text("<think>\n2+2")).correct
     no_think = item("thinkfollow", "", {"mode": "no_think"}, messages=dialogue)
     assert grade(no_think, Reply.from_text("<think>\n\n</think>\n\n4")).correct
+    assert "empty reply" in grade(no_think, Reply.from_text("", enable_thinking=False)).reason
+    # Under the hard switch a model that still writes a thought did not follow it.
+    ignored = Reply.from_text("<think>\nlet me think\n</think>\n\n4", enable_thinking=False)
+    assert ignored.mode == "think" and not grade(no_think, ignored).correct
 
 
 # -- tooluse ------------------------------------------------------------------------------------------------------
@@ -234,6 +245,10 @@ def test_tooluse_rightly_no_call_and_wrongly_calling():
     assert grade(chat, think("t", "Hi!")).correct
     needless = grade(chat, [think("t", call("calculator", expression="1+1")), think("t", "Hi!")])
     assert not needless.correct and needless.details["intent"] < 1.0
+    # Calling nothing is no credit when nothing was said either: an unclosed thought or an empty reply.
+    for silent in (Reply.from_text("<think>\nhm"), Reply.from_text("<think>\n\n</think>\n\n")):
+        result = grade(chat, [silent])
+        assert result.score == 0.0 and "no calls and no answer" in result.reason
 
 
 def test_schema_error_names_the_path():
@@ -250,3 +265,36 @@ def test_grade_rejects_unknown_family_and_failed_reply():
     assert isinstance(failed, Grade) and not failed.correct and "HTTP 500" in failed.reason
     with pytest.raises(ValueError, match="score"):
         Grade(1.5, True, "x")
+
+
+def test_tooluse_multi_call_and_multi_step():
+    two = [
+        {"name": "calculator", "arguments": {"expression": "1+2"}},
+        {"name": "calculator", "arguments": {"expression": "3+4"}},
+    ]
+    parallel = item("tooluse", "1+2 and 3+4?", {"calls": [two], "answer": None}, tools=[CALCULATOR])
+    both = think("t", call("calculator", expression="3+4") + "\n" + call("calculator", expression="1+2"))
+    assert grade(parallel, [both, think("t", "3 and 7")]).correct  # any order
+    once = grade(parallel, [think("t", call("calculator", expression="1+2")), think("t", "3")])
+    # One call cannot stand for two: intent (a multiset) and half the parameters are wrong.
+    assert once.details["parameters"] == 0.5 and once.details["intent"] == 0.5
+    chained = item(
+        "tooluse",
+        "(2+3)*4?",
+        {
+            "calls": [
+                [{"name": "calculator", "arguments": {"expression": "2+3"}}],
+                [{"name": "calculator", "arguments": {"expression": "5*4"}}],
+                [],
+            ],
+            "answer": "20",
+        },
+        tools=[CALCULATOR],
+    )
+    steps = [
+        think("t", call("calculator", expression="2+3")),
+        think("t", call("calculator", expression="5*4")),
+    ]
+    assert grade(chained, [*steps, think("t", "Answer: 20")]).correct
+    early = grade(chained, [steps[0], think("t", "Answer: 20")])
+    assert not early.correct and early.details["intent"] == pytest.approx(1 / 3)

@@ -181,5 +181,7 @@ def test_unknown_suite_mode_and_options():
         run_suites(Scripted(None), ["reasoning"], ["fast"], EvalOptions(), {"reasoning": REASONING})
     with pytest.raises(EvalError, match="--samples"):
         EvalOptions(samples=0)
+    with pytest.raises(EvalError, match="--split"):
+        EvalOptions(split="dev")
     with pytest.raises(EvalError, match="no 'knowledge' items"):
         run_suites(Scripted(None), ["knowledge"], ["think"], EvalOptions(), {"reasoning": REASONING})
