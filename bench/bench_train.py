@@ -79,7 +79,7 @@ def run_ours(precision: str, steps: int, warmup: int, chunk: int) -> dict:
                 "steps": warmup + steps,
                 "micro_batch_size": BATCH,
                 "precision": precision,
-                "loss_chunk_size": chunk,
+                "loss": {"options": {"chunk_size": chunk}},
                 "model": {"name": PRESET},
                 "data": {"synthetic": "patterns", "seq_len": SEQ, "synthetic_documents": 2000},
                 "optim": {**OPTIM, "grad_clip": 1.0, "implementation": "fused"},

@@ -5,6 +5,9 @@
 blocks) with q/k/v fused into one projection and gate/up into another, so a decode step makes 4 matrix products
 per dense layer instead of 7. The fused q/k/v and gate/up tensors take over the model's storage: the model's
 ``q_proj.weight`` etc. become views into them, so the reference model keeps working and no memory is duplicated.
+With ``shared=True`` (a module a trainer also optimises: its parameters' storage must not change behind the
+optimizer, DDP or FSDP) the fused tensors are copies instead, which ``LLMEngine.sync_weights`` rebuilds after
+each update; ``ReferenceForward`` reads the parameters in place.
 
 How the projections run (``weights``):
 - "fused": ``F.linear``;
@@ -148,16 +151,19 @@ def make_linear(weight: Tensor, kind: str):
 
 
 # -- the fused view --------------------------------------------------------------------------------------------
-def fuse_rows(modules: list[nn.Linear]) -> Tensor:
+def fuse_rows(modules: list[nn.Linear], in_place: bool = True) -> Tensor:
     """Concatenate the weights of ``modules`` along the output dimension and point each module's weight at its rows
     of the result (``param.data``: the same Parameter objects, requires_grad unchanged), so the fused tensor is the
     only copy and in-place updates of the model's weights (an optimizer step, ``load_state_dict``) reach it. Modules
-    already fused (views of one tensor, in order) are left as they are."""
+    already fused (views of one tensor, in order) are left as they are. ``in_place=False`` returns a copy and leaves
+    the modules untouched (a shared module)."""
     weights = [m.weight.detach() for m in modules]
     base = weights[0]._base
     if base is not None and all(w._base is base for w in weights) and _consecutive_rows(weights, base):
         return base
     fused = torch.cat(weights, dim=0)
+    if not in_place:
+        return fused
     start = 0
     for module in modules:
         rows = module.weight.shape[0]
@@ -186,7 +192,7 @@ class FusedLayer:
 
 
 class FusedForward:
-    def __init__(self, model: Qwen3ForCausalLM, kind: str = "fused"):
+    def __init__(self, model: Qwen3ForCausalLM, kind: str = "fused", shared: bool = False):
         self.model = model
         self.name = kind
         config = model.config
@@ -194,11 +200,11 @@ class FusedForward:
         self.layers: list[FusedLayer] = []
         for layer in model.model.layers:
             attn = layer.self_attn
-            qkv = fuse_rows([attn.q_proj, attn.k_proj, attn.v_proj])
+            qkv = fuse_rows([attn.q_proj, attn.k_proj, attn.v_proj], in_place=not shared)
             split = (attn.q_proj.weight.shape[0], attn.k_proj.weight.shape[0], attn.v_proj.weight.shape[0])
             gate_up = down = None
             if not layer.is_sparse:
-                gate_up = make_linear(fuse_rows([layer.mlp.gate_proj, layer.mlp.up_proj]), kind)
+                gate_up = make_linear(fuse_rows([layer.mlp.gate_proj, layer.mlp.up_proj], not shared), kind)
                 down = make_linear(layer.mlp.down_proj.weight.detach(), kind)
             self.layers.append(
                 FusedLayer(
@@ -359,16 +365,17 @@ class FusedForward:
         return self.lm_head(hidden)
 
 
-def build_forward(model: Qwen3ForCausalLM, weights: str):
+def build_forward(model: Qwen3ForCausalLM, weights: str, shared: bool = False):
     """The forward for ``EngineConfig.weights``. "auto": packed where oneDNN supports the dtype and the packed
-    copy fits in memory twice over (it comes on top of the model's weights), else fused."""
+    copy fits in memory twice over (it comes on top of the model's weights), else fused. ``shared``: never
+    re-point the model's parameters (``fuse_rows(in_place=False)``)."""
     if weights == "reference":
         return ReferenceForward(model)
     if weights == "auto":
         weight_bytes = sum(p.numel() * p.element_size() for p in model.parameters())
         roomy = available_memory() > 2 * weight_bytes
         weights = "packed" if packing_supported(model.lm_head.weight) and roomy else "fused"
-    return FusedForward(model, weights)
+    return FusedForward(model, weights, shared)
 
 
 def available_memory() -> int:

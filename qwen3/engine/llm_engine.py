@@ -5,6 +5,14 @@ at once (every bad input raises before any work starts) and queue it. ``step`` r
 thread that owns the engine and returns a ``CompletionDelta`` for every completion that produced something (new
 tokens, a finish, an abort). A server drives ``step`` from one background thread and fans the deltas out to
 per-request queues.
+
+Policy and engine (RL): ``LLMEngine(model, tokenizer, config, shared=True)`` samples from a module a trainer is
+optimising in the same process. The engine then never calls ``.eval()`` on it (that would turn off gradient
+checkpointing and dropout for the trainer) and never re-points its parameters' storage (the optimizer, DDP and
+FSDP hold those tensors): ``weights="reference"`` reads the parameters in place and sees every update at once;
+"fused", "packed" and "int8" hold copies, so call ``sync_weights()`` after each optimizer step. Where the policy's
+parameters are sharded or replicated by DDP / FSDP2, build a separate engine on an inference copy and call
+``load_weights(model.state_dict().items())`` after each update (DTensors are gathered to full tensors).
 """
 
 from __future__ import annotations
@@ -42,17 +50,22 @@ class EngineStats:
 
 
 class LLMEngine:
-    def __init__(self, model: Qwen3ForCausalLM, tokenizer, config: EngineConfig | None = None):
+    def __init__(
+        self, model: Qwen3ForCausalLM, tokenizer, config: EngineConfig | None = None, *, shared: bool = False
+    ):
         self.config = config or EngineConfig()
+        self.shared = shared
+        if shared:
+            check_shareable(model, self.config)
         if self.config.rope_scaling is not None:
             apply_rope_scaling(model, self.config.rope_scaling)
-        self.model = model.eval()
+        self.model = model if shared else model.eval()
         self.tokenizer = tokenizer
         weight = model.lm_head.weight
         self.resolved = self.config.resolve(model.config, weight.dtype, weight.device)
         self.max_model_len = self.resolved.max_model_len
         self.runner = ModelRunner(
-            model, self.resolved, vocab_limit=min(len(tokenizer), model.config.vocab_size)
+            model, self.resolved, vocab_limit=min(len(tokenizer), model.config.vocab_size), shared=shared
         )
         self.scheduler = Scheduler(
             self.resolved.num_slots, self.config.max_num_batched_tokens, self.runner.cache.move
@@ -115,9 +128,36 @@ class LLMEngine:
 
     def sync_weights(self) -> None:
         """Call after changing the model's weights (RL: after an optimizer step) and before the next step. The
-        "fused" and "reference" layouts read the model's own storage and see in-place updates anyway; "packed" and
-        "int8" hold copies that this rebuilds (about a second for 0.6B)."""
+        "reference" layout reads the model's own storage, and so does "fused" unless ``shared``; "packed", "int8"
+        and a shared "fused" hold copies that this rebuilds (about a second for 0.6B packed)."""
         self.runner.sync_weights()
+
+    def load_weights(self, named_tensors) -> int:
+        """Copy ``(name, tensor)`` pairs (``model.state_dict().items()`` of the trained policy; DTensors of FSDP2
+        are gathered with ``full_tensor()``) into this engine's model in place, converting dtype and device, then
+        ``sync_weights``. Returns how many tensors were loaded. An unknown name or a shape mismatch raises
+        ValueError before anything is copied. Not for a ``shared`` engine (its module is the policy itself)."""
+        if self.shared:
+            raise ValueError("load_weights: this engine shares the trained module; call sync_weights instead")
+        targets = dict(self.model.named_parameters(remove_duplicate=False))  # tied lm_head too
+        targets.update(self.model.named_buffers())
+        pairs = []
+        for name, tensor in named_tensors:
+            if hasattr(
+                tensor, "full_tensor"
+            ):  # a DTensor (FSDP2 / tensor parallel): every rank must call this
+                tensor = tensor.full_tensor()
+            if name not in targets:
+                raise ValueError(f"load_weights: {name!r} is not a parameter or buffer of the engine's model")
+            if tuple(tensor.shape) != tuple(targets[name].shape):
+                raise ValueError(f"load_weights: {name!r} has shape {tuple(tensor.shape)}, the engine's model "
+                                 f"{tuple(targets[name].shape)}")  # fmt: skip
+            pairs.append((targets[name], tensor))
+        with torch.no_grad():
+            for target, tensor in pairs:
+                target.copy_(tensor.detach())
+        self.sync_weights()
+        return len(pairs)
 
     def has_unfinished(self) -> bool:
         with self._lock:
@@ -257,6 +297,16 @@ def eos_token_ids(generation_config: dict | None, tokenizer) -> list[int]:
     if value is None:
         return list(tokenizer.eos_token_ids)
     return [value] if isinstance(value, int) else list(value)
+
+
+def check_shareable(model: Qwen3ForCausalLM, config: EngineConfig) -> None:
+    """A shared module runs in the trainer's mode: nothing in the engine may depend on eval mode or change it."""
+    if config.rope_scaling is not None:
+        raise ValueError("EngineConfig.rope_scaling would change the shared (trained) module's RoPE; build the engine "
+                         "on a copy or drop rope_scaling")  # fmt: skip
+    if model.training and model.config.attention_dropout > 0:
+        raise ValueError(f"the shared module is in training mode with attention_dropout "
+                         f"{model.config.attention_dropout}: rollouts would be dropped out; use a copy")  # fmt: skip
 
 
 def apply_rope_scaling(model: Qwen3ForCausalLM, rope_scaling: dict) -> None:

@@ -24,8 +24,11 @@ from qwen3.model.model import Qwen3ForCausalLM
 
 
 class ModelRunner:
-    def __init__(self, model: Qwen3ForCausalLM, resolved: ResolvedConfig, vocab_limit: int):
+    def __init__(
+        self, model: Qwen3ForCausalLM, resolved: ResolvedConfig, vocab_limit: int, shared: bool = False
+    ):
         self.model = model
+        self.shared = shared
         weight = model.lm_head.weight
         self.device, self.dtype = weight.device, weight.dtype
         self.vocab_limit = vocab_limit
@@ -37,7 +40,7 @@ class ModelRunner:
                 engine.dca_chunk_size, resolved.trained_length, model.model.rotary_emb.inv_freq
             )
         self.weights = engine.weights
-        self.forward = build_forward(model, engine.weights)
+        self.forward = build_forward(model, engine.weights, shared)
         self.cache = SlotKVCache(
             model.config,
             resolved.num_slots,
@@ -51,7 +54,7 @@ class ModelRunner:
 
     def sync_weights(self) -> None:
         """Rebuild the fast weights (packed / int8 copies, fused views) from the model's current parameters."""
-        self.forward = build_forward(self.model, self.weights)
+        self.forward = build_forward(self.model, self.weights, self.shared)
 
     @torch.inference_mode()
     def run(self, batch: ScheduledBatch) -> Tensor | None:

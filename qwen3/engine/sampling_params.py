@@ -19,13 +19,14 @@ STOP_THINKING_TEXT = (
 )
 # What follows <think> when the budget is 0: the empty think block of non-thinking mode (`<think>\n\n</think>\n\n`).
 EMPTY_THOUGHT_TEXT = "\n\n</think>\n\n"
+# What logprobs report: the model's distribution, or the one the token was drawn from (RL importance ratios).
+LOGPROBS_MODES = ("raw", "processed")
 
 # The model cards' recommended settings (facts sheet 9).
 THINKING_PRESET: dict[str, Any] = {"temperature": 0.6, "top_p": 0.95, "top_k": 20, "min_p": 0.0}
 NON_THINKING_PRESET: dict[str, Any] = {"temperature": 0.7, "top_p": 0.8, "top_k": 20, "min_p": 0.0}
 
 MAX_LOGPROBS = 20
-LOGPROBS_MODES = ("raw", "processed")
 
 
 @dataclass

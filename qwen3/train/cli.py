@@ -1,8 +1,9 @@
 """``qwen3 train CONFIG|PRESET [KEY=VALUE ...] [--resume]`` and ``qwen3 plot RUN_DIR ... -o loss.png``.
 
-CONFIG is a TOML/JSON file or the name of a shipped preset (qwen3/train/configs/NAME.toml). A config with
-``[stages.*]`` tables is a chain of pre-training stages (qwen3.train.pretrain). Under torchrun the same arguments
-go to ``python -m qwen3.train``.
+CONFIG is a TOML/JSON file or the name of a shipped preset (qwen3/train/configs/NAME.toml). Its ``stage`` picks
+the registered stage that runs it (qwen3.train.stages: "train", "sft", "s1".."s3", "grpo", ...); a config with
+``[stages.*]`` tables is a chain of stages (qwen3.train.pretrain). Under torchrun the same arguments go to
+``python -m qwen3.train``.
 """
 
 from __future__ import annotations
@@ -12,14 +13,6 @@ import sys
 from pathlib import Path
 
 CONFIG_DIR = Path(__file__).parent / "configs"
-# Post-training stages whose config carries its own table next to the TrainConfig: ``stage`` -> the module that
-# defines ``parse_stage(table)`` (validate, raising SettingsError; a tuple ending with the TrainConfig) and
-# ``run_stage(table, resume=, overwrite=, progress=, env=)``.
-STAGE_MODULES = {
-    "distill": "qwen3.train.distill",
-    "reward-model": "qwen3.train.reward_model",
-    "general-rl": "qwen3.train.general_rl",
-}
 
 
 def presets() -> list[str]:
@@ -57,7 +50,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     train = subparsers.add_parser(
         "train",
         help="train or fine-tune a model from a config file",
-        description="Run a training config (pre-training, SFT, or a chain of pre-training stages). Multi-GPU: "
+        description="Run a training config with its stage (pre-training, SFT, RL, or a chain of stages). Multi-GPU: "
         "torchrun --nproc_per_node N -m qwen3.train CONFIG [KEY=VALUE ...]",
     )
     add_train_arguments(train)
@@ -77,30 +70,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run_train(args: argparse.Namespace) -> int:
     from qwen3.cli import UserFacingError
     from qwen3.train import distributed
-    from qwen3.train.config import TrainConfig
     from qwen3.train.corpus import DataError
-    from qwen3.train.pretrain import chain_configs, is_chain, run_chain
     from qwen3.train.settings import SettingsError, apply_overrides, read_table
-    from qwen3.train.trainer import Trainer, TrainingError
+    from qwen3.train.stages import stage_for
+    from qwen3.train.trainer import TrainingError
 
     path = config_path(args.config)
     progress = False if args.no_progress else None
     env = None
     try:
         table = apply_overrides(read_table(path), args.overrides)
-        if table.get("stage") in STAGE_MODULES:
-            module = stage_module(table["stage"])
-            module.parse_stage(table)  # bad settings fail here, before any process group or work
-            env = distributed.init_distributed(table.get("device", "auto"))
-            module.run_stage(table, resume=args.resume, overwrite=args.overwrite, progress=progress, env=env)
-        elif is_chain(table):
-            configs = chain_configs(table)
-            env = distributed.init_distributed(configs[0].device)
-            run_chain(configs, resume=args.resume, overwrite=args.overwrite, progress=progress)
-        else:
-            config = TrainConfig.from_dict(table)
-            env = distributed.init_distributed(config.device)
-            Trainer(config, resume=args.resume, overwrite=args.overwrite, env=env, progress=progress).fit()
+        stage = stage_for(table)
+        configs = stage.check(table)  # a bad config fails here, before any work
+        env = distributed.init_distributed(configs[0].device)
+        stage.run(table, resume=args.resume, overwrite=args.overwrite, env=env, progress=progress)
     except (SettingsError, DataError, TrainingError) as err:
         raise UserFacingError(f"{path}: {err}" if isinstance(err, SettingsError) else str(err)) from None
     finally:
@@ -108,12 +91,6 @@ def run_train(args: argparse.Namespace) -> int:
             # After an error the other ranks may be gone: no barrier then.
             distributed.shutdown(env, synchronize=sys.exc_info()[0] is None)
     return 0
-
-
-def stage_module(stage: str):
-    import importlib
-
-    return importlib.import_module(STAGE_MODULES[stage])
 
 
 def run_plot(args: argparse.Namespace) -> int:

@@ -36,6 +36,7 @@ from qwen3.train.batch import IGNORE, Batch, Row
 from qwen3.train.flops import ComputeCounter
 from qwen3.train.loss import LossFn, LossOutput, register_loss
 from qwen3.train.settings import SettingsError
+from qwen3.train.stages import register_stage
 from qwen3.train.topk_store import unpack_topk
 
 DIVERGENCES = ("forward", "reverse", "jsd")
@@ -580,4 +581,8 @@ def _example_tokens(llm: Any, example: dict[str, Any]) -> int:
     return len(llm.tokenizer.encode(render(example["messages"])))
 
 
-run_stage = run_distill
+@register_stage("distill", check=lambda table: [parse_stage(table)[-1]],
+                description="strong-to-weak distillation, off- or on-policy (report section 4.5)")  # fmt: skip
+def run_stage(table: dict[str, Any], *, resume: bool = False, overwrite: bool = False, env: Any = None,
+              progress: bool | None = None) -> Any:  # fmt: skip
+    return run_distill(table, resume=resume, overwrite=overwrite, progress=progress, env=env)

@@ -33,6 +33,7 @@ from qwen3.train.grpo import GRPORows
 from qwen3.train.reward_system import DEFAULT_WEIGHTS, RewardMix
 from qwen3.train.rollout import Rollout
 from qwen3.train.settings import SettingsError
+from qwen3.train.stages import register_stage
 
 DEBUG_FAMILIES = ("thinkfollow", "lengthctrl")
 
@@ -275,8 +276,10 @@ def parse_stage(table: dict[str, Any]) -> tuple[GeneralRLConfig, Any, Any]:
     return general, grpo, TrainConfig.from_dict(rest)
 
 
-def run_stage(table: dict[str, Any], resume: bool = False, overwrite: bool = False, progress: bool | None = None,
-              env: Any = None, execute: Any = None) -> Any:  # fmt: skip
+@register_stage("general-rl", check=lambda table: [parse_stage(table)[-1]],
+                description="stage 4: multi-task GRPO with per-task rewards (report section 4.4)")  # fmt: skip
+def run_stage(table: dict[str, Any], *, resume: bool = False, overwrite: bool = False, env: Any = None,
+              progress: bool | None = None, execute: Any = None) -> Any:  # fmt: skip
     """Train with general RL; returns the ``TrainResult``. ``execute`` replaces the world's tools (tests)."""
     from qwen3.train.grpo import grpo_objective, loss_chunk_size
     from qwen3.train.trainer import Trainer

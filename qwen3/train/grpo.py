@@ -37,6 +37,7 @@ from qwen3.train.loss import LossFn, LossOutput, register_loss
 from qwen3.train.rewards import is_correct, resolve_rewards, weighted_reward
 from qwen3.train.rollout import Rollout, RolloutEngine, rollout_seed
 from qwen3.train.settings import SettingsError
+from qwen3.train.stages import register_stage
 
 LOSS_TYPES = ("grpo", "dr_grpo", "dapo")
 TASKS = ("digits",)  # built-in tasks; "world:<family>" takes items from qwen3.world.generate
@@ -49,9 +50,11 @@ class GRPOConfig:
 
     Rollouts (report 4.2: "a large batch size and a high number of rollouts per query"):
     - ``prompts_per_step`` queries per generation batch, ``num_generations`` rollouts each (the group).
-    - ``max_new_tokens``; ``temperature`` / ``top_p`` / ``top_k`` (0: off) of the rollouts. The trainer's
-      log-probabilities use the same temperature over the whole vocabulary; top-k / top-p truncation applies to
-      sampling only (as in TRL and verl), so keep them off when the exact on-policy ratio matters.
+    - ``max_new_tokens``; ``max_prompt_tokens`` (the engine's context is the sum of the two, within the model's
+      positions: a longer prompt leaves fewer new tokens, one past the context is an error); ``temperature`` /
+      ``top_p`` / ``top_k`` (0: off) of the rollouts. The trainer's log-probabilities use the same temperature
+      over the whole vocabulary; top-k / top-p truncation applies to sampling only (as in TRL and verl), so keep
+      them off when the exact on-policy ratio matters.
     - ``enable_thinking``: thinking mode through the chat template (None: each item's own switch, else the
       template's default, thinking); ``thinking_budget``: at most this many thinking tokens, then the engine
       forces the stop-thinking text (report section 4.3), whose tokens are never trained on.
@@ -76,8 +79,9 @@ class GRPOConfig:
     - ``entropy_coef``: adds -coef x entropy to the per-token loss (the report keeps entropy steady or rising).
     - ``tis_cap``: truncated importance sampling (Yao et al. 2025, "Your efficient RL framework secretly brings
       you off-policy RL training"): each token's loss is weighted by min(pi_trainer_old / pi_engine, cap) to
-      correct for the engine sampling at another precision. Needs engine log-probabilities of the sampling
-      distribution: temperature 1 and no truncation.
+      correct for the engine sampling at another precision. The engine reports log-probabilities of the
+      distribution it sampled from ("processed" mode); they match the trainer's only without truncation, so
+      it needs top_k = 0 and top_p = 1.
     - ``mask_truncated``: rollouts cut off by ``max_new_tokens`` get no loss (DAPO's overlong filtering);
       ``overlong_buffer`` / ``overlong_penalty``: DAPO's soft overlong punishment, a reward going linearly from 0
       to -penalty over the last ``overlong_buffer`` tokens before ``max_new_tokens``.
@@ -95,6 +99,7 @@ class GRPOConfig:
     prompts_per_step: int = 16
     num_generations: int = 8
     max_new_tokens: int = 128
+    max_prompt_tokens: int = 1024
     temperature: float = 1.0
     top_p: float = 1.0
     top_k: int = 0
@@ -124,7 +129,7 @@ class GRPOConfig:
 
     def __post_init__(self) -> None:
         for name in ("prompts_per_step", "num_generations", "max_new_tokens", "num_iterations", "max_num_seqs",
-                     "train_prompts", "filter_max_batches"):  # fmt: skip
+                     "train_prompts", "filter_max_batches", "max_prompt_tokens"):  # fmt: skip
             _at_least(name, getattr(self, name), 1)
         for name in ("eval_every", "overlong_buffer", "top_k", "eval_prompts"):
             _at_least(name, getattr(self, name), 0)
@@ -148,10 +153,11 @@ class GRPOConfig:
         if self.tis_cap is not None:
             if not self.tis_cap >= 1:
                 raise SettingsError(f"grpo.tis_cap: must be >= 1 (a cap on the weight), got {self.tis_cap}")
-            if self.temperature != 1 or self.top_k or self.top_p != 1:
+            if self.top_k or self.top_p != 1:
                 raise SettingsError(
-                    "grpo.tis_cap: the engine reports log-probabilities before temperature and truncation, so "
-                    "truncated importance sampling needs temperature = 1, top_k = 0, top_p = 1"
+                    "grpo.tis_cap: the engine's log-probabilities are under the truncated distribution it sampled "
+                    "from, the trainer's over the whole vocabulary: truncated importance sampling needs top_k = 0 "
+                    "and top_p = 1"
                 )
         if self.overlong_buffer >= self.max_new_tokens:
             raise SettingsError(
@@ -303,7 +309,9 @@ def sequence_logprobs(
     out = model.hidden_states(batch.input_ids, output_router_logits=True)
     mask = batch.labels != IGNORE
     hidden, targets = out.hidden_states[mask], batch.labels[mask]
-    result = token_logprobs(hidden, model.lm_head.weight, targets, temperature, chunk_size or 512, with_entropy)
+    result = token_logprobs(
+        hidden, model.lm_head.weight, targets, temperature, chunk_size or 512, with_entropy
+    )
     logp, entropy = result if with_entropy else (result, None)
     full = torch.zeros(batch.labels.shape, dtype=torch.float32, device=logp.device)
     full = full.masked_scatter(mask, logp)
@@ -364,7 +372,7 @@ def digits_items(count: int, split: str, seed: int = 0) -> list[Any]:
         number = (seed * 7919 + index * 104729 + (split == "validation") * 15485863) % 100000
         text = f"{openers[index % len(openers)]} Item {number}."
         items.append(
-            Item(family="digits", id=f"{split}-{index}", split=split if split != "validation" else "validation",
+            Item(family="digits", id=f"{split}-{index}", split=split,
                  messages=[{"role": "user", "content": text}], reference={"check": "digits_only"},
                  enable_thinking=False)
         )  # fmt: skip
@@ -425,7 +433,8 @@ class GRPORows:
         self.trainer = trainer
         self.engine = RolloutEngine(
             trainer.model, trainer.tokenizer, weights=config.engine_weights, max_num_seqs=config.max_num_seqs,
-            max_model_len=min(trainer.model.config.max_position_embeddings, 4096), seed=self.seed,
+            max_model_len=min(trainer.model.config.max_position_embeddings,
+                              config.max_prompt_tokens + config.max_new_tokens), seed=self.seed,
         )  # fmt: skip
         if config.beta > 0:
             init = trainer.config.init_from
@@ -555,7 +564,7 @@ class GRPORows:
                                   thinking_budget=config.thinking_budget)  # fmt: skip
         return SamplingParams(
             n=config.num_generations, temperature=config.temperature, top_p=config.top_p, top_k=config.top_k,
-            max_tokens=config.max_new_tokens, thinking_budget=config.thinking_budget, logprobs=0,
+            max_tokens=config.max_new_tokens, thinking_budget=config.thinking_budget,
         )  # fmt: skip
 
     # -- rows ------------------------------------------------------------------------------------------------
@@ -724,6 +733,15 @@ def make_trainer(
     return trainer
 
 
+def check_grpo(table: dict[str, Any]) -> list[Any]:
+    """Parse a GRPO preset without doing any work: [its TrainConfig] (bad ``[grpo]`` values raise here)."""
+    from qwen3.train.config import TrainConfig
+
+    return [TrainConfig.from_dict(split_table(table)[1])]
+
+
+@register_stage("grpo", check=check_grpo, description="reasoning RL with GRPO (report section 4.2)")
 def run_grpo(table: dict[str, Any], **options: Any) -> Any:
-    """Train with GRPO; returns the ``TrainResult``."""
+    """Train with GRPO (``qwen3 train grpo-debug``); ``options``: resume, overwrite, env, progress. Returns the
+    ``TrainResult``."""
     return make_trainer(table, **options).fit()

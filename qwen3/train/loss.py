@@ -20,8 +20,6 @@ so the [tokens, vocab] logits never exist whole (bench/bench_train.py measures t
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
 import inspect
 import typing
 from collections.abc import Callable, Sequence
@@ -36,8 +34,6 @@ from qwen3.train.batch import IGNORE, Batch, Row
 from qwen3.train.settings import SettingsError, convert_value
 
 NORMALIZATIONS = ("tokens", "sequences", "constant")
-# Modules that register losses (and stages) when imported; tried when a name is not registered yet.
-PLUGIN_MODULES = ("qwen3.train.grpo",)
 
 
 @dataclass
@@ -119,11 +115,12 @@ def register_loss(name: str) -> Callable[[Callable[..., LossFn]], Callable[..., 
 
 
 def loss_factory(loss_type: str) -> Callable[..., LossFn]:
-    """The registered factory of ``loss_type`` (importing ``PLUGIN_MODULES`` first if it is not registered)."""
+    """The registered factory of ``loss_type`` (importing qwen3.train.stages' plugin modules first if it is not
+    registered: stages register their losses)."""
     if loss_type not in LOSSES:
-        for module in PLUGIN_MODULES:
-            if importlib.util.find_spec(module) is not None:
-                importlib.import_module(module)
+        from qwen3.train.stages import import_plugins
+
+        import_plugins()
     if loss_type not in LOSSES:
         raise SettingsError(f"loss.type {loss_type!r} is not one of {', '.join(LOSSES)}")
     return LOSSES[loss_type]

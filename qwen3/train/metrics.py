@@ -22,6 +22,8 @@ from qwen3.train.settings import SettingsError
 from qwen3.utils.atomic import atomic_write_text
 
 METRICS_FILE = "metrics.jsonl"
+# Numbers a stage logs that the progress bar and log lines show too when a record has them (RL: GRPO's reward).
+SHOWN = {"reward_mean": "reward", "accuracy": "acc", "val_accuracy": "val_acc"}
 TENSORBOARD_MISSING = (
     "tensorboard = true needs the tensorboard package: pip install 'qwen3[train]', or set tensorboard = false"
 )
@@ -97,11 +99,15 @@ class MetricsLogger:
             TextColumn("[bold]{task.description}"),
             BarColumn(),
             MofNCompleteColumn(),
-            TextColumn("loss {task.fields[loss]}  lr {task.fields[lr]}  {task.fields[speed]} tok/s  ETA"),
+            TextColumn(
+                "loss {task.fields[loss]}{task.fields[shown]}  lr {task.fields[lr]}  {task.fields[speed]} tok/s  ETA"
+            ),
             TimeRemainingColumn(),
         )
         self._progress.start()
-        self._task = self._progress.add_task(self.stage, total=self.total_steps, loss="-", lr="-", speed="-")
+        self._task = self._progress.add_task(
+            self.stage, total=self.total_steps, loss="-", lr="-", speed="-", shown=""
+        )
 
     def start(self, step: int) -> None:
         """The run starts (or resumes) after ``step`` completed steps."""
@@ -123,13 +129,14 @@ class MetricsLogger:
             "loss": f"{record['loss']:.4f}",
             "lr": f"{record['lr']:.2e}",
             "speed": f"{record['tokens_per_s']:,.0f}",
+            "shown": "".join(f"  {label} {record[key]:.3f}" for key, label in SHOWN.items() if key in record),
         }
         if self._progress is not None:
             self._progress.update(self._task, completed=step, **fields)
         elif step % self.log_every == 0 or step == self.total_steps:
             print(
-                f"[{self.stage}] step {step}/{self.total_steps}  loss {fields['loss']}  lr {fields['lr']}  "
-                f"{fields['speed']} tok/s  eta {self._eta(step)}",
+                f"[{self.stage}] step {step}/{self.total_steps}  loss {fields['loss']}{fields['shown']}  "
+                f"lr {fields['lr']}  {fields['speed']} tok/s  eta {self._eta(step)}",
                 file=sys.stderr,
                 flush=True,
             )

@@ -32,6 +32,7 @@ from torch import Tensor, nn
 
 from qwen3.train.reward_system import RewardResult
 from qwen3.train.settings import SettingsError
+from qwen3.train.stages import register_stage
 from qwen3.utils.atomic import atomic_directory, atomic_write_json
 
 FORMAT = "qwen3-reward-model-v1"
@@ -240,8 +241,10 @@ def parse_stage(table: dict[str, Any]) -> tuple[RewardModelConfig, Any]:
     return split_table(table, "reward_model", RewardModelConfig)
 
 
-def run_stage(table: dict[str, Any], resume: bool = False, overwrite: bool = False, progress: bool | None = None,
-              env: Any = None) -> RewardModelResult:  # fmt: skip
+@register_stage("reward-model", check=lambda table: [parse_stage(table)[-1]],
+                description="a Bradley-Terry reward model on preference pairs (report section 4.4)")  # fmt: skip
+def run_stage(table: dict[str, Any], *, resume: bool = False, overwrite: bool = False, env: Any = None,
+              progress: bool | None = None) -> RewardModelResult:  # fmt: skip
     """Train a reward model (single process; ``resume`` is not supported: the run is a few minutes at most)."""
     from qwen3.train import build, checkpoint, distributed
     from qwen3.train.distill import student_tokenizer

@@ -7,27 +7,18 @@ can be passed instead. ``weighted_reward(functions, weights)`` combines several 
 rewards combine answer correctness and format.
 
 Correctness (``is_correct``) is a separate question from the reward: it is what the ``accuracy`` metrics count.
-Items of the task world are graded by ``qwen3.eval.grade`` when that package is present; the built-in tasks here
-carry their own check in ``reference["check"]``.
+Items of the task world are graded by ``qwen3.eval.grade`` (the reply parsed with ``qwen3.eval.Reply`` in the
+mode its prompt set); the built-in tasks here carry their own check in ``reference["check"]``.
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Sequence
 from typing import Any
 
 RewardFn = Callable[[Any, Any], float]
 
-ANSWER_LINE = re.compile(r"^\s*Answer:\s*(.*?)\s*$", re.MULTILINE)
 DIGITS = "0123456789"
-
-
-def final_answer(content: str) -> str:
-    """The task world's answer convention: the last ``Answer:`` line of the reply's content, else the content
-    stripped."""
-    matches = ANSWER_LINE.findall(content or "")
-    return matches[-1] if matches else (content or "").strip()
 
 
 def reply_content(rollout: Any) -> str:
@@ -50,12 +41,14 @@ def digits_only(item: Any, rollout: Any) -> float:
 
 
 def answer_match(item: Any, rollout: Any) -> float:
-    """1 when the final answer equals ``item.reference["answer"]`` (or one of its ``aliases``): math equivalence
-    through ``qwen3.eval.verify.answers_equal`` when the eval package is present, else exact text."""
-    predicted = final_answer(reply_content(rollout))
+    """1 when the final answer (the last ``Answer:`` line of the content, else the content) equals
+    ``item.reference["answer"]`` or one of its ``aliases`` by ``qwen3.eval.answers_equal`` (numbers, fractions,
+    expressions, normalised text)."""
+    from qwen3.eval import answers_equal, extract_answer
+
+    predicted = extract_answer(_reply(rollout).content)
     references = [item.reference["answer"], *item.reference.get("aliases", [])]
-    equal = _answers_equal()
-    return float(any(equal(predicted, str(reference)) for reference in references))
+    return float(any(answers_equal(predicted, str(reference)) for reference in references))
 
 
 def thought_closed(item: Any, rollout: Any) -> float:
@@ -69,8 +62,10 @@ def not_truncated(item: Any, rollout: Any) -> float:
 
 
 def verifier(item: Any, rollout: Any) -> float:
-    """The task world's grader: ``qwen3.eval.grade(item, reply).score`` (needs the eval package)."""
-    return float(_grade(item, rollout).score)
+    """The task world's grader: ``qwen3.eval.grade(item, reply).score``."""
+    from qwen3.eval import grade
+
+    return float(grade(item, _reply(rollout)).score)
 
 
 REWARDS: dict[str, RewardFn] = {
@@ -114,22 +109,13 @@ def is_correct(item: Any, rollout: Any) -> bool:
     check = item.reference.get("check")
     if check is not None:
         return resolve_rewards([check])[0](item, rollout) >= 1.0
-    return bool(_grade(item, rollout).correct)
+    from qwen3.eval import grade
+
+    return bool(grade(item, _reply(rollout)).correct)
 
 
-def _grade(item: Any, rollout: Any) -> Any:
-    try:
-        from qwen3.eval import Reply, grade
-    except ImportError as err:
-        raise RuntimeError(
-            f"item {item.id!r} needs the task world's grader (qwen3.eval), which is not available: {err}"
-        ) from None
-    return grade(item, Reply.from_text(rollout.text))
+def _reply(rollout: Any) -> Any:
+    """The rollout as the graders read it: parsed in thinking mode unless its prompt closed the thought."""
+    from qwen3.eval import Reply
 
-
-def _answers_equal() -> Callable[[str, str], bool]:
-    try:
-        from qwen3.eval.verify import answers_equal
-    except ImportError:
-        return lambda predicted, reference: predicted.strip() == reference.strip()
-    return answers_equal
+    return Reply.from_text(rollout.text, enable_thinking=rollout.thinking)

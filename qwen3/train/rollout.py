@@ -1,10 +1,12 @@
 """Rollouts for RL from our own engine, in the training process (report section 4.2: GRPO samples a group of
 responses per query).
 
-``RolloutEngine`` wraps an ``LLMEngine`` built on the policy module itself: with ``weights = "reference"`` the
-engine runs the module and sees every optimizer update in place; the faster layouts ("fused", "packed") hold
-views or copies that ``sync()`` rebuilds after each update. The engine must not change the module's training
-mode, so the mode is put back after the engine is built.
+``RolloutEngine`` wraps an ``LLMEngine`` built on the policy module itself with ``shared=True``: the engine never
+switches the module to eval mode nor re-points its parameters' storage; with ``weights = "reference"`` it runs the
+module and sees every optimizer update in place, the faster layouts ("fused", "packed") hold copies that
+``sync()`` rebuilds after each update. Log-probabilities are recorded flat (``token_logprobs``) in the engine's
+"processed" mode, i.e. under the distribution each token was drawn from (temperature applied, top-k / top-p
+renormalised), with the mask of the tokens the engine forced.
 
 Each query gets ``n`` completions sampled with the request seed ``rollout_seed(seed, batch, query)`` (the engine
 gives completion i the seed ``+ i``), so a rollout depends only on the weights, the query and these numbers: not
@@ -41,12 +43,15 @@ class Rollout:
     sample: int  # index of the completion within its group
     prompt_ids: list[int]
     token_ids: list[int]  # the completion, including a final end-of-sequence token
-    logprobs: list[float]  # engine log-probability of each completion token (0.0 where forced)
+    logprobs: list[
+        float
+    ]  # engine log-probability of each token under its sampling distribution (0.0 if forced)
     forced: list[bool]  # tokens the engine inserted (thinking budget), not sampled
     text: str
     content: str | None
     reasoning: str | None
     finish_reason: str
+    thinking: bool = True  # the prompt left the thought to the model (False: it closed it, non-thinking mode)
     reward: float = 0.0
     correct: bool = False
     rewards: list[float] = field(default_factory=list)  # each reward function's value
@@ -80,9 +85,7 @@ class RolloutEngine:
         from qwen3.engine.config import EngineConfig
         from qwen3.engine.llm_engine import LLMEngine
 
-        was_training = model.training
-        self.engine = LLMEngine(model, tokenizer, EngineConfig(**engine))
-        model.train(was_training)  # the engine switches to eval mode; the trainer's mode is not its to change
+        self.engine = LLMEngine(model, tokenizer, EngineConfig(**engine), shared=True)
         self.tokenizer = tokenizer
         self.stats = RolloutStats()
         self._ids = 0
@@ -108,8 +111,7 @@ class RolloutEngine:
             raise ValueError(f"{len(conversations)} conversations but {len(seeds)} seeds")
         modes = enable_thinking if isinstance(enable_thinking, list) else [enable_thinking] * len(seeds)
         tools = tools or [None] * len(seeds)
-        if params.logprobs is None:
-            params = params.replace(logprobs=0)
+        params = params.replace(token_logprobs=True, logprobs_mode="processed")
         start = time.perf_counter()
         requests = []
         for messages, seed, mode, offered in zip(conversations, seeds, modes, tools):
@@ -124,12 +126,12 @@ class RolloutEngine:
                 request_id, prompt, params.replace(seed=seed), chat=ChatOptions(enable_thinking=mode is not False),
                 stream=False,
             )  # fmt: skip
-            requests.append((request_id, prompt_ids))
-        outputs = self._run({request_id for request_id, _ in requests})
+            requests.append((request_id, prompt_ids, _thought_left_open(prompt)))
+        outputs = self._run({request_id for request_id, _, _ in requests})
         groups = []
-        for query, (request_id, prompt_ids) in enumerate(requests):
+        for query, (request_id, prompt_ids, thinking) in enumerate(requests):
             completions = sorted(outputs[request_id], key=lambda output: output.index)
-            groups.append([_rollout(query, prompt_ids, output) for output in completions])
+            groups.append([_rollout(query, prompt_ids, output, thinking) for output in completions])
         self.stats.seconds += time.perf_counter() - start
         self.stats.tokens += sum(len(r.token_ids) for group in groups for r in group)
         return groups
@@ -143,20 +145,22 @@ class RolloutEngine:
         return outputs
 
 
-def _rollout(query: int, prompt_ids: list[int], output: Any) -> Rollout:
-    logprobs, forced = [], []
-    for token, entry in zip(output.token_ids, output.logprobs or [None] * len(output.token_ids)):
-        forced.append(entry is None)  # the engine records no distribution for tokens it forced
-        logprobs.append(0.0 if entry is None else float(entry[token].logprob))
+def _thought_left_open(prompt: str) -> bool:
+    """Whether the prompt's last turn leaves the thought to the model (no ``</think>`` in it)."""
+    return "</think>" not in prompt[prompt.rfind("<|im_start|>") :]
+
+
+def _rollout(query: int, prompt_ids: list[int], output: Any, thinking: bool) -> Rollout:
     return Rollout(
         query=query,
         sample=output.index,
         prompt_ids=list(prompt_ids),
         token_ids=list(output.token_ids),
-        logprobs=logprobs,
-        forced=forced,
+        logprobs=list(output.token_logprobs),
+        forced=list(output.forced) or [False] * len(output.token_ids),
         text=output.text,
         content=output.content,
         reasoning=output.reasoning_content,
         finish_reason=output.finish_reason,
+        thinking=thinking,
     )

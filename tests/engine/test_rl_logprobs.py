@@ -60,12 +60,13 @@ def test_processed_logprobs_are_those_of_the_sampled_distribution(temperature, t
     assert raw.token_logprobs[0] == pytest.approx(float(expected_raw), abs=1e-5)
 
 
-def test_trainer_token_logprobs_match_the_engines_processed_logprobs():
+@pytest.mark.parametrize(("top_k", "top_p"), [(0, 1.0), (6, 1.0), (0, 0.7), (20, 0.95)])
+def test_trainer_token_logprobs_match_the_engines_processed_logprobs(top_k, top_p):
     model = make_model()
     llm = make_llm(model=model)
     prompt = random_prompt(9, seed=8)
-    params = SamplingParams(temperature=0.8, max_tokens=10, ignore_eos=True, seed=2, token_logprobs=True,
-                            logprobs_mode="processed")  # fmt: skip
+    params = SamplingParams(temperature=0.8, top_k=top_k, top_p=top_p, max_tokens=10, ignore_eos=True, seed=2,
+                            token_logprobs=True, logprobs_mode="processed")  # fmt: skip
     out = llm.generate([prompt], params)[0].outputs[0]
     assert (
         out.logprobs is None and len(out.token_logprobs) == 10
@@ -75,7 +76,7 @@ def test_trainer_token_logprobs_match_the_engines_processed_logprobs():
     targets[len(prompt) - 1 : -1] = torch.tensor(out.token_ids)
     with torch.no_grad():
         hidden = model.hidden_states(ids)[0]
-        trainer = token_logprobs(hidden, model.lm_head.weight, targets, temperature=0.8)
+        trainer = token_logprobs(hidden, model.lm_head.weight, targets, 0.8, top_k=top_k, top_p=top_p)
     torch.testing.assert_close(
         trainer[len(prompt) - 1 : -1], torch.tensor(out.token_logprobs), atol=1e-5, rtol=0
     )
@@ -102,3 +103,18 @@ def test_bad_logprobs_mode_is_named():
         SamplingParams(logprobs_mode="sampled")
     with pytest.raises(ValueError, match="SamplingParams.token_logprobs must be a bool"):
         SamplingParams(token_logprobs=1)
+
+
+def test_processed_logprobs_keep_each_rows_settings_in_a_mixed_batch():
+    from qwen3.engine.sampler import processed_logprobs
+
+    logits = torch.randn(3, 50, generator=torch.Generator().manual_seed(0)) * 3
+    params = [SamplingParams(temperature=0.0), SamplingParams(temperature=0.5, top_k=4),
+              SamplingParams(temperature=1.2, top_p=0.8)]  # fmt: skip
+    out = processed_logprobs(logits, params)
+    torch.testing.assert_close(
+        out[0], torch.log_softmax(logits[0], -1)
+    )  # greedy: temperature 1, no truncation
+    torch.testing.assert_close(out[1].double(), by_hand(logits[1], 0.5, 4, 1.0), atol=1e-5, rtol=0)
+    torch.testing.assert_close(out[2].double(), by_hand(logits[2], 1.2, 0, 0.8), atol=1e-5, rtol=0)
+    assert int(torch.isfinite(out[1]).sum()) == 4

@@ -5,22 +5,17 @@ import pytest
 
 from qwen3.cli import main
 from qwen3.train.cli import presets
-from qwen3.train.config import load_train_config
-from qwen3.train.pretrain import chain_configs
 from qwen3.train.settings import read_table
+from qwen3.train.stages import check_table
 
 from .conftest import run_losses, tiny_config
 
 
 @pytest.mark.parametrize("name", presets())
 def test_shipped_configs_parse(name):
-    from qwen3.train.cli import STAGE_MODULES, config_path, stage_module
+    from qwen3.train.cli import config_path
 
-    table = read_table(config_path(name))
-    if table.get("stage") in STAGE_MODULES:  # a post-training stage with its own table
-        configs = [stage_module(table["stage"]).parse_stage(table)[-1]]  # the TrainConfig comes last
-    else:
-        configs = chain_configs(table) if "stages" in table else [load_train_config(config_path(name))]
+    configs = check_table(read_table(config_path(name)))  # as its stage will parse it
     assert configs and all(c.steps > 0 for c in configs)
 
 

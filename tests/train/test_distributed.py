@@ -67,3 +67,15 @@ def test_a_one_process_checkpoint_resumes_in_two_fsdp_processes(tmp_path):
     )
     torchrun(resumed, tmp_path, "--resume")
     assert run_losses(first.run_dir) == pytest.approx(reference, rel=1e-5)
+
+
+def test_two_processes_match_one_with_per_sequence_normalisation(tmp_path):
+    # Packed SFT rows hold different numbers of sequences: the denominator must be the global batch's count.
+    common = dict(steps=3, data__kind="sft", data__synthetic="chat", data__synthetic_documents=64, data__seq_len=96,
+                  schedule__kind="constant", loss__options={"normalization": "sequences"})  # fmt: skip
+    two = tiny_config(
+        tmp_path / "two", micro_batch_size=2, global_batch_size=8, stage="ddp-sequences", **common
+    )
+    torchrun(two, tmp_path)
+    one = tiny_config(tmp_path / "one", micro_batch_size=8, **common)
+    assert run_losses(two.run_dir) == pytest.approx(Trainer(one, progress=False).fit().losses, rel=1e-5)

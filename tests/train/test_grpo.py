@@ -36,8 +36,11 @@ def exact(run_dir):
     return [{key: record[key] for key in EXACT} for record in read_metrics(run_dir)]
 
 
-def test_grpo_debug_raises_the_reward_and_logs_every_metric(tmp_path):
+def test_grpo_debug_raises_the_reward_and_logs_every_metric(tmp_path, capsys):
     run_grpo(preset(tmp_path, "steps=20", "checkpoint.every=0"), progress=False)
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("[grpo] step")]
+    assert len(lines) == 4 and all(" reward 0." in line or " reward 1." in line for line in lines)
+    assert " acc " in lines[0] and " val_acc " in lines[1]  # step 10 has the validation accuracy
     records = read_metrics(tmp_path)
     assert len(records) == 20
     for name in STEP_METRICS:
@@ -90,9 +93,8 @@ def test_the_loss_does_not_depend_on_the_micro_batch_size(tmp_path):
             assert one["reward_mean"] == other["reward_mean"]  # the same rollouts (one batch, 3 updates)
             assert one["loss"] == pytest.approx(other["loss"], rel=1e-4, abs=1e-7)
             assert one["grad_norm"] == pytest.approx(other["grad_norm"], rel=1e-4)
-        assert (
-            runs[0][2]["clip_fraction"] >= 0.0 and runs[0][2]["loss"] != 0.0
-        )  # off-policy by the 3rd update
+        # The first update is on-policy (old = current: ratio 1, nothing clipped); by the third it is not.
+        assert runs[0][0]["clip_fraction"] == 0.0 and runs[0][2]["loss"] != 0.0
 
 
 def test_masked_truncations_and_flat_groups_give_no_gradient(tmp_path):
@@ -117,3 +119,29 @@ def test_the_overlong_penalty_lowers_the_reward_of_long_replies(tmp_path):
     assert b["reward_mean"] == pytest.approx(
         a["reward_mean"] - 0.5, abs=1e-9
     )  # all 8 tokens long: full penalty
+
+
+def test_truncated_importance_sampling_weights_are_near_one_for_an_exact_engine(tmp_path):
+    # fp32 engine and trainer on the same weights: pi_old / pi_engine = 1 up to rounding, the loss unchanged.
+    run_grpo(small(tmp_path / "plain", "steps=1"), progress=False)
+    trainer = make_trainer(small(tmp_path / "tis", "steps=1", "grpo.tis_cap=2.0"), progress=False)
+    trainer.fit()
+    weights = [w for row in trainer.rows.rows for w, label in zip(row["extras"]["is_weight"], row["labels"])
+               if label != -100]  # fmt: skip
+    assert weights and all(abs(w - 1) < 1e-3 for w in weights)
+    (plain,), (tis,) = read_metrics(tmp_path / "plain"), read_metrics(tmp_path / "tis")
+    assert tis["reward_mean"] == plain["reward_mean"]
+    assert tis["grad_norm"] == pytest.approx(plain["grad_norm"], rel=1e-3)
+
+
+def test_qwen3_train_runs_the_grpo_preset_and_names_a_bad_knob(tmp_path):
+    base = ["-m", "qwen3", "train", "grpo-debug", f"run_dir={tmp_path}", "steps=2"]
+    done = subprocess.run(python_command(*base, "--no-progress"), env=child_env(), capture_output=True, text=True,
+                          timeout=120)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert [r["step"] for r in read_metrics(tmp_path)] == [1, 2] and "reward" in done.stderr
+    bad = subprocess.run(python_command(*base, "grpo.loss_type=ppo", "--no-progress"), env=child_env(),
+                         capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert bad.returncode != 0
+    (line,) = bad.stderr.strip().splitlines()
+    assert "grpo.loss_type" in line and "'ppo'" in line

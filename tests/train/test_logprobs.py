@@ -63,3 +63,47 @@ def test_logprob_only_backward_and_bad_input():
         token_logprobs(hidden, weight, targets, temperature=0.0)
     with pytest.raises(ValueError, match=r"targets \(3,\) must be \[13\]"):
         token_logprobs(hidden, weight, targets[:3])
+
+
+def plain_truncated(hidden, weight, targets, temperature, top_k, top_p):
+    """Top-k, then top-p over the top-k renormalised, the target kept; written out per row."""
+    logits = (hidden @ weight.T) / temperature
+    rows = []
+    for row, target in zip(logits, targets.tolist()):
+        if target == IGNORE:
+            rows.append(torch.zeros(()))
+            continue
+        order = row.detach().argsort(descending=True)[: top_k or None]
+        probs = torch.softmax(row.detach()[order], -1)
+        before = probs.cumsum(-1) - probs
+        kept = order[(before < top_p) | (torch.arange(len(order)) == 0)].tolist()
+        kept = sorted(set(kept) | {target})
+        rows.append(row[target] - torch.logsumexp(row[kept], -1))
+    return torch.stack(rows)
+
+
+@pytest.mark.parametrize(("top_k", "top_p"), [(5, 1.0), (0, 0.5), (8, 0.7)])
+def test_truncated_logprobs_renormalise_over_the_kept_tokens(top_k, top_p):
+    hidden, weight, targets = inputs(dtype=torch.float64)
+    logp, entropy = token_logprobs(hidden, weight, targets, 0.9, 4, True, top_k=top_k, top_p=top_p)
+    expected = plain_truncated(hidden, weight, targets, 0.9, top_k, top_p)
+    torch.testing.assert_close(logp, expected)
+    assert torch.isfinite(entropy).all() and (entropy <= plain(hidden, weight, targets, 0.9)[1] + 1e-9).all()
+    ours = torch.autograd.grad(logp.sum(), (hidden, weight), retain_graph=True)
+    theirs = torch.autograd.grad(expected.sum(), (hidden, weight))
+    for a, b in zip(ours, theirs):
+        torch.testing.assert_close(a, b)
+    (grad_h,) = torch.autograd.grad(entropy.sum(), hidden)
+    assert torch.isfinite(grad_h).all()
+
+
+def test_under_bf16_autocast_matmuls_are_bf16_and_results_fp32():
+    hidden, weight, targets = inputs()
+    with torch.autocast("cpu", torch.bfloat16):
+        logp, entropy = token_logprobs(hidden, weight, targets, 0.9, 4, True, top_k=6)
+    assert logp.dtype == entropy.dtype == torch.float32
+    exact = token_logprobs(hidden, weight, targets, 0.9, 4, top_k=6)
+    assert (logp - exact).abs().max() < 0.1 and (logp - exact).abs().max() > 0  # bf16 rounding, nothing more
+    grad_h, grad_w = torch.autograd.grad((logp + entropy).sum(), (hidden, weight))
+    assert grad_h.dtype == hidden.dtype and grad_w.dtype == weight.dtype
+    assert torch.isfinite(grad_h).all() and torch.isfinite(grad_w).all()

@@ -1,0 +1,45 @@
+"""GRPO under ``torchrun --nproc_per_node 2`` (gloo): queries sharded by rank, each rank its own engine, the same
+rewards and losses as one process."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+
+import pytest
+
+from qwen3.train.grpo import run_grpo
+from qwen3.train.metrics import read_metrics
+
+from .conftest import child_env, python_command
+from .test_grpo import small
+
+pytestmark = pytest.mark.distributed
+
+
+def test_two_processes_give_the_rewards_and_losses_of_one(tmp_path):
+    options = (
+        "steps=4",
+        "grpo.num_iterations=2",
+        "grpo.beta=0.05",
+        "grpo.eval_every=2",
+        "grpo.eval_prompts=6",
+    )
+    run_grpo(small(tmp_path / "one", *options), progress=False)
+    table = small(tmp_path / "two", *options, "micro_batch_size=4")  # 2 ranks x 2 micro-batches of 4
+    config_file = tmp_path / "two.json"
+    config_file.write_text(json.dumps(table))
+    command = python_command(
+        "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+        "-m", "qwen3.train", str(config_file), "--no-progress",
+    )  # fmt: skip
+    done = subprocess.run(command, env=child_env(), capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-4000:]
+    one, two = read_metrics(tmp_path / "one"), read_metrics(tmp_path / "two")
+    assert len(one) == len(two) == 4
+    for a, b in zip(one, two):
+        for key in ("reward_mean", "reward_std", "accuracy", "response_length"):
+            assert a[key] == pytest.approx(b[key], rel=1e-9), key
+        for key in ("loss", "entropy", "kl", "grad_norm"):
+            assert a[key] == pytest.approx(b[key], rel=1e-4, abs=1e-7), key
+    assert [r.get("val_accuracy") for r in one] == [r.get("val_accuracy") for r in two]
