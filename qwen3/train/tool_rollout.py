@@ -73,7 +73,9 @@ def default_executor(name: str, arguments: Any) -> str:
 
 def engine_generator(engine: Any, params: Any, seeds: Sequence[int] | None = None) -> Generator:
     """Sample with our engine (a ``qwen3.LLM``, an ``LLMEngine`` or anything with an ``.engine`` that is one),
-    all prompts of a round in one batch. Episode k's reply in round r is seeded ``seeds[k] + 7919 r`` (with
+    all prompts of a round in one batch; an episode that outgrew the engine's context after its first round ends
+    as "length" (a first prompt too long is the engine's error). Episode
+    k's reply in round r is seeded ``seeds[k] + 7919 r`` (with
     ``seeds`` None: ``params.seed`` + k, or unseeded), so a rollout does not depend on the others in its batch."""
     llm_engine = getattr(engine, "engine", engine)
     params = params.replace(n=1, logprobs=0 if params.logprobs is None else params.logprobs)
@@ -84,18 +86,20 @@ def engine_generator(engine: Any, params: Any, seeds: Sequence[int] | None = Non
         return None if base is None else base + 7919 * round_index
 
     def generate(prompts: list[list[int]], keys: list[int], round_index: int) -> list[Generated]:
-        pending = {}
+        pending: dict[str, Any] = {}
         for ids, key in zip(prompts, keys):
             request_id = f"tool-rollout-{next(counter)}"
-            llm_engine.add_request(
-                request_id, ids, params.replace(seed=seed_of(key, round_index)), stream=False
-            )
+            if round_index and len(ids) >= llm_engine.max_model_len:  # outgrew the context: it ends cut off
+                pending[request_id] = Generated([], "length", [])
+                continue
+            seeded = params.replace(seed=seed_of(key, round_index))
+            llm_engine.add_request(request_id, ids, seeded, stream=False)
             pending[request_id] = None
         while llm_engine.has_unfinished():
             for delta in llm_engine.step():
                 if delta.finished and delta.request_id in pending:
                     pending[delta.request_id] = delta.output
-        return [_generated(output) for output in pending.values()]
+        return [out if isinstance(out, Generated) else _generated(out) for out in pending.values()]
 
     return generate
 

@@ -142,3 +142,15 @@ def test_answer_reward_uses_the_eval_verifiers():
     )
     hallucinated = mix(false_premise, Reply.from_text("<think>\nhm\n</think>\n\nBecause of the cows."))
     assert rejected.score == pytest.approx(1.0) and hallucinated.score == pytest.approx(0.2)
+
+
+def test_constraints_reward_on_world_items():
+    from qwen3.train.reward_system import constraints_reward
+    from qwen3.world import generate
+
+    for query in generate("ifeval", "train", 6, seed=3):
+        ideal = Reply.from_text(f"<think>\nplan\n</think>\n\n{query.direct}")
+        assert constraints_reward(query, ideal).score == 1.0, query.reference
+    query = generate("ifeval", "train", 1, seed=3)[0]
+    bad = constraints_reward(query, Reply.from_text("<think>\nx\n</think>\n\n"))
+    assert bad.score < 1.0 and "failed" in bad.reason
