@@ -52,9 +52,9 @@ class GRPOConfig:
     - ``prompts_per_step`` queries per generation batch, ``num_generations`` rollouts each (the group).
     - ``max_new_tokens``; ``max_prompt_tokens`` (the engine's context is the sum of the two, within the model's
       positions: a longer prompt leaves fewer new tokens, one past the context is an error); ``temperature`` /
-      ``top_p`` / ``top_k`` (0: off) of the rollouts. The trainer's log-probabilities use the same temperature
-      over the whole vocabulary; top-k / top-p truncation applies to sampling only (as in TRL and verl), so keep
-      them off when the exact on-policy ratio matters.
+      ``top_p`` / ``top_k`` (0: off) of the rollouts. The trainer's log-probabilities are taken under the same
+      distribution: the temperature, then the engine's own top-k / top-p truncation and renormalisation (TRL and
+      verl apply the temperature only).
     - ``enable_thinking``: thinking mode through the chat template (None: each item's own switch, else the
       template's default, thinking); ``thinking_budget``: at most this many thinking tokens, then the engine
       forces the stop-thinking text (report section 4.3), whose tokens are never trained on.
@@ -79,9 +79,9 @@ class GRPOConfig:
     - ``entropy_coef``: adds -coef x entropy to the per-token loss (the report keeps entropy steady or rising).
     - ``tis_cap``: truncated importance sampling (Yao et al. 2025, "Your efficient RL framework secretly brings
       you off-policy RL training"): each token's loss is weighted by min(pi_trainer_old / pi_engine, cap) to
-      correct for the engine sampling at another precision. The engine reports log-probabilities of the
-      distribution it sampled from ("processed" mode); they match the trainer's only without truncation, so
-      it needs top_k = 0 and top_p = 1.
+      correct for the engine sampling at another precision. Both sides' log-probabilities are under the
+      distribution the engine sampled from (the engine's "processed" mode; the trainer applies the same
+      temperature and top-k / top-p rule in ``token_logprobs``).
     - ``mask_truncated``: rollouts cut off by ``max_new_tokens`` get no loss (DAPO's overlong filtering);
       ``overlong_buffer`` / ``overlong_penalty``: DAPO's soft overlong punishment, a reward going linearly from 0
       to -penalty over the last ``overlong_buffer`` tokens before ``max_new_tokens``.
@@ -150,15 +150,8 @@ class GRPOConfig:
         for name in ("beta", "entropy_coef", "overlong_penalty"):
             if getattr(self, name) < 0:
                 raise SettingsError(f"grpo.{name}: must be >= 0, got {getattr(self, name)}")
-        if self.tis_cap is not None:
-            if not self.tis_cap >= 1:
-                raise SettingsError(f"grpo.tis_cap: must be >= 1 (a cap on the weight), got {self.tis_cap}")
-            if self.top_k or self.top_p != 1:
-                raise SettingsError(
-                    "grpo.tis_cap: the engine's log-probabilities are under the truncated distribution it sampled "
-                    "from, the trainer's over the whole vocabulary: truncated importance sampling needs top_k = 0 "
-                    "and top_p = 1"
-                )
+        if self.tis_cap is not None and not self.tis_cap >= 1:
+            raise SettingsError(f"grpo.tis_cap: must be >= 1 (a cap on the weight), got {self.tis_cap}")
         if self.overlong_buffer >= self.max_new_tokens:
             raise SettingsError(
                 f"grpo.overlong_buffer: must be < max_new_tokens {self.max_new_tokens}, got {self.overlong_buffer}"
@@ -304,13 +297,23 @@ def sequence_logprobs(
     temperature: float,
     chunk_size: int = 512,
     with_entropy: bool = False,
+    top_k: int = 0,
+    top_p: float = 1.0,
 ) -> tuple[Tensor, Tensor | None, tuple[Tensor, ...]]:
-    """[B, T] log-probabilities of the labels (0 where IGNORE), [B, T] entropies when asked, router logits."""
+    """[B, T] log-probabilities of the labels (0 where IGNORE) under the sampling distribution (temperature,
+    then the engine's top-k / top-p truncation), [B, T] entropies when asked, router logits."""
     out = model.hidden_states(batch.input_ids, output_router_logits=True)
     mask = batch.labels != IGNORE
     hidden, targets = out.hidden_states[mask], batch.labels[mask]
     result = token_logprobs(
-        hidden, model.lm_head.weight, targets, temperature, chunk_size or 512, with_entropy
+        hidden,
+        model.lm_head.weight,
+        targets,
+        temperature,
+        chunk_size or 512,
+        with_entropy,
+        top_k=top_k,
+        top_p=top_p,
     )
     logp, entropy = result if with_entropy else (result, None)
     full = torch.zeros(batch.labels.shape, dtype=torch.float32, device=logp.device)
@@ -330,12 +333,16 @@ def grpo_objective(
     beta: float = 0.0,
     entropy_coef: float = 0.0,
     chunk_size: int = 512,
+    top_k: int = 0,
+    top_p: float = 1.0,
 ) -> LossFn:
     """The trainer's ``LossFn``: reads the extras ``GRPORows`` writes (``advantage``, ``coef``, and when present
     ``old_logprob``, ``ref_logprob``, ``is_weight``); logs ``entropy``, ``kl``, ``clip_fraction`` as token means."""
 
     def loss(model: torch.nn.Module, batch: Batch) -> LossOutput:
-        logp, entropy, router_logits = sequence_logprobs(model, batch, temperature, chunk_size, True)
+        logp, entropy, router_logits = sequence_logprobs(
+            model, batch, temperature, chunk_size, True, top_k, top_p
+        )
         assert entropy is not None
         mask = batch.labels != IGNORE
         extras = batch.extras
@@ -382,9 +389,16 @@ def digits_items(count: int, split: str, seed: int = 0) -> list[Any]:
 def task_items(config: GRPOConfig, split: str, count: int, seed: int) -> list[Any]:
     if config.task == "digits":
         return digits_items(count, split, seed)
-    from qwen3.world import generate
-
-    return generate(config.task.split(":", 1)[1], split, count, seed=seed)
+    try:
+        from qwen3.world import generate
+    except ImportError:
+        raise SettingsError(
+            f"grpo.task {config.task!r}: this version of qwen3.world has no generate()"
+        ) from None
+    try:
+        return generate(config.task.split(":", 1)[1], split, count, seed=seed)
+    except ValueError as err:
+        raise SettingsError(f"grpo.task {config.task!r}: {err}") from None
 
 
 # ------------------------------------------------------------------------------------------------ row source
@@ -623,8 +637,9 @@ class GRPORows:
             batch = collate(chunk, trainer.pad_id).to(trainer.env.device)
             with autocast:
                 logp, _, _ = sequence_logprobs(
-                    model, batch, self.config.temperature, loss_chunk_size(trainer.config)
-                )
+                    model, batch, self.config.temperature, loss_chunk_size(trainer.config),
+                    top_k=self.config.top_k, top_p=self.config.top_p,
+                )  # fmt: skip
             out += [values[: len(r.labels)] for values, r in zip(logp.cpu().tolist(), chunk)]
         return out
 
@@ -725,7 +740,7 @@ def make_trainer(
     )  # fmt: skip
     loss = grpo_objective(
         grpo.loss_type, grpo.epsilon, grpo.epsilon_high, grpo.temperature, grpo.beta, grpo.entropy_coef,
-        loss_chunk_size(config),
+        loss_chunk_size(config), grpo.top_k, grpo.top_p,
     )  # fmt: skip
     trainer = Trainer(config, rows=rows, loss_fn=loss, resume=resume, overwrite=overwrite, env=env,
                       progress=progress)  # fmt: skip

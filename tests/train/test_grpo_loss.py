@@ -104,7 +104,7 @@ def test_group_advantages_normalise_within_each_group():
         ({"num_generations": 1}, "at least 2 rollouts"),
         ({"epsilon": 0.0}, "grpo.epsilon"),
         ({"temperature": 0.0}, "grpo.temperature"),
-        ({"tis_cap": 2.0, "top_k": 20}, "truncated importance sampling"),
+        ({"tis_cap": 0.5}, "grpo.tis_cap"),
         ({"rewards": ["nope"]}, "unknown reward function 'nope'"),
         ({"rewards": ["digits_only"], "reward_weights": [1.0, 2.0]}, "2 weights for 1 rewards"),
         ({"overlong_buffer": 200}, "grpo.overlong_buffer"),

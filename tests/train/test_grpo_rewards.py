@@ -70,3 +70,11 @@ def test_the_digits_task():
     assert not is_correct(items[0], mixed) and is_correct(
         items[0], rollout("", thinking=False, content=" 42 ")
     )
+
+
+def test_a_world_task_the_world_cannot_make_is_a_settings_error():
+    from qwen3.train.grpo import GRPOConfig, task_items
+    from qwen3.train.settings import SettingsError
+
+    with pytest.raises(SettingsError, match="grpo.task 'world:nosuchfamily'"):
+        task_items(GRPOConfig(task="world:nosuchfamily"), "train", 4, 0)

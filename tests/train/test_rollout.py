@@ -51,16 +51,16 @@ def test_a_query_samples_the_same_group_alone_or_in_a_batch(tokenizer):
     assert model.training  # building the engine did not switch the policy to eval mode
 
 
-@pytest.mark.parametrize("temperature", [1.0, 0.7])
-def test_engine_logprobs_match_the_trainer_rows(tokenizer, temperature):
+@pytest.mark.parametrize(("temperature", "top_k", "top_p"), [(1.0, 0, 1.0), (0.7, 0, 1.0), (0.7, 20, 0.9)])
+def test_engine_logprobs_match_the_trainer_rows(tokenizer, temperature, top_k, top_p):
     model = policy()
-    sampling = params(temperature=temperature)
+    sampling = params(temperature=temperature, top_k=top_k, top_p=top_p)
     groups = engine(model, tokenizer).generate(QUERIES, sampling, [1, 2, 3], enable_thinking=False)
     rollouts = [r for group in groups for r in group]
     rows = [_row(r, 0.0, mask_truncated=False) for r in rollouts]
     batch = collate([Row(row["input_ids"], row["labels"]) for row in rows], pad_id=0)
     with torch.no_grad():
-        logp, _, _ = sequence_logprobs(model, batch, temperature=temperature)
+        logp, _, _ = sequence_logprobs(model, batch, temperature=temperature, top_k=top_k, top_p=top_p)
     for i, (row, rollout) in enumerate(zip(rows, rollouts)):
         positions = [p for p, label in enumerate(row["labels"]) if label != IGNORE]
         assert [row["labels"][p] for p in positions] == rollout.token_ids
