@@ -68,24 +68,19 @@ def scores(path: Path) -> dict:
     }
 
 
-def test_in_process_and_server_agree_for_greedy(checkpoint, items_file, tmp_path):
-    common = [
-        "--items",
-        str(items_file),
-        "--suite",
-        "reasoning,knowledge,thinkfollow,tooluse",
-        "--sampling",
-        "greedy",
-        "--max-tokens",
-        "24",
-        "--no-progress",
-    ]
+def run_both(checkpoint: Path, common: list[str], tmp_path: Path) -> None:
+    """``qwen3 eval`` in process (local.json) and through ``qwen3 serve`` on the same checkpoint (served.json)."""
     assert run(str(checkpoint), *common, *ENGINE, "--out", str(tmp_path / "local.json")) == 0
     with serve(checkpoint) as server:
-        assert (
-            run("--base-url", server.url, "--model", MODEL, *common, "--out", str(tmp_path / "served.json"))
-            == 0
-        )
+        served = ["--base-url", server.url, "--model", MODEL, *common, "--out", str(tmp_path / "served.json")]
+        assert run(*served) == 0
+
+
+def test_in_process_and_server_agree_for_greedy(checkpoint, items_file, tmp_path):
+    suites = "reasoning,knowledge,thinkfollow,tooluse"
+    common = ["--items", str(items_file), "--suite", suites, "--sampling", "greedy", "--max-tokens", "24"]
+    common.append("--no-progress")
+    run_both(checkpoint, common, tmp_path)
     local, served = scores(tmp_path / "local.json"), scores(tmp_path / "served.json")
     assert set(local) == {
         ("reasoning", "think"),
@@ -269,12 +264,7 @@ def test_world_suites_in_process_and_served_agree(checkpoint, tmp_path):
         "16",
         "--no-progress",
     ]
-    assert run(str(checkpoint), *common, *ENGINE, "--out", str(tmp_path / "local.json")) == 0
-    with serve(checkpoint) as server:
-        assert (
-            run("--base-url", server.url, "--model", MODEL, *common, "--out", str(tmp_path / "served.json"))
-            == 0
-        )
+    run_both(checkpoint, common, tmp_path)
     local = scores(tmp_path / "local.json")
     assert local == scores(tmp_path / "served.json") and len(local) == 13
     results = json.loads((tmp_path / "local.json").read_text())
