@@ -16,6 +16,9 @@ PLUGIN_MODULES = (
     "qwen3.train.cold_start",
     "qwen3.train.grpo",
     "qwen3.train.fusion",
+    "qwen3.train.distill",
+    "qwen3.train.reward_model",
+    "qwen3.train.general_rl",
 )
 
 
