@@ -160,4 +160,6 @@ def _run_chain_table(table: dict[str, Any], *, env: Any = None, **options: Any) 
     return run_chain(chain_configs(table), **options)
 
 
-register_stage(CHAIN_STAGE, check=chain_configs, description="[stages.*] links run in order")(_run_chain_table)
+register_stage(CHAIN_STAGE, check=chain_configs, description="[stages.*] links run in order")(
+    _run_chain_table
+)
