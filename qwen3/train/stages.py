@@ -25,12 +25,15 @@ from typing import Any
 
 from qwen3.train.settings import SettingsError
 
+# modules that register stages and losses when imported
 PLUGIN_MODULES = (
     "qwen3.train.grpo",
+    "qwen3.train.cold_start",
+    "qwen3.train.fusion",
     "qwen3.train.distill",
     "qwen3.train.reward_model",
     "qwen3.train.general_rl",
-)  # modules that register stages and losses when imported
+)
 DEFAULT_STAGE = "train"
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+from pathlib import Path
 
 import pytest
 
@@ -51,32 +52,39 @@ def test_grpo_debug_raises_the_reward_and_logs_every_metric(tmp_path, capsys):
     assert [r["step"] for r in records if "val_accuracy" in r] == [10, 20]  # eval_every = 10
 
 
-KILL_AT_STEP_5 = """
+CHILD = """
 import os, signal, sys
 from qwen3.train import grpo
 from qwen3.train.settings import read_table
+kill_at = int(sys.argv[2])
 counters = grpo.GRPORows.counters
 def dying(self):
-    if self.steps == 4:  # step 5's update is done but neither logged nor saved: step 4's checkpoint is the newest
+    if self.steps + 1 == kill_at:  # this step's update is done but neither logged nor saved
         os.kill(os.getpid(), signal.SIGKILL)
     return counters(self)
 grpo.GRPORows.counters = dying
-grpo.run_grpo(read_table(sys.argv[1]), progress=False)
+grpo.run_grpo(read_table(sys.argv[1]), resume=sys.argv[3] == "resume", progress=False)
 """
+
+
+def child(table, tmp_path, kill_at=0, resume=False):
+    """Run GRPO in a fresh process (the same thread settings for every run compared bit for bit)."""
+    config_file = tmp_path / f"{Path(table['run_dir']).name}.json"
+    config_file.write_text(json.dumps(table))
+    command = python_command("-c", CHILD, str(config_file), str(kill_at), "resume" if resume else "fresh")
+    return subprocess.run(command, env=child_env(), capture_output=True, text=True, timeout=120)
 
 
 def test_a_sigkilled_run_resumes_to_the_same_rewards_and_losses(tmp_path):
     # Two updates per generation batch (the old log-probabilities in the checkpoint), a KL to the reference.
     options = ("steps=6", "checkpoint.every=2", "grpo.num_iterations=2", "grpo.beta=0.05")
-    run_grpo(small(tmp_path / "whole", *options), progress=False)
-    table = small(tmp_path / "killed", *options)
-    config_file = tmp_path / "killed.json"
-    config_file.write_text(json.dumps(table))
-    done = subprocess.run(python_command("-c", KILL_AT_STEP_5, str(config_file)), env=child_env(),
-                          capture_output=True, text=True, timeout=120)  # fmt: skip
+    whole, killed = small(tmp_path / "whole", *options), small(tmp_path / "killed", *options)
+    assert child(whole, tmp_path).returncode == 0
+    done = child(killed, tmp_path, kill_at=5)  # step 4's checkpoint is the newest when it dies
     assert done.returncode == -9, done.stderr[-3000:]
     assert len(read_metrics(tmp_path / "killed")) == 4
-    run_grpo(table, resume=True, progress=False)
+    resumed = child(killed, tmp_path, resume=True)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert exact(tmp_path / "killed") == exact(tmp_path / "whole")
     assert any(record["kl"] > 0 for record in read_metrics(tmp_path / "whole"))
 
