@@ -40,7 +40,7 @@ from qwen3.model.weights import export_tensor, hf_tensors
 from qwen3.utils.atomic import atomic_write_text
 
 ROWS = ("b1", "int8", "b8", "small64", "sample64", "prefill")
-# The issue's bars (ratios to transformers in the same run; llama.cpp figures from docs/perf_anchors.md).
+# The issue's bars (ratios to transformers in the same run; llama.cpp figures: docs/benchmarks.md, "Anchors").
 TARGETS = {
     "b1": ">= 2x (goal: llama.cpp's 27 tok/s)",
     "int8": ">= 3.5x (llama.cpp Q8_0: 35 tok/s)",
@@ -335,8 +335,24 @@ def main() -> None:
     report = render_report(args, results, bandwidth, notes, load_before, load_after)
     print(report)
     if not args.no_write:
-        atomic_write_text(Path(args.out), report)
+        atomic_write_text(Path(args.out), with_generated_part(Path(args.out), report))
         print(f"wrote {args.out}")
+
+
+GENERATED_BEGIN = (
+    "<!-- bench_decode.py writes from here to its end marker; edit the rest of the file by hand -->\n"
+)
+GENERATED_END = "<!-- end of bench_decode.py output -->\n"
+
+
+def with_generated_part(path: Path, report: str) -> str:
+    """The file with its generated part replaced by ``report``; what was written by hand around it stays."""
+    old = path.read_text(encoding="utf-8") if path.is_file() else ""
+    before, begin, rest = old.partition(GENERATED_BEGIN)
+    _, end, after = rest.partition(GENERATED_END)
+    if not (begin and end):  # no markers yet: keep the old text below the new report
+        before, after = "", old
+    return f"{before}{GENERATED_BEGIN}{report.rstrip()}\n{GENERATED_END}{after}"
 
 
 def render_report(args, results, bandwidth, notes, load_before, load_after) -> str:

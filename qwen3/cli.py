@@ -29,9 +29,29 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def parse_args(parser: argparse.ArgumentParser, argv: list[str] | None = None) -> argparse.Namespace:
+    """``parser.parse_args`` that takes ``KEY=VALUE`` overrides anywhere among the options.
+
+    argparse fills a ``nargs="*"`` positional once, so overrides written after an option (``qwen3 train debug
+    --no-progress run_dir=runs/x``) come back unrecognised (and ``parse_intermixed_args`` refuses subparsers). A
+    command with an ``overrides`` argument gets those leftovers appended in the order typed (later ones win);
+    anything else left over, such as an unknown flag, is still an error.
+    """
+    args, extras = parser.parse_known_args(argv)
+    if not extras:
+        return args
+    overrides = getattr(args, "overrides", None)
+    stray = [arg for arg in extras if overrides is None or arg.startswith("-") or "=" not in arg]
+    if stray:
+        hint = " (overrides are KEY=VALUE)" if overrides is not None else ""
+        parser.error(f"unrecognized arguments: {' '.join(stray)}{hint}")
+    args.overrides = [*overrides, *extras]
+    return args
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parse_args(parser, argv)
     if not getattr(args, "handler", None):
         parser.print_help()
         return 2

@@ -8,12 +8,14 @@ The rules (vLLM's Qwen3 reasoning parser plus its Hermes tool parser, with the g
    ``</think>``, the reasoning ends at the first ``<tool_call>``. Without either, the whole text is reasoning (a
    thought cut off by the length limit) and there is no content.
 3. Each ``<tool_call>...</tool_call>`` block in the content (the last may lack ``</tool_call>``) whose body is a
-   JSON object with a string ``name`` and an object ``arguments`` (or a string holding a JSON object) becomes a
-   tool call; ``arguments`` is re-serialised as JSON text (``ensure_ascii=False``, default separators, the form the
-   chat template writes back). Any other block stays in the content verbatim, so no text is lost. Content
-   around and between tool calls is concatenated.
+   JSON object with a string ``name`` and an object or string ``arguments`` becomes a tool call; ``arguments`` is
+   re-serialised as JSON text (``ensure_ascii=False``, default separators, the form the chat template writes
+   back); a string holding a JSON object is that object, any other string stays a JSON string (as vLLM). Any
+   other block stays in the content verbatim, so no text is lost. Content around and between tool calls is
+   concatenated.
 4. Whitespace: newlines (only ``"\\n"``) at both ends of the reasoning and of the content are stripped, like the
-   official Qwen recipe's ``.strip("\\n")``; inner text is kept as is.
+   official Qwen recipe's ``.strip("\\n")``; inner text is kept as is. A reasoning ended by a ``<tool_call>``
+   (no ``</think>``) keeps its trailing whitespace, as vLLM returns it.
 5. A field with no text after stripping is None, so ``reasoning_content`` and ``content`` are never ``""``.
 
 With ``tool_calls=False`` (a request without tools, or OpenAI's ``tool_choice="none"``) rule 3 is off and
@@ -78,6 +80,24 @@ class ParsedOutput:
         return message
 
 
+def decode_arguments(arguments: Any) -> str | None:
+    """The JSON text of a call's ``arguments``, or None when they cannot be a call's arguments.
+
+    An object is serialised as the template writes it back. A string that holds a JSON object is that object
+    (Granite-style pre-serialised arguments, not encoded twice); any other string is kept as a JSON string, as
+    vLLM's Hermes parser does, so the client always receives valid JSON. Anything else is refused.
+    """
+    if isinstance(arguments, str):
+        try:
+            decoded = json.loads(arguments)
+        except ValueError:
+            return to_json(arguments)
+        return to_json(decoded if isinstance(decoded, dict) else arguments)
+    if isinstance(arguments, dict):
+        return to_json(arguments)
+    return None
+
+
 def decode_tool_call(body: str) -> FunctionCall | None:
     """The call in a ``<tool_call>`` block's body, or None when the body is not a valid Hermes call."""
     try:
@@ -86,15 +106,10 @@ def decode_tool_call(body: str) -> FunctionCall | None:
         return None
     if not isinstance(call, dict) or not isinstance(call.get("name"), str):
         return None
-    arguments = call.get("arguments")
-    if isinstance(arguments, str):
-        try:
-            arguments = json.loads(arguments)
-        except ValueError:
-            return None
-    if not isinstance(arguments, dict):
+    arguments = decode_arguments(call.get("arguments"))
+    if arguments is None:
         return None
-    return FunctionCall(call["name"], to_json(arguments))
+    return FunctionCall(call["name"], arguments)
 
 
 def strip_newlines(text: str | None) -> str | None:
@@ -103,19 +118,34 @@ def strip_newlines(text: str | None) -> str | None:
     return stripped or None
 
 
-def split_reasoning_text(text: str, enable_thinking: bool, tool_calls: bool = True) -> tuple[str | None, str]:
-    """(raw reasoning, raw rest) by rules 1 and 2, before any whitespace handling."""
+def split_reasoning(
+    text: str, enable_thinking: bool, tool_calls: bool = True
+) -> tuple[str | None, str, bool]:
+    """(raw reasoning, raw rest, whether a ``<tool_call>`` ended the reasoning) by rules 1 and 2."""
     if not enable_thinking:
-        return None, text
+        return None, text, False
     if text.startswith(THINK_START):
         text = text[len(THINK_START) :]
     end = text.find(THINK_END)
     if end >= 0:
-        return text[:end], text[end + len(THINK_END) :]
+        return text[:end], text[end + len(THINK_END) :], False
     call = text.find(TOOL_CALL_START) if tool_calls else -1
     if call >= 0:
-        return text[:call], text[call:]
-    return text, ""
+        return text[:call], text[call:], True
+    return text, "", False
+
+
+def split_reasoning_text(text: str, enable_thinking: bool, tool_calls: bool = True) -> tuple[str | None, str]:
+    """(raw reasoning, raw rest) by rules 1 and 2, before any whitespace handling."""
+    reasoning, rest, _ = split_reasoning(text, enable_thinking, tool_calls)
+    return reasoning, rest
+
+
+def reasoning_field(reasoning: str | None, implicit_end: bool) -> str | None:
+    """Rule 4 for the reasoning: a thought cut short by a ``<tool_call>`` keeps its trailing whitespace."""
+    if not implicit_end:
+        return strip_newlines(reasoning)
+    return (reasoning or "").lstrip("\n") or None
 
 
 def extract_tool_calls(text: str) -> tuple[str, list[FunctionCall]]:
@@ -160,10 +190,10 @@ def parse(
     check_text("text", text)
     check_parse_flags(enable_thinking, tool_calls)
     make_id = tool_call_id or random_tool_call_id
-    reasoning, rest = split_reasoning_text(text, enable_thinking, tool_calls)
+    reasoning, rest, implicit_end = split_reasoning(text, enable_thinking, tool_calls)
     content, calls = extract_tool_calls(rest) if tool_calls else (rest, [])
     return ParsedOutput(
-        reasoning_content=strip_newlines(reasoning),
+        reasoning_content=reasoning_field(reasoning, implicit_end),
         content=strip_newlines(content),
         tool_calls=[ToolCall(make_id(index), call) for index, call in enumerate(calls)],
     )

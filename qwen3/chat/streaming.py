@@ -107,6 +107,11 @@ class _NewlineTrimmedField:
         self._trailing_newlines = text[len(kept) :]
         return kept
 
+    def release(self) -> str:
+        """The newlines held back at the end, for a field that ends where its trailing whitespace is kept."""
+        held, self._trailing_newlines = self._trailing_newlines, ""
+        return held
+
 
 class _Deltas:
     """Collects the output of one ``feed``, merging neighbouring pieces of the same field."""
@@ -242,7 +247,9 @@ class StreamingParser:
             self._state = "content"
             return True
         if final:
-            self._state = "content"  # no "</think>": the reasoning ended at the "<tool_call>"
+            # No "</think>": the reasoning ended at the "<tool_call>" and keeps its trailing newlines (rule 4).
+            out.text("reasoning_content", self._reasoning.release())
+            self._state = "content"
             return True
         self._scan_from = max(0, len(self._buffer) - len(THINK_END) + 1)
         return False

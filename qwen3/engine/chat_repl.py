@@ -15,12 +15,22 @@ import sys
 from contextlib import closing
 from pathlib import Path
 
-from qwen3.engine.cli import ReplyPrinter, Timer, _params
+from qwen3.engine.terminal import ReplyPrinter, Timer, sampling_params
 
+COMMANDS = ("/think", "/no_think", "/budget", "/reset", "/save", "/help", "/exit", "/quit")
 HELP = (
     "commands: /think, /no_think (switch thinking for the next message), /budget N|off (thinking budget), "
-    "/reset (forget the conversation), /save FILE (write it as JSON), /exit"
+    "/reset (forget the conversation), /save FILE (write it as JSON), /help, /exit; "
+    "start a message with // to send a line that begins with /"
 )
+
+
+def with_pending_flag(text: str, pending_flag: str) -> str:
+    """The message with a standalone ``/think`` / ``/no_think`` typed before it appended, unless the message has
+    a flag of its own: that one was typed later, and the flag typed last wins."""
+    from qwen3.chat.modes import last_soft_switch
+
+    return text if last_soft_switch(text) is not None else text + pending_flag
 
 
 class ChatSession:
@@ -54,32 +64,38 @@ class ChatSession:
             line = line.strip()
             if not line:
                 continue
-            if line.startswith("/") and self.command(line):
+            if line.startswith("//"):
+                line = line[1:]
+            elif line.startswith("/") and self.command(line):
                 if line in ("/exit", "/quit"):
                     return 0
                 continue
-            self.reply(line + self.pending_flag)
+            self.reply(with_pending_flag(line, self.pending_flag))
             self.pending_flag = ""
 
     def command(self, line: str) -> bool:
-        """Handle a command line; False when the line is not a command (it is then sent as a message)."""
+        """Handle a command line; False when the line is a message (``/think ...`` or ``/no_think ...`` with text:
+        the soft switch goes to the model with it). An unknown command is answered, never sent to the model."""
         name, _, rest = line.partition(" ")
         rest = rest.strip()
-        if name in ("/think", "/no_think") and not rest:
+        if name in ("/think", "/no_think") and rest:
+            return False
+        if name not in COMMANDS:
+            self.note(f"unknown command {name}; {HELP}")
+        elif name in ("/think", "/no_think"):
             self.pending_flag = f" {name}"
             self.note(f"thinking {'on' if name == '/think' else 'off'} from the next message")
         elif name == "/budget":
             self.set_budget(rest)
-        elif name == "/reset" and not rest:
-            self.reset()
-            self.note("conversation cleared")
         elif name == "/save":
             self.save(rest)
-        elif name in ("/exit", "/quit", "/help") and not rest:
-            if name == "/help":
-                self.note(HELP)
-        else:
-            return False
+        elif rest:
+            self.note(f"{name} takes no argument, got {rest!r}")
+        elif name == "/reset":
+            self.reset()
+            self.note("conversation cleared")
+        elif name == "/help":
+            self.note(HELP)
         return True
 
     def set_budget(self, value: str) -> None:
@@ -110,7 +126,9 @@ class ChatSession:
 
         messages = [*self.messages, {"role": "user", "content": text}]
         enable = False if self.args.no_think else None
-        params = _params(self.args, resolve_thinking(messages, enable), self.budget)  # flags checked at start
+        params = sampling_params(
+            self.args, resolve_thinking(messages, enable), self.budget
+        )  # flags checked at start
         printer = ReplyPrinter(self.console, chat=True)
         timer = Timer(self.llm.engine)
         output = None

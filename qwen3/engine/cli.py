@@ -7,9 +7,10 @@ Both take a checkpoint directory or a preset name. Thinking is shown dimmed and 
 from __future__ import annotations
 
 import argparse
-import copy
 import sys
 import time
+
+from qwen3.engine.terminal import DEFAULT_MAX_TOKENS, ReplyPrinter, Timer, max_tokens_flag, sampling_params
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -40,7 +41,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def _model_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("model", metavar="MODEL", help="checkpoint directory or preset name")
-    parser.add_argument("--max-tokens", type=int, default=None, help="default: up to the context length")
+    parser.add_argument(
+        "--max-tokens",
+        type=max_tokens_flag,
+        default=DEFAULT_MAX_TOKENS,
+        help=f"new tokens per reply (default {DEFAULT_MAX_TOKENS}; 'max': up to the context length)",
+    )
     parser.add_argument("--temperature", type=float, default=None)
     parser.add_argument("--top-p", type=float, default=None)
     parser.add_argument("--top-k", type=int, default=None)
@@ -74,101 +80,6 @@ def _load(args: argparse.Namespace, max_num_seqs: int):
     return llm
 
 
-def _params(args: argparse.Namespace, thinking: bool, budget: int | None, raw: bool = False):
-    """The model card preset for the mode (raw prompts: the checkpoint's defaults), with the flags on top."""
-    from qwen3.cli import UserFacingError
-    from qwen3.engine import SamplingParams
-
-    flags = {
-        "max_tokens": args.max_tokens,
-        "temperature": args.temperature,
-        "top_p": args.top_p,
-        "top_k": args.top_k,
-        "min_p": args.min_p,
-        "presence_penalty": args.presence_penalty,
-        "seed": args.seed,
-    }
-    overrides = {key: value for key, value in flags.items() if value is not None}
-    overrides["thinking_budget"] = budget
-    try:
-        if raw:
-            return SamplingParams.from_generation_config(None, **overrides)
-        return SamplingParams.recommended(thinking, **overrides)
-    except ValueError as err:
-        raise UserFacingError(str(err)) from None
-
-
-class ReplyPrinter:
-    """Prints one reply, streamed or whole: for chat, the reasoning dimmed and then the answer; raw text as is."""
-
-    def __init__(self, console, chat: bool):
-        self.console = console
-        self.chat = chat
-        self._in_reasoning = False
-
-    def _text(self, text: str, style: str | None = None, end: str = "") -> None:
-        self.console.print(text, style=style, end=end, markup=False, highlight=False, soft_wrap=True)
-
-    def delta(self, delta) -> None:
-        if not self.chat:
-            self._text(delta.text)
-            return
-        for message in delta.messages:
-            if message.reasoning_content:
-                self._in_reasoning = True
-                self._text(message.reasoning_content, style="dim")
-            if message.content:
-                self._leave_reasoning()
-                self._text(message.content)
-            for call in message.tool_calls:
-                self._leave_reasoning()
-                self._text(f"[tool call] {call.function.name}({call.function.arguments})", end="\n")
-
-    def whole(self, output) -> None:
-        if not self.chat:
-            self._text(output.text, end="\n")
-            return
-        if output.reasoning_content:
-            self._text(output.reasoning_content, style="dim", end="\n\n")
-        if output.content:
-            self._text(output.content, end="\n")
-        for call in output.tool_calls:
-            self._text(f"[tool call] {call.function.name}({call.function.arguments})", end="\n")
-
-    def end(self) -> None:
-        self._text("", end="\n")
-        self._in_reasoning = False
-
-    def _leave_reasoning(self) -> None:
-        if self._in_reasoning:
-            self._text("", end="\n\n")
-            self._in_reasoning = False
-
-
-class Timer:
-    """Tokens/s of one reply, with the engine's prefill and decode split."""
-
-    def __init__(self, engine):
-        self.engine = engine
-        self.before = copy.copy(engine.stats)
-        self.start = time.perf_counter()
-        self.tokens = 0
-
-    def summary(self) -> str:
-        seconds = time.perf_counter() - self.start
-        stats, before = self.engine.stats, self.before
-        prefill = stats.prefill_tokens - before.prefill_tokens
-        prefill_s = stats.prefill_seconds - before.prefill_seconds
-        decode = stats.decode_tokens - before.decode_tokens
-        decode_s = stats.decode_seconds - before.decode_seconds
-        parts = [f"{self.tokens} tokens in {seconds:.2f} s"]
-        if prefill_s > 0:
-            parts.append(f"prefill {prefill} tokens at {prefill / prefill_s:.1f} tok/s")
-        if decode_s > 0:
-            parts.append(f"decode {decode / decode_s:.1f} tok/s")
-        return "[" + "; ".join(parts) + "]"
-
-
 def run_generate(args: argparse.Namespace) -> int:
     import json
 
@@ -186,7 +97,7 @@ def run_generate(args: argparse.Namespace) -> int:
         messages = [{"role": "user", "content": prompt}]
         if args.system:
             messages.insert(0, {"role": "system", "content": args.system})
-        params = _params(args, resolve_thinking(messages, enable), args.thinking_budget, raw=args.raw)
+        params = sampling_params(args, resolve_thinking(messages, enable), args.thinking_budget, raw=args.raw)
         jobs.append((prompt, messages, params))
     llm = _load(args, max_num_seqs=max(1, len(prompts)))
     printer, errors = ReplyPrinter(Console(), chat=not args.raw), Console(stderr=True)
@@ -234,6 +145,6 @@ def _output_json(prompt: str, output, usage) -> dict:
 def run_chat(args: argparse.Namespace) -> int:
     from qwen3.engine.chat_repl import ChatSession
 
-    _params(args, True, args.thinking_budget)  # bad flags fail here, before the model loads
+    sampling_params(args, True, args.thinking_budget)  # bad flags fail here, before the model loads
     llm = _load(args, max_num_seqs=1)
     return ChatSession(llm, args).run()

@@ -20,7 +20,7 @@ class EngineConfig:
     """
     - ``max_model_len``: tokens per sequence (prompt + output). None: ``max_position_embeddings``, or
       ``original_max_position_embeddings * factor`` when the config has YaRN ``rope_scaling`` (Qwen3's 4x extension,
-      facts sheet 6.3), times ``dca_extension`` with Dual Chunk Attention.
+      report §3.2), times ``dca_extension`` with Dual Chunk Attention.
     - ``max_num_seqs``: sequences decoded together (cache slots), further bounded by ``kv_cache_memory_gb``.
     - ``max_num_batched_tokens``: tokens one prefill step processes; longer prompts are prefilled in chunks.
     - ``kv_cache_memory_gb``: memory for the KV cache. None: enough for ``max_num_seqs`` full-length sequences, but

@@ -3,9 +3,9 @@ ctypes.
 
 Why: torch has no fast weight-only int8 matrix-vector product on this CPU (``_weight_int8pack_mm`` reads int8
 weights at about half the memory bandwidth), and its attention for one query per sequence spends most of its time
-in per-head overhead when heads are small and sequences many; its CPU flash attention for prefill runs bf16 at
-about 45 GFLOP/s where AVX512-BF16 dot products reach 350+ per core. The kernels are plain C (AVX-512 intrinsics
-where the compiler targets them, portable loops otherwise).
+in per-head overhead when heads are small and sequences many; its CPU flash attention for prefill runs bf16 far
+below what AVX512-BF16 dot products reach (the numbers: docs/benchmarks.md). The kernels are plain C (AVX-512
+intrinsics where the compiler targets them, portable loops otherwise).
 
 The library is built with the system C compiler (``$CC``, else gcc/cc) into ``$QWEN3_CACHE/kernels`` (default
 ``~/.cache/qwen3/kernels``), named by a hash of the source, compiler and CPU flags, and written atomically.
@@ -46,6 +46,71 @@ def _sources_text() -> str:
 MARCH = os.environ.get("QWEN3_KERNEL_MARCH", "native")
 FLAGS = ["-O3", f"-march={MARCH}", "-fopenmp", "-fno-math-errno", "-fno-trapping-math", "-shared", "-fPIC"]
 MAX_DECODE_ROWS = 8
+
+# One declared prototype per kernel of cpu_kernels.c: name -> (return type, argument types). Every kernel but
+# argmax_rows returns a status: 0 done, -1 an input it does not take, -2 no memory for its scratch.
+_P, _I, _I64, _F = ctypes.c_void_p, ctypes.c_int, ctypes.c_int64, ctypes.c_float
+PROTOTYPES: dict[str, tuple[type | None, list[type]]] = {
+    "woq_int8_matmul": (_I, [_P, _P, _P, _P, _I, _I, _I, _I]),
+    "argmax_rows": (None, [_P, _I, _I, _P, _I]),
+    "sample_rows": (_I, [_P, _I, _I, _I, _P, _P, _P, _P, _P, _P]),
+    "add_rms_norm": (_I, [_P, _P, _P, _P, _P, _I, _I, _F, _I]),
+    "silu_mul": (_I, [_P, _P, _I, _I, _I]),
+    "decode_step": (_I, [_P, _I, *[_P] * 7, *[_I] * 7, _I64, _I64, _F, _I]),
+    "decode_layer_attention": (_I, [*[_P] * 9, _I, _I, _I, _I, _F, _I64, _I64, _I, _I]),
+    "pack_bf16_pairs": (_I, [_P, _P, _I, _I]),
+    "gemm_bf16": (_I, [_P, _P, _P, _I, _I, _I, _I]),
+    "gemm_available": (_I, []),
+    "prefill_attention": (_I, [_P, _I64, _I64, _P, _P, _I64, _P, _I64, _I64, _I, _I, _I, _I, _I, _F]),
+}
+STATUS_REFUSED, STATUS_NO_MEMORY = -1, -2
+
+
+class KernelError(ValueError):
+    """A kernel returned a failing status for its input (the message names the kernel and the input)."""
+
+
+def check_status(kernel: str, status: int, what: str) -> None:
+    """Raise for a failing status: MemoryError for -2, KernelError naming ``what`` the kernel refused otherwise."""
+    if status == STATUS_NO_MEMORY:
+        raise MemoryError(f"{kernel}: no memory for the kernel's scratch ({what})")
+    if status != 0:
+        raise KernelError(f"{kernel}: the kernel refused {what} (status {status})")
+
+
+def check_tensor(
+    kernel: str,
+    name: str,
+    t: Tensor,
+    dtypes: tuple[torch.dtype, ...],
+    dim: int,
+    dense_dims: int | None = None,
+) -> None:
+    """The checks every wrapper makes before a pointer goes to C: a CPU tensor of a dtype and rank the kernel
+    reads, dense (C sees only the data pointer and the strides it is given, so anything else is read as garbage).
+    ``dense_dims``: only that many trailing dims must be dense (the kernel takes the leading strides)."""
+    if not isinstance(t, Tensor):
+        raise TypeError(f"{kernel}: {name} must be a tensor, got {type(t).__name__}")
+    inner = dim if dense_dims is None else dense_dims
+    dense = t.dim() == dim and _dense_trailing(t, inner)
+    if t.device.type != "cpu" or t.dtype not in dtypes or not dense:
+        allowed = "/".join(str(d).removeprefix("torch.") for d in dtypes)
+        layout = "contiguous" if inner == dim else f"{inner} dense trailing dims"
+        raise ValueError(
+            f"{kernel}: {name} must be a {dim}-d CPU {allowed} tensor ({layout}), got {t.dtype} "
+            f"{tuple(t.shape)} strides {t.stride()} on {t.device}"
+        )
+
+
+def _dense_trailing(t: Tensor, dims: int) -> bool:
+    """Whether the last ``dims`` dims of ``t`` are laid out densely (row-major)."""
+    expected = 1
+    for size, stride in zip(reversed(t.shape[t.dim() - dims :]), reversed(t.stride()[t.dim() - dims :])):
+        if size != 1 and stride != expected:
+            return False
+        expected *= size
+    return True
+
 
 _lock = threading.Lock()
 _library: ctypes.CDLL | None = None
@@ -107,88 +172,69 @@ def library() -> ctypes.CDLL | None:
         except (OSError, RuntimeError) as err:
             warnings.warn(f"CPU kernels unavailable, using torch's paths: {err}", stacklevel=2)
             return None
-        lib.woq_int8_matmul.argtypes = [ctypes.c_void_p] * 4 + [ctypes.c_int] * 4
-        lib.argmax_rows.argtypes = [
-            ctypes.c_void_p,
-            ctypes.c_int,
-            ctypes.c_int,
-            ctypes.c_void_p,
-            ctypes.c_int,
-        ]
-        lib.argmax_rows.restype = None
-        lib.sample_rows.argtypes = [ctypes.c_void_p] + [ctypes.c_int] * 3 + [ctypes.c_void_p] * 6
-        lib.add_rms_norm.argtypes = (
-            [ctypes.c_void_p] * 5 + [ctypes.c_int] * 2 + [ctypes.c_float, ctypes.c_int]
-        )
-        lib.silu_mul.argtypes = [ctypes.c_void_p] * 2 + [ctypes.c_int] * 3
-        lib.decode_step.argtypes = (
-            [ctypes.c_void_p, ctypes.c_int] + [ctypes.c_void_p] * 7 + [ctypes.c_int] * 7
-        )
-        lib.decode_step.argtypes += [ctypes.c_int64] * 2 + [ctypes.c_float, ctypes.c_int]
-        lib.decode_layer_attention.argtypes = (
-            [ctypes.c_void_p] * 9
-            + [ctypes.c_int] * 4
-            + [ctypes.c_float]
-            + [ctypes.c_int64] * 2
-            + [ctypes.c_int] * 2
-        )
-        lib.pack_bf16_pairs.argtypes = [ctypes.c_void_p] * 2 + [ctypes.c_int] * 2
-        lib.gemm_bf16.argtypes = [ctypes.c_void_p] * 3 + [ctypes.c_int] * 4
-        lib.gemm_available.argtypes = []
-        lib.prefill_attention.argtypes = (
-            [ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64]
-            + [ctypes.c_void_p] * 2
-            + [ctypes.c_int64, ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64]
-            + [ctypes.c_int] * 5
-            + [ctypes.c_float]
-        )
+        for name, (restype, argtypes) in PROTOTYPES.items():
+            function = getattr(lib, name)
+            function.restype, function.argtypes = restype, argtypes
         _library = lib
         return lib
 
 
-def woq_int8_matmul(x: Tensor, weight: Tensor, scales: Tensor) -> Tensor:
-    """x [..., K] (fp32 or bf16, at most 8 rows) @ (weight int8 [N, K] * scales fp32 [N]).T, in x's dtype."""
+FUSED_DTYPES = (torch.float32, torch.bfloat16)
+
+
+def _kernels() -> ctypes.CDLL:
     lib = library()
-    assert lib is not None
+    if lib is None:
+        raise RuntimeError("the CPU kernels are not available here (see cpu_kernels.library)")
+    return lib
+
+
+def woq_int8_matmul(x: Tensor, weight: Tensor, scales: Tensor) -> Tensor:
+    """x [..., K] (fp32 or bf16, at most 8 rows) @ (weight int8 [N, K] * scales fp32 [N]).T, in x's dtype.
+
+    Torch reference: ``F.linear(x.float(), weight.float() * scales[:, None]).to(x.dtype)``
+    (``Int8Linear.dequantized`` in qwen3/engine/fast_weights.py)."""
+    lib = _kernels()
+    check_tensor("woq_int8_matmul", "weight", weight, (torch.int8,), 2)
+    check_tensor("woq_int8_matmul", "scales", scales, (torch.float32,), 1)
+    if x.dtype not in FUSED_DTYPES or x.shape[-1] != weight.shape[1] or scales.shape[0] != weight.shape[0]:
+        raise ValueError(
+            f"woq_int8_matmul: x {x.dtype} {tuple(x.shape)} does not fit weight {tuple(weight.shape)} with "
+            f"scales {tuple(scales.shape)}"
+        )
     rows = x.reshape(-1, x.shape[-1]).float().contiguous()
     out = torch.empty(rows.shape[0], weight.shape[0], dtype=x.dtype)
     status = lib.woq_int8_matmul(
-        rows.data_ptr(),
-        weight.data_ptr(),
-        scales.data_ptr(),
-        out.data_ptr(),
-        int(x.dtype == torch.bfloat16),
-        rows.shape[0],
-        weight.shape[0],
-        weight.shape[1],
-    )
-    if status != 0:
-        raise ValueError(f"woq_int8_matmul: unsupported shape {tuple(x.shape)} x {tuple(weight.shape)}")
+        rows.data_ptr(), weight.data_ptr(), scales.data_ptr(), out.data_ptr(), int(x.dtype == torch.bfloat16),
+        rows.shape[0], weight.shape[0], weight.shape[1],
+    )  # fmt: skip
+    check_status("woq_int8_matmul", status, f"the shape {tuple(x.shape)} x {tuple(weight.shape)}")
     return out.view(*x.shape[:-1], weight.shape[0])
 
 
 def argmax(logits: Tensor) -> Tensor:
-    """Row-wise argmax of fp32 or bf16 logits [R, V] (first index on ties), without torch's slow CPU reduction."""
-    lib = library()
-    assert lib is not None
+    """Row-wise argmax of fp32 or bf16 logits [R, V] (first index on ties), without torch's slow CPU reduction.
+
+    Torch reference: ``logits.argmax(dim=-1)``. The kernel returns no status: it takes every shape."""
+    lib = _kernels()
     rows = logits.contiguous()
+    check_tensor("argmax", "logits", rows, FUSED_DTYPES, 2)
     out = torch.empty(rows.shape[0], dtype=torch.int64)
     bf16 = int(rows.dtype == torch.bfloat16)
     lib.argmax_rows(rows.data_ptr(), rows.shape[0], rows.shape[1], out.data_ptr(), bf16)
     return out
 
 
-FUSED_DTYPES = (torch.float32, torch.bfloat16)
-
-
 def sample(logits: Tensor, params: Sequence, uniforms: list[float]) -> Tensor:
     """One token per row of logits [R, V] (fp32 or bf16) with that row's ``SamplingParams`` (temperature, top_k,
-    top_p, min_p) and uniform number: the draw ``Sampler``'s torch path makes, in one C call."""
-    lib = library()
-    assert lib is not None
+    top_p, min_p) and uniform number, in one C call.
+
+    Torch reference: ``sample_rows`` of qwen3/engine/sampler.py (the same draw for the same uniform numbers)."""
+    lib = _kernels()
     rows = logits.contiguous()
+    check_tensor("sample", "logits", rows, FUSED_DTYPES, 2)
     count = rows.shape[0]
-    if rows.dim() != 2 or rows.dtype not in FUSED_DTYPES or len(params) != count or len(uniforms) != count:
+    if len(params) != count or len(uniforms) != count:
         raise ValueError(
             f"sample: logits {rows.dtype} {tuple(rows.shape)} and settings for {count} rows needed"
         )
@@ -203,8 +249,7 @@ def sample(logits: Tensor, params: Sequence, uniforms: list[float]) -> Tensor:
         rows.data_ptr(), count, rows.shape[1], int(rows.dtype == torch.bfloat16),
         *(column.data_ptr() for column in settings), out.data_ptr(),
     )  # fmt: skip
-    if status != 0:
-        raise MemoryError(f"sample: no memory for the scratch of {rows.shape[1]} tokens")
+    check_status("sample", status, f"logits {tuple(rows.shape)}")
     return out
 
 
@@ -213,28 +258,44 @@ def _pointer(t: Tensor | None) -> int | None:
 
 
 def add_rms_norm(h: Tensor, delta: Tensor | None, weight: Tensor, eps: float) -> tuple[Tensor, Tensor]:
-    """h [rows, dim] (+ delta) -> (h + delta, RMSNorm(h + delta) * weight), rounded like the torch ops."""
-    lib = library()
-    assert lib is not None
+    """h [rows, dim] (+ delta) -> (h + delta, RMSNorm(h + delta) * weight), rounded like the torch ops.
+
+    Torch reference: ``h = h + delta`` then ``RMSNorm.forward`` of qwen3/model/layers.py (fp32 statistics, cast
+    back to h's dtype, times the weight). The kernel refuses a hidden size above its MAX_HIDDEN (8192)."""
+    lib = _kernels()
+    check_tensor("add_rms_norm", "h", h, FUSED_DTYPES, 2)
+    check_tensor("add_rms_norm", "weight", weight, FUSED_DTYPES, 1)
+    if delta is not None:
+        check_tensor("add_rms_norm", "delta", delta, (h.dtype,), 2)
+    if weight.shape[0] != h.shape[1] or (delta is not None and delta.shape != h.shape):
+        raise ValueError(
+            f"add_rms_norm: h {tuple(h.shape)}, delta {None if delta is None else tuple(delta.shape)} and weight "
+            f"{tuple(weight.shape)} do not fit"
+        )
     h_out, y = torch.empty_like(h), torch.empty_like(h)
     status = lib.add_rms_norm(
         h.data_ptr(), _pointer(delta), weight.data_ptr(), h_out.data_ptr(), y.data_ptr(), h.shape[0], h.shape[1],
         eps, int(h.dtype == torch.bfloat16),
     )  # fmt: skip
-    if status != 0:
-        raise ValueError(f"add_rms_norm: hidden size {h.shape[1]} is beyond the kernel's limit")
+    check_status("add_rms_norm", status, f"hidden size {h.shape[1]}")
     return h_out, y
 
 
 def silu_mul(gate_up: Tensor) -> Tensor:
-    """[rows, 2 * inter] (gate | up) -> silu(gate) * up."""
-    lib = library()
-    assert lib is not None
+    """[rows, 2 * inter] (gate | up) -> silu(gate) * up, in gate_up's dtype.
+
+    Torch reference: ``F.silu(gate) * up`` with ``gate, up = gate_up.chunk(2, dim=-1)`` (``MLP.forward`` of
+    qwen3/model/layers.py on the fused projection). The kernel refuses inter above 4 * MAX_HIDDEN (32768)."""
+    lib = _kernels()
+    check_tensor("silu_mul", "gate_up", gate_up, FUSED_DTYPES, 2)
+    if gate_up.shape[1] % 2:
+        raise ValueError(f"silu_mul: gate_up {tuple(gate_up.shape)} must have an even number of columns")
     inter = gate_up.shape[1] // 2
     out = torch.empty(gate_up.shape[0], inter, dtype=gate_up.dtype)
-    lib.silu_mul(
+    status = lib.silu_mul(
         gate_up.data_ptr(), out.data_ptr(), gate_up.shape[0], inter, int(gate_up.dtype == torch.bfloat16)
     )
+    check_status("silu_mul", status, f"intermediate size {inter}")
     return out
 
 
@@ -252,9 +313,22 @@ def decode_layer_attention(
     eps: float,
 ) -> Tensor | None:
     """See ``SlotKVCache.decode_layer``. cos, sin: tables [P, D] read at each row's position (P > every position);
-    keys/values the layer's cache; positions [B] int64 (< max_length)."""
-    lib = library()
-    assert lib is not None
+    keys/values the layer's cache; positions [B] int64 (< max_length). None when the kernel does not take the
+    shape (status -1: head_dim above 512 or odd, too large a GQA group): the caller then runs the torch path.
+
+    Torch reference: q_norm / k_norm (``RMSNorm``), ``apply_rotary`` of qwen3/model/rope.py, the cache write and
+    the grouped SDPA of ``SlotKVCache._attend_decode`` (qwen3/engine/kv_cache.py)."""
+    lib = _kernels()
+    check_tensor("decode_layer_attention", "qkv", qkv, FUSED_DTYPES, 2)
+    check_tensor("decode_layer_attention", "keys", keys, (qkv.dtype,), 4, dense_dims=2)
+    check_tensor("decode_layer_attention", "values", values, (qkv.dtype,), 4, dense_dims=2)
+    if values.stride() != keys.stride():
+        raise ValueError(
+            f"decode_layer_attention: keys and values strides differ: {keys.stride()}, {values.stride()}"
+        )
+    check_tensor("decode_layer_attention", "positions", positions, (torch.int64,), 1)
+    for name, table in (("cos", cos), ("sin", sin), ("q_norm", q_norm), ("k_norm", k_norm)):
+        check_tensor("decode_layer_attention", name, table, FUSED_DTYPES, table.dim())
     batch = qkv.shape[0]
     kv_heads, dim = keys.shape[1], keys.shape[3]
     out = torch.empty(batch, heads * dim, dtype=qkv.dtype)
@@ -263,7 +337,10 @@ def decode_layer_attention(
         values.data_ptr(), positions.data_ptr(), out.data_ptr(), batch, heads, kv_heads, dim,
         eps, keys.stride(0), keys.stride(1), max_length, int(qkv.dtype == torch.bfloat16),
     )  # fmt: skip
-    return out if status == 0 else None
+    if status == STATUS_REFUSED:
+        return None
+    check_status("decode_layer_attention", status, f"qkv {tuple(qkv.shape)} with cache {tuple(keys.shape)}")
+    return out
 
 
 # -- the whole decode step of a dense model ------------------------------------------------------------------------
@@ -326,16 +403,18 @@ def can_pack(weight: Tensor) -> bool:
 
 
 def pack_pairs(weight: Tensor) -> Tensor:
-    """A bf16 weight [n, k] (n a multiple of 16, k even) in the GEMM's layout: [n / 16, k / 2, 16, 2], flattened."""
-    lib = library()
-    assert lib is not None
+    """A bf16 weight [n, k] (n a multiple of 16, k even) in the GEMM's layout: [n / 16, k / 2, 16, 2], flattened.
+
+    Torch reference: ``weight.view(n // 16, 16, k // 2, 2).transpose(1, 2).flatten()``."""
+    lib = _kernels()
     if not can_pack(weight):
         raise ValueError(
             f"pack_pairs: needs a bf16 [16 i, 2 j] weight, got {weight.dtype} {tuple(weight.shape)}"
         )
     source = weight.detach().contiguous()
     packed = torch.empty(source.numel(), dtype=torch.bfloat16)
-    lib.pack_bf16_pairs(source.data_ptr(), packed.data_ptr(), *source.shape)
+    status = lib.pack_bf16_pairs(source.data_ptr(), packed.data_ptr(), *source.shape)
+    check_status("pack_pairs", status, f"weight {tuple(source.shape)}")
     return packed
 
 
@@ -344,10 +423,17 @@ GEMM_STORES = {"float32": 0, "rounded": 1, "bfloat16": 2}
 
 def gemm_bf16(x: Tensor, packed: Tensor, out_features: int, store: str = "rounded") -> Tensor:
     """x bf16 [M, K] @ W.T with W packed by ``pack_pairs``: [M, out_features] as ``store`` says: "float32" (the fp32
-    sums), "rounded" (fp32 holding their bf16 roundings, what the decode step keeps between ops) or "bfloat16"."""
-    lib = library()
-    assert lib is not None and gemm_available()
+    sums), "rounded" (fp32 holding their bf16 roundings, what the decode step keeps between ops) or "bfloat16".
+
+    Torch reference: ``F.linear(x.float(), W.float())`` (fp32 sums in k order), rounded as ``store`` says."""
+    lib = _kernels()
+    if not gemm_available():
+        raise RuntimeError("gemm_bf16: this CPU has no AVX512-BF16 (see gemm_available)")
+    if store not in GEMM_STORES:
+        raise ValueError(f"gemm_bf16: store must be one of {', '.join(GEMM_STORES)}, got {store!r}")
     rows = x.contiguous()
+    check_tensor("gemm_bf16", "x", rows, (torch.bfloat16,), 2)
+    check_tensor("gemm_bf16", "packed", packed, (torch.bfloat16,), 1)
     if rows.dtype != torch.bfloat16 or rows.dim() != 2 or packed.numel() != out_features * rows.shape[1]:
         raise ValueError(f"gemm_bf16: x {rows.dtype} {tuple(rows.shape)} does not fit the packed weight")
     out = torch.empty(
@@ -357,10 +443,7 @@ def gemm_bf16(x: Tensor, packed: Tensor, out_features: int, store: str = "rounde
         rows.data_ptr(), packed.data_ptr(), out.data_ptr(), rows.shape[0], out_features, rows.shape[1],
         GEMM_STORES[store],
     )  # fmt: skip
-    if status != 0:
-        raise ValueError(
-            f"gemm_bf16: unsupported shape {tuple(rows.shape)} x [{out_features}, {rows.shape[1]}]"
-        )
+    check_status("gemm_bf16", status, f"the shape {tuple(rows.shape)} x [{out_features}, {rows.shape[1]}]")
     return out
 
 
@@ -383,8 +466,8 @@ class DecodeStep:
 
     Which batches it takes:
     - one row: its matrix-vector products stream the weights at memory speed. From two rows on, the row-by-row
-      products lose to oneDNN's blocked GEMM (the layer-by-layer path; measured: bf16 0.6B at 2 rows 50 vs 42 ms
-      per step, at 8 rows 124 vs 60 ms); the kernel itself takes up to 8 rows that way.
+      products lose to oneDNN's blocked GEMM (the layer-by-layer path; docs/benchmarks.md has the step times); the
+      kernel itself takes up to 8 rows that way.
     - ``GEMM_MIN_ROWS`` rows and more, once ``use_packed`` gave it bf16 weights in the pair-packed layout: every
       product is the AVX512-BF16 GEMM of cpu_kernels.c and the whole step is still one call (no per-op dispatch,
       no oneDNN call overhead)."""
@@ -428,9 +511,14 @@ class DecodeStep:
     def __call__(
         self, embeddings: Tensor, cos: Tensor, sin: Tensor, positions: Tensor, span: int
     ) -> Tensor | None:
-        """cos, sin: rotary tables [P, D] read at ``positions`` (see ``decode_layer_attention``)."""
-        lib = library()
-        assert lib is not None
+        """cos, sin: rotary tables [P, D] read at ``positions`` (see ``decode_layer_attention``). None when the
+        kernel does not take the batch (status -1): the caller runs the layer-by-layer path.
+
+        Torch reference: ``FusedForward``'s layer-by-layer decode (qwen3/engine/fast_weights.py), itself tested
+        against ``Qwen3ForCausalLM.forward``."""
+        lib = _kernels()
+        check_tensor("decode_step", "embeddings", embeddings, (self.final_norm.dtype,), 2)
+        check_tensor("decode_step", "positions", positions, (torch.int64,), 1)
         batch = embeddings.shape[0]
         logits = torch.empty(batch, self.lm_head.n, dtype=self.final_norm.dtype)
         keys = self.cache.keys[0]
@@ -439,7 +527,10 @@ class DecodeStep:
             embeddings.data_ptr(), cos.data_ptr(), sin.data_ptr(), positions.data_ptr(), logits.data_ptr(), batch,
             *self.shape, span, keys.stride(0), keys.stride(1), self.eps, self.bf16,
         )  # fmt: skip
-        return logits if status == 0 else None
+        if status == STATUS_REFUSED:
+            return None
+        check_status("decode_step", status, f"a batch of {batch}")
+        return logits
 
 
 # -- causal attention of a prefill segment --------------------------------------------------------------------------
@@ -468,9 +559,11 @@ def prefill_attention(
     keys, values: a layer's bf16 cache [slots, Hkv, max_len, D]; slot ``slot`` holds positions 0..start+T-1.
     Query i attends to cached positions 0..start+i, scale D ** -0.5. Returns [1, Hq, T, D] bf16: written into
     ``out`` when given (any strides, head dim contiguous: e.g. a slice of a [1, N, Hq, D] buffer seen transposed),
-    else a new tensor."""
-    lib = library()
-    assert lib is not None
+    else a new tensor.
+
+    Torch reference: ``attend`` of qwen3/model/attention.py (SDPA) over the slot's positions 0..start+T-1 with
+    the causal mask of an offset segment."""
+    lib = _kernels()
     if q.dim() != 4 or q.shape[0] != 1 or keys.dim() != 4:
         raise ValueError(
             f"prefill_attention: q {tuple(q.shape)} is not [1, Hq, T, D] or the cache is not 4-d"
@@ -503,10 +596,5 @@ def prefill_attention(
         q.data_ptr(), q.stride(1), q.stride(2), keys[slot].data_ptr(), values[slot].data_ptr(), keys.stride(1),
         out.data_ptr(), out.stride(1), out.stride(2), heads, kv_heads, length, dim, start, dim**-0.5,
     )  # fmt: skip
-    if status == -2:
-        raise MemoryError("prefill_attention: no memory for the threads' scratch")
-    if status != 0:
-        raise ValueError(
-            f"prefill_attention: the kernel refused q {tuple(q.shape)}, cache {tuple(keys.shape)}"
-        )
+    check_status("prefill_attention", status, f"q {tuple(q.shape)}, cache {tuple(keys.shape)}")
     return out

@@ -7,8 +7,8 @@ Queries are grouped per KV head ([B, Hkv, G, D]), so grouped-query attention nee
 
 Prefill steps are packed: the model sees one row of N tokens from several sequences; each sequence's queries attend
 to its own slot with a causal mask offset by what the slot already holds (chunked prefill). With bf16 on a CPU with
-AVX512-BF16 (and no Dual Chunk Attention) that attention is the C kernel ``cpu_kernels.prefill_attention``, about
-5x faster than torch's CPU flash attention; otherwise SDPA.
+AVX512-BF16 (and no Dual Chunk Attention) that attention is the C kernel ``cpu_kernels.prefill_attention``, faster
+than torch's CPU flash attention (docs/benchmarks.md); otherwise SDPA.
 
 On the CPU the buffers are anonymous memory maps: the pages are zero and become resident only when a sequence
 writes them, so a slot sized for a long context costs memory in proportion to what it holds (and the engine starts
@@ -29,8 +29,8 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from qwen3.engine import cpu_kernels
+from qwen3.model.attention import attend
 from qwen3.model.config import Qwen3Config
-from qwen3.model.layers import attend
 
 
 @dataclass

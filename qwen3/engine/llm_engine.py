@@ -92,7 +92,7 @@ class LLMEngine:
         seed: int = 0,
         **config,
     ) -> LLMEngine:
-        from qwen3.engine.llm import load_model_and_tokenizer
+        from qwen3.engine.loading import load_model_and_tokenizer
 
         model, tokenizer = load_model_and_tokenizer(path_or_preset, dtype, device, tokenizer, seed)
         return cls(model, tokenizer, EngineConfig(**config))

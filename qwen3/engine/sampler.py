@@ -128,13 +128,13 @@ def kernels_take(logits: Tensor) -> bool:
 
 
 def argmax(logits: Tensor) -> Tensor:
-    """Row-wise argmax; the C kernel on the CPU (torch's CPU argmax is ~10x slower on these shapes)."""
+    """Row-wise argmax; the C kernel on the CPU (torch's CPU argmax is slower on these shapes: docs/benchmarks.md)."""
     return cpu_kernels.argmax(logits) if kernels_take(logits) else logits.argmax(dim=-1)
 
 
 def draw(logits: Tensor, params: Seq, uniforms: list[float]) -> Tensor:
     """``sample_rows`` in one C call on the CPU (``cpu_kernels.sample``: the same draws, by selection instead of
-    sorting, 0.1 ms instead of 0.7-13 ms for 64 x 8192), the torch ops elsewhere (and as the tests' reference)."""
+    sorting), the torch ops elsewhere (and as the tests' reference)."""
     if kernels_take(logits):
         return cpu_kernels.sample(logits, params, uniforms)
     return sample_rows(logits.float(), params, uniforms)

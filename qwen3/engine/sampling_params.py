@@ -12,7 +12,7 @@ import math
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
-# Qwen's stop-thinking text (facts sheet 5.2; the report prints "</think>." with a stray period).
+# Qwen's stop-thinking text (the Qwen docs' quickstart, "Thinking Budget"; the report prints "</think>." with a stray period).
 STOP_THINKING_TEXT = (
     "\n\nConsidering the limited time by the user, I have to give the solution based on the thinking directly "
     "now.\n</think>\n\n"
@@ -22,7 +22,7 @@ EMPTY_THOUGHT_TEXT = "\n\n</think>\n\n"
 # What logprobs report: the model's distribution, or the one the token was drawn from (RL importance ratios).
 LOGPROBS_MODES = ("raw", "processed")
 
-# The model cards' recommended settings (facts sheet 9).
+# The model cards' recommended settings ("Best Practices").
 THINKING_PRESET: dict[str, Any] = {"temperature": 0.6, "top_p": 0.95, "top_k": 20, "min_p": 0.0}
 NON_THINKING_PRESET: dict[str, Any] = {"temperature": 0.7, "top_p": 0.8, "top_k": 20, "min_p": 0.0}
 

@@ -1,4 +1,4 @@
-"""The thinking budget (Qwen3 report section 4.3; facts sheet 5), per sequence, plus reasoning-token accounting.
+"""The thinking budget (Qwen3 report §4.3; the Qwen docs' quickstart implementation), per sequence, plus reasoning-token accounting.
 
 A sequence's thought is in one of three phases, read from the prompt first:
 

@@ -8,7 +8,7 @@ keys [first, end). The result is exact: only scores the mask sets to -inf are sk
 
 On the CPU the backward pass is our own (``_BlockedAttention``): the flash kernel's backward has a fixed cost per
 call that made 8 small blocks as slow as one full T x T call, while the same gradients from a few batched
-matmuls per block take half the time (measured on qwen3-debug-5m, 8 x 512, bf16; docs/train.md). Scores and
+matmuls per block are faster (the measurement: docs/benchmarks.md, "Measured design choices"). Scores and
 softmax are recomputed in fp32, as the kernel does; the matmuls producing gradients run in the inputs' dtype.
 """
 

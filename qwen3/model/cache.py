@@ -13,8 +13,8 @@ from typing import Protocol, runtime_checkable
 import torch
 from torch import Tensor
 
+from qwen3.model.attention import attend
 from qwen3.model.config import Qwen3Config
-from qwen3.model.layers import attend
 
 
 @runtime_checkable

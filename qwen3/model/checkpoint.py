@@ -179,7 +179,7 @@ def _write_tokenizer(tokenizer: Qwen3Tokenizer, directory: Path) -> None:
 
 
 def default_generation_config(config: Qwen3Config, tokenizer: Qwen3Tokenizer | None = None) -> dict:
-    """The released hybrid models' generation_config.json (facts sheet 3): thinking-mode sampling, stop at
+    """The released hybrid models' generation_config.json (as on Hugging Face): thinking-mode sampling, stop at
     ``<|im_end|>`` or ``<|endoftext|>``. Ids come from ``tokenizer`` when given, else the Qwen3 ids for the real
     vocabulary, else the config's own ids."""
     out: dict = {"do_sample": True, "temperature": 0.6, "top_k": 20, "top_p": 0.95}
@@ -247,8 +247,11 @@ def _dtype_name(dtype: torch.dtype) -> str:
 def _not_found(path_or_preset: str | Path) -> Exception:
     if Path(path_or_preset).is_dir():
         return CheckpointError(f"{path_or_preset}: no config.json in this directory")
+    from qwen3.utils.suggest import did_you_mean
+
+    name = str(path_or_preset)
     return ValueError(
-        f"{str(path_or_preset)!r} is neither a checkpoint directory nor a preset; presets: "
+        f"{name!r} is neither a checkpoint directory nor a preset{did_you_mean(name, PRESETS)}; presets: "
         f"{', '.join(PRESETS)}"
     )
 

@@ -42,7 +42,7 @@ _MOE_FIELDS = (
 
 @dataclass
 class Qwen3Config:
-    """Architecture of a Qwen3 model (facts sheet section 1.2). Field names and meanings are transformers'.
+    """Architecture of a Qwen3 model (report §2, Tables 1-2; the released checkpoints' config.json). Field names and meanings are transformers'.
 
     ``model_type`` is "qwen3" (dense) or "qwen3_moe"; when left None it follows ``num_experts``. A MoE layer is
     used where ``layer_is_sparse(i)`` (transformers' rule); other layers use the dense SwiGLU MLP of width

@@ -1,19 +1,16 @@
-"""Building blocks of a Qwen3 decoder layer: RMSNorm, GQA attention with QK-Norm, SwiGLU MLP (facts sheet 2)."""
+"""Building blocks of a Qwen3 decoder layer: RMSNorm, GQA attention with QK-Norm, SwiGLU MLP (Qwen3 report §2)."""
 
 from __future__ import annotations
-
-from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from qwen3.model.blocked_attention import BlockedMask, blocked_attention
+from qwen3.model.attention import attend
+from qwen3.model.blocked_attention import BlockedMask
+from qwen3.model.cache import KVCache
 from qwen3.model.config import Qwen3Config
 from qwen3.model.rope import apply_rotary
-
-if TYPE_CHECKING:
-    from qwen3.model.cache import KVCache
 
 
 class RMSNorm(nn.Module):
@@ -44,30 +41,6 @@ class MLP(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         return self.down_proj(F.silu(self.gate_proj(x)) * self.up_proj(x))
-
-
-def attend(
-    q: Tensor,
-    k: Tensor,
-    v: Tensor,
-    mask: Tensor | BlockedMask | None = None,
-    causal: bool = False,
-    dropout: float = 0.0,
-) -> Tensor:
-    """Scaled dot-product attention with GQA: q [B, Hq, T, D]; k, v [B, Hkv, S, D]; mask [B, 1, T, S] bool (True
-    = may attend), or a ``BlockedMask`` of one (packed documents). Scale head_dim ** -0.5."""
-    if isinstance(mask, BlockedMask):
-        return blocked_attention(q, k, v, mask, dropout)
-    return F.scaled_dot_product_attention(
-        q,
-        k,
-        v,
-        attn_mask=mask,
-        is_causal=causal and mask is None,
-        dropout_p=dropout,
-        scale=q.shape[-1] ** -0.5,
-        enable_gqa=k.shape[1] != q.shape[1],
-    )
 
 
 class Attention(nn.Module):

@@ -149,7 +149,10 @@ class Qwen3ForCausalLM(nn.Module):
         document_ids: Tensor | None = None,
         output_router_logits: bool = False,
     ) -> Tensor | CausalLMOutput:
-        out = self.model(input_ids, positions, cache, document_ids)
+        """Logits [B, T, vocab]: ``lm_head`` over :meth:`hidden_states` (one body for both)."""
+        out = self.hidden_states(
+            input_ids, positions=positions, cache=cache, document_ids=document_ids, output_router_logits=True
+        )
         logits = self.lm_head(out.hidden_states)
         return CausalLMOutput(logits, out.router_logits) if output_router_logits else logits
 
@@ -162,6 +165,7 @@ class Qwen3ForCausalLM(nn.Module):
         document_ids: Tensor | None = None,
         output_router_logits: bool = False,
     ) -> Tensor | DecoderOutput:
+        """The final-norm hidden states [B, T, H] (with the MoE router logits when asked), before the LM head."""
         out = self.model(input_ids, positions, cache, document_ids)
         return out if output_router_logits else out.hidden_states
 

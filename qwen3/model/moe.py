@@ -1,4 +1,6 @@
-"""Qwen3 sparse MoE block (facts sheet 2.8) and the load-balancing losses (2.9, 2.10).
+"""Qwen3 sparse MoE block (report §2: 128 experts, 8 active, no shared experts) and the load-balancing losses
+(the global-batch loss of Qiu et al. 2025, arXiv 2501.11873, that §2 names; the Switch-Transformer auxiliary loss
+of transformers' Qwen3-MoE).
 
 Routing: router logits in the model dtype, softmax over all experts in fp32, top-k, renormalise the k weights when
 ``norm_topk_prob``, cast back. No shared expert, no capacity limit, no dropped tokens. Experts are stored stacked

@@ -1,5 +1,5 @@
-"""Configs of the eight released Qwen3 models (facts sheet 1.2, verified by parameter count in 1.3) and small
-debug models for tests and benchmarks (perf_anchors.md names the 5M dense and the 62M MoE shapes).
+"""Configs of the eight released Qwen3 models (their config.json files on Hugging Face, verified against the model
+cards' parameter counts) and small debug models for tests and benchmarks (a 5M dense and a 62M MoE shape).
 
 ``get_preset(name)`` returns a fresh copy, so callers may change it freely.
 """
@@ -79,10 +79,10 @@ PRESETS: dict[str, Qwen3Config] = {
     # Unit tests: a few layers, runs in milliseconds.
     "qwen3-debug-tiny": _debug(vocab_size=512, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
                                num_attention_heads=4, num_key_value_heads=2, head_dim=16),
-    # Engine/training benchmark model (perf_anchors.md "5M dense"): 5.25M parameters.
+    # Engine/training benchmark model ("5M dense"): 5.25M parameters.
     "qwen3-debug-5m": _debug(vocab_size=8192, hidden_size=256, intermediate_size=768, num_hidden_layers=4,
                              num_attention_heads=4, num_key_value_heads=2, head_dim=64),
-    # perf_anchors.md "62M MoE (32 experts, top-4, 4 layers)": 61.9M parameters, untied like the released MoEs.
+    # Benchmark MoE ("62M MoE": 32 experts, top-4, 4 layers): 61.9M parameters, untied like the released MoEs.
     "qwen3-debug-moe": _debug(vocab_size=8192, hidden_size=512, num_hidden_layers=4, num_attention_heads=8,
                               num_key_value_heads=4, head_dim=64, num_experts=32, num_experts_per_tok=4,
                               moe_intermediate_size=256, norm_topk_prob=True, tie_word_embeddings=False),
@@ -98,5 +98,7 @@ RELEASED = [name for name in PRESETS if "debug" not in name]
 
 def get_preset(name: str) -> Qwen3Config:
     if name not in PRESETS:
-        raise KeyError(f"unknown preset {name!r}; presets: {', '.join(PRESETS)}")
+        from qwen3.utils.suggest import unknown_name
+
+        raise KeyError(unknown_name("preset", name, PRESETS))
     return PRESETS[name].replace()

@@ -1,5 +1,5 @@
 """Rotary position embeddings: rotate-half RoPE (GPT-NeoX layout) with inverse frequencies in fp32, and static
-YaRN (Peng et al. 2023, arXiv 2309.00071) as Qwen3 uses it for 4x context (facts sheet 6.3).
+YaRN (Peng et al. 2023, arXiv 2309.00071) as Qwen3 uses it for 4x context (report §3.2; the model cards' rope_scaling factor 4.0).
 
 YaRN blends position interpolation (``inv_freq / factor``) for low-frequency dimensions with the unchanged
 frequencies for high-frequency ones, over a linear ramp between the dimensions that complete ``beta_fast`` and

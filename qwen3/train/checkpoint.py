@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import os
 import random
-import re
 import shutil
 import time
 from pathlib import Path
@@ -27,6 +26,9 @@ from typing import Any
 import numpy as np
 import torch
 
+# The layout of a run directory lives below the engine and the trainer; re-exported for the trainer's users.
+from qwen3.model.run_dir import STATE_FILE, checkpoints_dir, latest_checkpoint, list_checkpoints
+from qwen3.model.run_dir import model_dir as model_dir
 from qwen3.utils.atomic import (
     atomic_directory,
     atomic_write_json,
@@ -34,16 +36,10 @@ from qwen3.utils.atomic import (
     remove_stale_temporaries,
 )
 
-STEP_DIR = re.compile(r"^step-(\d{8})$")
-STATE_FILE = "trainer_state.json"
 CONFIG_FILE = "train_config.json"
 # Test hook "STEP:PATH": the save of checkpoint STEP writes PATH and then waits halfway through (model and
 # optimizer written, trainer state not), so a test can SIGKILL the process in the middle of a save.
 PAUSE_ENV = "QWEN3_TEST_PAUSE_IN_SAVE"
-
-
-def checkpoints_dir(run_dir: str | Path) -> Path:
-    return Path(run_dir) / "checkpoints"
 
 
 def step_dir(run_dir: str | Path, step: int) -> Path:
@@ -92,20 +88,6 @@ def _pause_for_tests(step: int) -> None:
         time.sleep(3600)
 
 
-def list_checkpoints(run_dir: str | Path) -> list[Path]:
-    """Complete checkpoints (``trainer_state.json`` present), oldest first."""
-    root = checkpoints_dir(run_dir)
-    if not root.is_dir():
-        return []
-    found = [p for p in root.iterdir() if STEP_DIR.match(p.name) and (p / STATE_FILE).is_file()]
-    return sorted(found, key=lambda p: p.name)
-
-
-def latest_checkpoint(run_dir: str | Path) -> Path | None:
-    found = list_checkpoints(run_dir)
-    return found[-1] if found else None
-
-
 def prune(run_dir: str | Path, keep_last: int) -> None:
     for old in list_checkpoints(run_dir)[:-keep_last]:
         shutil.rmtree(old, ignore_errors=True)
@@ -132,24 +114,6 @@ def resolve_init(path: str | Path) -> Path:
             "checkpoints, or a Hugging Face model directory"
         )
     return latest
-
-
-def resolve_model_dir(path: str | Path) -> Path:
-    """What ``qwen3 generate``/``chat``/``serve`` and ``qwen3.LLM`` accept as a model: a Hugging Face directory as
-    it is, a training checkpoint (``step-*``) as its ``model/``, a run directory as its newest complete
-    checkpoint's ``model/``. Anything else is returned unchanged (the loader names the problem)."""
-    path = Path(path)
-    if (path / "config.json").is_file():
-        return path
-    if (path / STATE_FILE).is_file():
-        return model_dir(path)
-    latest = latest_checkpoint(path)
-    return model_dir(latest) if latest is not None else path
-
-
-def model_dir(checkpoint: Path) -> Path:
-    """The Hugging Face directory inside a training checkpoint, or the path itself for a plain model directory."""
-    return checkpoint / "model" if (checkpoint / STATE_FILE).is_file() else checkpoint
 
 
 def load_trainer_state(checkpoint: Path) -> dict[str, Any]:

@@ -26,8 +26,12 @@ def config_path(name: str) -> Path:
     if (CONFIG_DIR / f"{name}.toml").is_file():
         return CONFIG_DIR / f"{name}.toml"
     from qwen3.cli import UserFacingError
+    from qwen3.utils.suggest import did_you_mean
 
-    raise UserFacingError(f"{name!r} is neither a config file nor a preset; presets: {', '.join(presets())}")
+    raise UserFacingError(
+        f"{name!r} is neither a config file nor a preset{did_you_mean(name, presets())}; "
+        f"presets: {', '.join(presets())}"
+    )
 
 
 def add_train_arguments(parser: argparse.ArgumentParser) -> None:
@@ -64,6 +68,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     plot.add_argument("--smooth", type=float, default=0.0, help="EMA weight in [0, 1) (0: raw values)")
     plot.add_argument("--log-y", action="store_true")
+    plot.add_argument("--title", default=None, help="default: the metric and the runs' names")
     plot.set_defaults(handler=run_plot)
 
 
@@ -100,7 +105,7 @@ def run_plot(args: argparse.Namespace) -> int:
     if not 0 <= args.smooth < 1:
         raise UserFacingError(f"--smooth must be in [0, 1), got {args.smooth}")
     try:
-        out = plot_runs(args.run_dirs, args.output, args.metric, args.smooth, args.log_y)
+        out = plot_runs(args.run_dirs, args.output, args.metric, args.smooth, args.log_y, args.title)
     except (FileNotFoundError, KeyError, IndexError) as err:
         raise UserFacingError(str(err)) from None
     print(f"wrote {out}")
@@ -109,13 +114,13 @@ def run_plot(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """``python -m qwen3.train CONFIG [KEY=VALUE ...] [--resume]`` (the torchrun entry point)."""
-    from qwen3.cli import UserFacingError
+    from qwen3.cli import UserFacingError, parse_args
 
     parser = argparse.ArgumentParser(
         prog="python -m qwen3.train", description="Train from a config (torchrun-ready)."
     )
     add_train_arguments(parser)
-    args = parser.parse_args(argv)
+    args = parse_args(parser, argv)
     try:
         return run_train(args)
     except UserFacingError as err:

@@ -3,7 +3,7 @@
 ``load_train_config(path, overrides)`` reads a TOML (or JSON) file whose tables are the components
 (``[model]``, ``[data]``, ``[optim]``, ``[schedule]``, ``[checkpoint]``, ``[loss]`` with ``[loss.options]``) and applies dotted overrides such as
 ``optim.lr=3e-4 data.seq_len=512``. Where the Qwen3 report gives no value (learning rates, batch sizes, warmup,
-schedules are NOT FOUND, facts sheet 6.2) the defaults are common small-model choices, not Qwen3's.
+schedules are not published, report §3.2) the defaults are common small-model choices, not Qwen3's.
 """
 
 from __future__ import annotations
@@ -68,7 +68,7 @@ class DataConfig:
     ``kind`` "pretrain": documents (``.txt``: one per line, or one per file with ``text_unit="file"``; ``.jsonl``:
     the ``text_field`` of each line, or pre-tokenised ``input_ids``) are tokenised, each followed by EOS, and cut
     into rows of ``seq_len``; with ``document_mask`` attention never crosses a document boundary (the packing of
-    Qwen's own pre-training, facts sheet 6.2) and positions restart at each document. ``kind`` "sft": chat
+    Qwen's own pre-training, report §3.2) and positions restart at each document. ``kind`` "sft": chat
     examples (``messages_field`` and optional ``tools_field`` per jsonl line) with an assistant-only loss, packed
     with ``pack``. ``synthetic`` replaces files with generated data ("patterns": token-id patterns needing no
     tokenizer; "text": the tokenizer's synthetic corpus; "chat": arithmetic conversations).

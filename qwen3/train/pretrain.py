@@ -1,4 +1,4 @@
-"""Qwen3 pre-training as three chained stages (report section 3.2, facts sheet 6.2).
+"""Qwen3 pre-training as three chained stages (report §3.2).
 
 - S1 "general": the broad corpus at a 4,096-token context, RoPE base 10,000.
 - S2 "reasoning": more STEM/code/reasoning/synthetic data, same context, "accelerate the learning rate decay".

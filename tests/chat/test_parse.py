@@ -51,8 +51,8 @@ CALL_G = '<tool_call>\n{"name": "g", "arguments": "{\\"y\\": \\"é\\"}"}\n</tool
             False,
             ParsedOutput(None, "Let me look.\n\n\nand more", calls(("f", {"x": 1}))),
         ),
-        # a tool call before any </think> ends the reasoning
-        (f"thinking\n{CALL_F}", True, ParsedOutput("thinking", None, calls(("f", {"x": 1})))),
+        # a tool call before any </think> ends the reasoning, which keeps its trailing newlines (as vLLM)
+        (f"\nthinking\n{CALL_F}", True, ParsedOutput("thinking\n", None, calls(("f", {"x": 1})))),
         # ... unless a </think> follows: then the call was part of the reasoning
         (f"thinking\n{CALL_F}\n</think>\n\nok", True, ParsedOutput(f"thinking\n{CALL_F}", "ok")),
         # a missing final </tool_call> is tolerated
@@ -75,7 +75,6 @@ def test_rules(text, enable_thinking, expected):
         '<tool_call>\n{"name": 3, "arguments": {}}\n</tool_call>',
         '<tool_call>\n{"name": "f"}\n</tool_call>',  # no arguments
         '<tool_call>\n{"name": "f", "arguments": [1]}\n</tool_call>',
-        '<tool_call>\n{"name": "f", "arguments": "not json"}\n</tool_call>',
         '<tool_call>\n["f", {}]\n</tool_call>',
         '<tool_call>\n{"name": "f", "arguments": {}} {"name": "g", "arguments": {}}\n</tool_call>',
         "<tool_call>\n{unterminated",

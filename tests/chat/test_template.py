@@ -18,7 +18,7 @@ WEATHER_TOOL = {
 }
 
 
-# -- the renderings of the fact sheet (section 4.3 and 4.4), spelled out ---------------------------------------
+# -- the official template's renderings (run once with jinja2), spelled out ----------------------------------
 
 
 def test_generation_prompt_thinking_and_hard_switch():
@@ -132,7 +132,7 @@ def test_newline_only_reasoning_of_an_intermediate_step():
         assert text == render_jinja(OFFICIAL, messages) == render_jinja(OURS, messages)
 
 
-# -- content given as None or as text parts ------------------------------------------------------------------
+# -- content given as None or as text parts ------------------------------------------------------
 
 
 def test_text_parts_are_joined_with_newlines_like_vllm():
@@ -182,7 +182,7 @@ def test_reasoning_field_wins_over_inline_think_and_keeps_content_verbatim():
     assert render(messages) == render_jinja(OFFICIAL, messages)
 
 
-# -- errors ------------------------------------------------------------------------------------------------
+# -- errors ------------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize(
@@ -237,7 +237,7 @@ def test_our_template_raises_on_unknown_roles_too():
         render_jinja(OURS, [{"role": "user", "content": "x"}, {"role": "developer", "content": "y"}])
 
 
-# -- byte identity on random conversations -----------------------------------------------------------------
+# -- byte identity on random conversations -----------------------------------------------------
 
 
 @settings(max_examples=300, deadline=None)

@@ -14,7 +14,7 @@ from rich.console import Console
 from qwen3.chat.streaming import StreamingParser
 from qwen3.cli import build_parser
 from qwen3.engine.chat_repl import ChatSession
-from qwen3.engine.cli import ReplyPrinter
+from qwen3.engine.terminal import ReplyPrinter
 
 from .conftest import make_llm
 
@@ -63,14 +63,19 @@ def terminal() -> Console:
     return Console(file=io.StringIO(), force_terminal=True, color_system="standard", width=200)
 
 
-def test_printer_dims_the_thinking_and_prints_the_answer_after_it():
-    console = terminal()
-    printer = ReplyPrinter(console, chat=True)
+def stream_reply(printer: ReplyPrinter) -> None:
+    """A thought and an answer, streamed through the parser in uneven chunks."""
     parser = StreamingParser()
     for chunk in ["<think>\nLet me ", "add 2 and 2.\n</think>\n\n", "The answer", " is 4."]:
         printer.delta(SimpleNamespace(messages=parser.feed(chunk)))
     printer.delta(SimpleNamespace(messages=parser.finish()))
     printer.end()
+
+
+def test_printer_dims_the_thinking_and_prints_the_answer_after_it():
+    console = terminal()
+    printer = ReplyPrinter(console, chat=True)
+    stream_reply(printer)
     out = printed(console)
     dimmed = [part.split(RESET)[0] for part in out.split(DIM)[1:]]
     assert "".join(dimmed) == "Let me add 2 and 2."
@@ -86,6 +91,30 @@ def test_printer_whole_reply_dims_only_the_thinking():
     out = printed(console)
     assert f"{DIM}Let me think.{RESET}" in out and out.index("Let me think.") < out.index("Four.")
     assert DIM not in out[out.index("Four.") :]
+
+
+def pipe() -> Console:
+    return Console(file=io.StringIO(), width=200)  # not a terminal, as when stdout is piped
+
+
+def test_piped_printer_marks_the_thinking_with_tags_streamed_and_whole():
+    streamed_console, whole_console = pipe(), pipe()
+    printer = ReplyPrinter(streamed_console, chat=True)
+    stream_reply(printer)
+    output = SimpleNamespace(
+        reasoning_content="Let me add 2 and 2.", content="The answer is 4.", tool_calls=[]
+    )
+    ReplyPrinter(whole_console, chat=True).whole(output)
+    expected = "<think>\nLet me add 2 and 2.\n</think>\n\nThe answer is 4.\n"
+    assert printed(streamed_console) == printed(whole_console) == expected
+
+
+def test_piped_printer_closes_a_thought_cut_off_by_the_limit():
+    console = pipe()
+    printer = ReplyPrinter(console, chat=True)
+    printer.delta(SimpleNamespace(messages=StreamingParser().feed("<think>\nstill going")))
+    printer.end()
+    assert printed(console) == "<think>\nstill going\n</think>\n"
 
 
 def session(llm, *flags: str) -> ChatSession:
@@ -107,6 +136,35 @@ def test_budget_command_reaches_the_requests(llm, monkeypatch):
     assert run_session(chat, monkeypatch, script) == 0
     assert [params.thinking_budget for _, params in seen] == [7, 3, None, None]
     assert "/budget takes a number of tokens >= 0 or 'off', got 'x'" in printed(chat.errors)
+
+
+def test_the_flag_typed_last_wins(llm, monkeypatch):
+    seen = spy_on_requests(llm, monkeypatch)
+    chat = session(llm, "--max-tokens", "2")
+    script = [
+        "/think",
+        "Why is the sky blue? /no_think",
+        "/no_think",
+        "and the sea?",
+        "/think",
+        "/think again",
+    ]
+    assert run_session(chat, monkeypatch, script) == 0
+    users = [m["content"] for m in chat.messages if m["role"] == "user"]
+    assert users == ["Why is the sky blue? /no_think", "and the sea? /no_think", "/think again"]
+    # the sampling preset follows the mode: non-thinking, non-thinking, thinking (model card temperatures)
+    assert [params.temperature for _, params in seen] == [0.7, 0.7, 0.6]
+
+
+def test_unknown_commands_are_answered_not_sent(llm, monkeypatch):
+    seen = spy_on_requests(llm, monkeypatch)
+    chat = session(llm, "--max-tokens", "2")
+    assert run_session(chat, monkeypatch, ["/thnik", "/reset now", "//etc/hosts is a file"]) == 0
+    errors = printed(chat.errors)
+    assert "unknown command /thnik; commands: /think, /no_think" in errors
+    assert "/reset takes no argument, got 'now'" in errors
+    assert [m["content"] for m in chat.messages if m["role"] == "user"] == ["/etc/hosts is a file"]
+    assert len(seen) == 1
 
 
 def interrupt_on_call(monkeypatch, owner, name: str, call: int) -> list[int]:

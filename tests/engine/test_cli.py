@@ -126,3 +126,33 @@ def test_chat_session_commands(checkpoint, tmp_path):
         "new topic"
     ]
     assert result.stderr.count(" tokens in ") == 3  # a timing line after each reply
+
+
+def test_replies_end_by_default_and_max_lifts_the_limit():
+    from qwen3.cli import build_parser
+    from qwen3.engine.terminal import DEFAULT_MAX_TOKENS, sampling_params
+
+    for command in (["generate", "m", "--prompt", "x"], ["chat", "m"]):
+        args = build_parser().parse_args(command)
+        assert args.max_tokens == DEFAULT_MAX_TOKENS
+        assert sampling_params(args, True, None).max_tokens == DEFAULT_MAX_TOKENS
+        args = build_parser().parse_args([*command, "--max-tokens", "max"])
+        assert sampling_params(args, True, None).max_tokens is None  # up to the context length
+
+
+def test_bad_max_tokens_is_a_usage_error():
+    result = qwen3("generate", "m", "--prompt", "x", "--max-tokens", "lots")
+    assert result.returncode == 2
+    assert "--max-tokens: expected a number of tokens or 'max', got 'lots'" in result.stderr
+
+
+def test_piped_generate_marks_the_thinking(checkpoint):
+    flags = ["--prompt", "hi", "--max-tokens", "5", "--seed", "0"]
+    whole = qwen3("generate", str(checkpoint), *flags)
+    streamed = qwen3("generate", str(checkpoint), *flags, "--stream")
+    assert whole.returncode == streamed.returncode == 0, whole.stderr + streamed.stderr
+    # random weights never close the thought: all of it is reasoning, between tags a program can find
+    for out in (whole.stdout, streamed.stdout):
+        assert out.startswith("<think>\n") and out.rstrip("\n").endswith("\n</think>")
+        assert out.count("<think>") == 1
+    assert whole.stdout.rstrip("\n") == streamed.stdout.rstrip("\n")

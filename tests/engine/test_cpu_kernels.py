@@ -41,7 +41,9 @@ def test_woq_int8_matmul(rows, out_features, in_features, dtype):
 
 def test_woq_int8_matmul_refuses_large_batches():
     linear = Int8Linear(torch.randn(8, 64))
-    with pytest.raises(ValueError, match="unsupported shape"):
+    with pytest.raises(
+        cpu_kernels.KernelError, match=r"woq_int8_matmul: the kernel refused the shape \(9, 64\)"
+    ):
         cpu_kernels.woq_int8_matmul(torch.randn(9, 64), linear.weight, linear.scales)
 
 
@@ -66,6 +68,20 @@ def test_silu_mul(dtype):
     gate_up = (torch.randn(3, 2 * 40, generator=torch.Generator().manual_seed(1)) * 4).to(dtype)
     gate, up = gate_up.chunk(2, dim=-1)
     ulp_close(cpu_kernels.silu_mul(gate_up), F.silu(gate) * up, dtype)
+
+
+def test_elementwise_kernels_past_their_size_limit_raise():
+    """elementwise.c returns -1 beyond its stack buffers; the wrappers raise instead of returning garbage."""
+    with pytest.raises(cpu_kernels.KernelError, match="silu_mul: the kernel refused intermediate size 32769"):
+        cpu_kernels.silu_mul(torch.zeros(1, 2 * 32769))
+    with pytest.raises(cpu_kernels.KernelError, match="add_rms_norm: the kernel refused hidden size 8193"):
+        cpu_kernels.add_rms_norm(torch.zeros(1, 8193), None, torch.ones(8193), 1e-6)
+
+
+def test_pack_pairs_is_the_documented_layout():
+    weight = torch.randn(32, 10).to(torch.bfloat16)
+    expected = weight.view(2, 16, 5, 2).transpose(1, 2).flatten()
+    assert torch.equal(cpu_kernels.pack_pairs(weight), expected)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)

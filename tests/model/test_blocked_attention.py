@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
+from qwen3.model.attention import attend
 from qwen3.model.blocked_attention import BlockedMask, block_mask, blocked_attention, per_block_sdpa
-from qwen3.model.layers import attend
 from qwen3.model.model import document_mask
 
 

@@ -153,7 +153,7 @@ def test_preset_init_is_deterministic_and_cli_writes_the_same_model(tmp_path):
     a, b = load_model("qwen3-debug-tiny", seed=1), load_model("qwen3-debug-tiny", seed=2)
     assert not torch.equal(a.model.embed_tokens.weight, b.model.embed_tokens.weight)
     bad = subprocess.run([*cmd[:4], "qwen3-7b", str(tmp_path / "x")], env=env, capture_output=True, text=True)
-    assert bad.returncode == 1 and "unknown preset 'qwen3-7b'; presets: qwen3-0.6b" in bad.stderr
+    assert bad.returncode == 1 and "unknown preset 'qwen3-7b' (did you mean 'qwen3-1.7b'?); presets: qwen3-0.6b" in bad.stderr
 
 
 def test_init_writes_a_runnable_directory_with_tokenizer_and_template(tmp_path):

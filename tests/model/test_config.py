@@ -65,7 +65,7 @@ def test_to_dict_from_dict_round_trip(name):
 
 
 def test_released_dense_config_json_reads_and_writes_back_unchanged():
-    raw = {  # Qwen3-8B config.json (facts sheet 1.2)
+    raw = {  # Qwen3-8B config.json (as published on Hugging Face, Qwen/Qwen3-8B)
         "architectures": ["Qwen3ForCausalLM"],
         "attention_bias": False,
         "attention_dropout": 0.0,

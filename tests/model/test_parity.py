@@ -118,3 +118,22 @@ def test_gradient_checkpointing_gives_the_same_gradients():
         grads.append({n: p.grad for n, p in model.named_parameters()})
     for name, grad in grads[0].items():
         assert max_diff(grads[1][name], grad) <= 1e-6, name
+
+
+def test_forward_is_the_lm_head_over_hidden_states(monkeypatch):
+    """One body: logits and router logits come from ``hidden_states``, so the two can never drift apart."""
+    model = tiny_model(tiny("qwen3-debug-moe-tiny"))
+    tokens = torch.randint(0, 512, (2, 8))
+    positions = torch.arange(8).expand(2, 8) + 3
+    with torch.no_grad():
+        states = model.hidden_states(tokens, positions=positions, output_router_logits=True)
+        out = model(tokens, positions=positions, output_router_logits=True)
+        torch.testing.assert_close(out.logits, model.lm_head(states.hidden_states), rtol=0, atol=0)
+        assert len(out.router_logits) == len(states.router_logits) == 2
+        seen = []
+        original = type(model).hidden_states
+        monkeypatch.setattr(
+            type(model), "hidden_states", lambda self, *a, **kw: seen.append(kw) or original(self, *a, **kw)
+        )
+        model(tokens, positions=positions)
+    assert seen and seen[0]["positions"] is positions

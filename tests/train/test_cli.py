@@ -24,7 +24,8 @@ def test_train_and_plot_from_the_command_line(tmp_path, capsys):
     config.write_text(json.dumps(tiny_config(tmp_path / "run").to_dict()))
     assert main(["train", str(config), "steps=3", "--no-progress"]) == 0
     assert len(run_losses(tmp_path / "run")) == 3
-    assert main(["train", str(config), "steps=4", "--resume", "--no-progress"]) == 0
+    # options and overrides in any order
+    assert main(["train", str(config), "--resume", "--no-progress", "steps=4"]) == 0
     assert len(run_losses(tmp_path / "run")) == 4
     out = tmp_path / "plots" / "loss.png"
     assert main(["plot", str(tmp_path / "run"), "-o", str(out), "--smooth", "0.5"]) == 0
@@ -74,5 +75,49 @@ def test_missing_optional_packages_name_the_install_command(
     monkeypatch.setitem(sys.modules, module, None)  # as if not installed
     args = [arg.replace("RUN", str(tmp_path / "run")) for arg in args]
     assert main(args) == 1
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize(
+    ("argv", "overrides"),
+    [
+        (["debug", "--no-progress", "run_dir=runs/x"], ["run_dir=runs/x"]),
+        (["debug", "a=1", "--resume", "b=2", "--no-progress", "a=3"], ["a=1", "b=2", "a=3"]),
+        (["--no-progress", "debug", "a=1"], ["a=1"]),
+    ],
+)
+def test_overrides_may_follow_options_and_keep_their_order(monkeypatch, argv, overrides):
+    from qwen3.train import cli as train_cli
+
+    seen = []
+    monkeypatch.setattr(train_cli, "run_train", lambda args: seen.append(args) or 0)
+    assert main(["train", *argv]) == 0
+    assert train_cli.main(argv) == 0  # the torchrun entry point parses the same way
+    assert [args.overrides for args in seen] == [overrides, overrides]
+    assert [args.no_progress for args in seen] == [True, True]
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (
+            ["train", "debug", "--no-progress", "--bogus"],
+            "unrecognized arguments: --bogus (overrides are KEY=VALUE)",
+        ),
+        (
+            ["train", "debug", "--no-progress", "stray"],
+            "unrecognized arguments: stray (overrides are KEY=VALUE)",
+        ),
+        (["init", "qwen3-debug-tiny", "out", "a=1"], "unrecognized arguments: a=1"),
+    ],
+)
+def test_leftovers_that_are_not_overrides_are_errors(monkeypatch, capsys, argv, message):
+    from qwen3.train import cli as train_cli
+
+    monkeypatch.setattr(train_cli, "run_train", lambda args: pytest.fail("must not run"))
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    assert exit_info.value.code == 2
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err

@@ -1,5 +1,5 @@
-from qwen3.engine.llm import load_model_and_tokenizer
-from qwen3.train.checkpoint import resolve_model_dir
+from qwen3.engine.loading import load_model_and_tokenizer
+from qwen3.model.run_dir import resolve_model_dir
 from qwen3.train.config import TrainConfig
 from qwen3.train.trainer import Trainer
 

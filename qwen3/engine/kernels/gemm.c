@@ -7,8 +7,8 @@
  * columns and one AVX512-BF16 dot product (vdpbf16ps) adds x[m, k] w[n, k] + x[m, k + 1] w[n, k + 1] to 16 columns
  * of row m, with x[m, k:k+2] broadcast: no horizontal sums. A tile of 6 rows x 64 columns keeps 24 independent
  * accumulators in registers (enough to hide the dot product's latency on two pipes), and a thread reuses its 64
- * columns' weights for every 6-row tile. Measured at 64 rows on the debug-5m shapes (2-core Zen 5): 940-1000
- * GFLOP/s, against 440-930 for oneDNN's packed linear. Sums are fp32 in k order, as oneDNN's; outputs rounded to
+ * columns' weights for every 6-row tile (its speed against oneDNN's packed linear: docs/benchmarks.md). Sums are
+ * fp32 in k order, as oneDNN's; outputs rounded to
  * the model dtype like a torch linear's. */
 #define GEMM_TILE_ROWS 6
 #define GEMM_TILE_BLOCKS 4 /* blocks of 16 columns */

@@ -65,7 +65,7 @@ void argmax_rows(const void *x, int rows, int cols, int64_t *out, int bf16) {
  * shortest most-likely prefix of those whose probability reaches top_p; then drop tokens below min_p times the most
  * likely; then walk the kept tokens in ascending id order until their running weight passes the uniform's share of
  * the total (searchsorted, right side). Ties in likelihood go to the lower id. torch needs a sort of the whole
- * vocabulary for top_p without top_k (13 ms for 64 x 8192 on this CPU) and a cumsum for every draw (0.2 ms); here
+ * vocabulary for top_p without top_k and a cumsum for every draw (timings: docs/benchmarks.md); here
  * selection is by partitioning (expected linear time) and sums are in double. */
 typedef struct {
     float value, weight; /* logit / temperature; exp(value - row max) */
