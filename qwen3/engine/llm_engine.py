@@ -26,6 +26,7 @@ from qwen3.engine.sampler import Sampler
 from qwen3.engine.sampling_params import SamplingParams
 from qwen3.engine.scheduler import ScheduledBatch, Scheduler
 from qwen3.engine.sequence import Sequence, SequenceStatus
+from qwen3.engine.threads import ThreadGovernor
 from qwen3.model.model import Qwen3ForCausalLM
 from qwen3.model.rope import RotaryEmbedding
 
@@ -67,6 +68,8 @@ class LLMEngine:
         self.requests = RequestBuilder(
             tokenizer, model.config.vocab_size, self.max_model_len, self.config.seed
         )
+        on_cpu = weight.device.type == "cpu" and self.config.adapt_threads
+        self.governor = ThreadGovernor() if on_cpu and torch.get_num_threads() > 1 else None
         self._lock = threading.Lock()
         self._incoming: list[Sequence] = []
         self._aborted: list[str] = []
@@ -145,8 +148,13 @@ class LLMEngine:
                 # A finished one too: a step cut short (Ctrl-C) may have finished it without freeing it.
                 self.scheduler.free(seq)
         batch = self.scheduler.schedule()
-        if batch is not None:
+        if batch is not None and (batch.is_prefill or self.governor is None):
             deltas += self._run(batch)
+        elif batch is not None:
+            with self.governor.step(len(batch.seqs)) as threads:
+                start = time.perf_counter()
+                deltas += self._run(batch)
+                self.governor.observe(threads, time.perf_counter() - start)
         with self._lock:
             for request_id in {delta.request_id for delta in deltas}.union(aborted):
                 seqs = self._requests.get(request_id)
