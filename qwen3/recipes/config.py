@@ -11,10 +11,11 @@ models, data paths), so a phase table never names a path.
 from __future__ import annotations
 
 import copy
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+import tomllib
 
 from qwen3.train.settings import SettingsError
 
