@@ -23,8 +23,16 @@ STAGE_TITLES = {
 }
 MODES = {"think": "Thinking", "no_think": "Non-thinking"}
 SCHEMA_VERSION = 1
-# results.json keys that vary between identical runs (timings); everything else is a function of recipe + seed
-TIMING_KEYS = {"wall_s", "elapsed_s", "tokens_per_s", "rollout_tokens_per_s", "update_tokens_per_s"}
+# results.json keys that vary between runs of the same recipe and seed (timings, and whether a phase was resumed);
+# everything else is a function of the recipe and the seed
+VOLATILE_KEYS = {
+    "wall_s",
+    "elapsed_s",
+    "tokens_per_s",
+    "rollout_tokens_per_s",
+    "update_tokens_per_s",
+    "resumed",
+}
 
 
 # -- numbers --------------------------------------------------------------------------------------------------------
@@ -276,9 +284,9 @@ def build_results(run) -> dict[str, Any]:
 
 
 def without_timings(value: Any) -> Any:
-    """``value`` without the keys that differ between identical runs (what resume tests compare)."""
+    """``value`` without the keys that differ between runs of one recipe and seed (what resume tests compare)."""
     if isinstance(value, dict):
-        return {k: without_timings(v) for k, v in value.items() if k not in TIMING_KEYS}
+        return {k: without_timings(v) for k, v in value.items() if k not in VOLATILE_KEYS}
     if isinstance(value, list):
         return [without_timings(v) for v in value]
     return value

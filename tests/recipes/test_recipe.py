@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from pathlib import Path
 
 import pytest
 
@@ -75,7 +76,9 @@ def test_final_model_loads_in_transformers(smoke_run):
 def _stop_then_resume(smoke_run, tmp_path, phase):
     out = tmp_path / "resumed"
     with pytest.raises(RecipeStopped):
-        RecipeRun(load_recipe("smoke"), out, progress=False, stop_after=phase, command="qwen3 recipe run smoke").run()
+        RecipeRun(
+            load_recipe("smoke"), out, progress=False, stop_after=phase, command="qwen3 recipe run smoke"
+        ).run()
     state = json.loads((out / "state.json").read_text())
     assert list(state["phases"])[-1] == phase and "report" not in state["phases"]
     with pytest.raises(Exception, match="--resume"):
@@ -89,10 +92,44 @@ def _stop_then_resume(smoke_run, tmp_path, phase):
 
 @pytest.mark.parametrize(
     "phase",
-    ["stage2", pytest.param("pretrain", marks=pytest.mark.slow), pytest.param("distill_off", marks=pytest.mark.slow)],
+    [
+        "stage2",
+        pytest.param("pretrain", marks=pytest.mark.slow),
+        pytest.param("distill_off", marks=pytest.mark.slow),
+    ],
 )
 def test_resume_after_stop_gives_the_same_results(smoke_run, tmp_path, phase):
     _stop_then_resume(smoke_run, tmp_path, phase)
+
+
+class SimulatedKill(BaseException):
+    """Not an Exception: nothing on the way out may catch it and save (as with SIGKILL)."""
+
+
+@pytest.mark.parametrize("link", ["s1", pytest.param("stage2", marks=pytest.mark.slow)])
+def test_resume_after_a_kill_inside_a_phase(smoke_run, tmp_path, monkeypatch, link):
+    """Killed at step 3 of a phase that checkpointed at step 2: --resume continues from step 2 of that phase."""
+    from qwen3.train.trainer import Trainer
+
+    original = Trainer.run_step
+
+    def run_step(self, rows, started=None):
+        if Path(self.config.run_dir).name == link and self.step == 2:
+            raise SimulatedKill(link)
+        return original(self, rows, started)
+
+    out = tmp_path / "killed"
+    monkeypatch.setattr(Trainer, "run_step", run_step)
+    with pytest.raises(SimulatedKill):
+        RecipeRun(load_recipe("smoke"), out, progress=False, command="qwen3 recipe run smoke").run()
+    monkeypatch.setattr(Trainer, "run_step", original)
+    run = RecipeRun(load_recipe("smoke"), out, resume=True, progress=False, command="qwen3 recipe run smoke")
+    phase = "pretrain" if link == "s1" else link
+    assert run.resumable(phase)
+    run.run()
+    assert json.loads((out / "state.json").read_text())["phases"][phase]["result"].get("resumed") is True
+    expected = without_timings(json.loads((smoke_run / "results.json").read_text()))
+    assert without_timings(json.loads((out / "results.json").read_text())) == expected
 
 
 def test_recipe_errors_name_the_problem(tmp_path):
