@@ -11,6 +11,7 @@ models, data paths), so a phase table never names a path.
 from __future__ import annotations
 
 import copy
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -39,6 +40,29 @@ MODEL_FIELDS = (
     "num_key_value_heads",
     "head_dim",
 )
+# -- how the phases link (the recipe fills these in; a phase table never names a path)
+FLAGSHIP_STAGES = ("pretrain", "stage1", "stage2", "stage3", "stage4")
+STUDENT_PHASES = ("distill_off", "distill_on", "student_rl")
+# which phase's model each training phase starts from (the student's first phase starts from its init model)
+STARTS_FROM = {
+    "stage1": "pretrain",
+    "stage2": "stage1",
+    "stage3": "stage2",
+    "stage4": "stage3",
+    "distill_on": "distill_off",
+    "student_rl": "distill_off",
+}
+STAGE_KIND = {
+    "stage1": "cold_start",
+    "stage2": "grpo",
+    "stage3": "fusion",
+    "stage4": "general-rl",
+    "distill_off": "distill",
+    "distill_on": "distill",
+    "student_rl": "grpo",
+}
+ITEM_ID = re.compile(r"\b([a-z]+)-(train|validation|test)-([0-9a-f]{12})\b")
+
 DEFAULT_SUITES = ("reasoning", "knowledge", "counterfact", "ifeval", "lengthctrl", "tooluse", "thinkfollow")
 
 

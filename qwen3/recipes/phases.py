@@ -8,8 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from qwen3.recipes.config import Recipe
-from qwen3.recipes.run import ITEM_ID, STAGE_KIND, STARTS_FROM
+from qwen3.recipes.config import ITEM_ID, STAGE_KIND, STARTS_FROM, Recipe
 from qwen3.utils.atomic import atomic_directory, atomic_write_json
 
 EVAL_FAMILIES = ("reasoning", "knowledge", "counterfact", "ifeval", "lengthctrl", "tooluse", "thinkfollow")

@@ -12,6 +12,7 @@ import math
 from pathlib import Path
 from typing import Any
 
+from qwen3.recipes.config import FLAGSHIP_STAGES, STUDENT_PHASES
 from qwen3.utils.atomic import atomic_write_json, atomic_write_text
 
 STAGE_TITLES = {
@@ -229,7 +230,6 @@ def targets_markdown(rows: list[dict[str, Any]]) -> str:
 def plots(run) -> dict[str, str]:
     """Loss, reward and entropy curves of the training phases, and the Figure 2 budget curve (PNG)."""
     from qwen3.eval.report import plot_budget
-    from qwen3.recipes.run import FLAGSHIP_STAGES, STUDENT_PHASES
     from qwen3.train.metrics import read_metrics
     from qwen3.train.plot import plot_runs
 

@@ -15,7 +15,6 @@ functions of their inputs and simply run again.
 from __future__ import annotations
 
 import json
-import re
 import shutil
 import time
 from collections.abc import Callable
@@ -23,31 +22,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from qwen3.recipes.config import Recipe
+from qwen3.recipes import phases as p
+from qwen3.recipes.config import FLAGSHIP_STAGES, STUDENT_PHASES, Recipe
 from qwen3.utils.atomic import atomic_write_json
 
 STATE_FILE = "state.json"
-FLAGSHIP_STAGES = ("pretrain", "stage1", "stage2", "stage3", "stage4")
-STUDENT_PHASES = ("distill_off", "distill_on", "student_rl")
-# which phase's model each training phase starts from (the student's first phase starts from its init model)
-STARTS_FROM = {
-    "stage1": "pretrain",
-    "stage2": "stage1",
-    "stage3": "stage2",
-    "stage4": "stage3",
-    "distill_on": "distill_off",
-    "student_rl": "distill_off",
-}
-STAGE_KIND = {
-    "stage1": "cold_start",
-    "stage2": "grpo",
-    "stage3": "fusion",
-    "stage4": "general-rl",
-    "distill_off": "distill",
-    "distill_on": "distill",
-    "student_rl": "grpo",
-}
-ITEM_ID = re.compile(r"\b([a-z]+)-(train|validation|test)-([0-9a-f]{12})\b")
 
 
 class RecipeStopped(Exception):
@@ -145,8 +124,6 @@ class RecipeRun:
 
 # -- phases ---------------------------------------------------------------------------------------------------------
 def build_phases(recipe: Recipe) -> list[Phase]:
-    from qwen3.recipes import phases as p
-
     out = [Phase("data", p.make_data), Phase("tokenizer", p.make_tokenizer), Phase("init", p.init_models)]
     for name in FLAGSHIP_STAGES:
         out.append(Phase(name, p.trainer_phase(name), steps=p.phase_steps(recipe, name)))
