@@ -92,6 +92,6 @@ class RecipeDisplay:
 
     def log(self, text: str) -> None:
         if self.progress is not None:
-            self.progress.console.log(text)
+            self.progress.console.print(text, markup=False, highlight=False)
         else:
             print(text, file=sys.stderr, flush=True)
