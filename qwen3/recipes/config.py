@@ -10,7 +10,6 @@ models, data paths), so a phase table never names a path.
 
 from __future__ import annotations
 
-import copy
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -140,17 +139,9 @@ class Recipe:
 
     def phase_table(self, phase: str) -> dict[str, Any]:
         """``[train]`` with the phase's own table merged over it (a deep copy)."""
-        return merge(self.tables["train"], self.tables[phase])
+        from qwen3.train.pretrain import _merge  # the chain's own deep merge of config tables
 
-
-def merge(base: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:
-    out = copy.deepcopy(base)
-    for key, value in changes.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = merge(out[key], value)
-        else:
-            out[key] = copy.deepcopy(value)
-    return out
+        return _merge(self.tables["train"], self.tables[phase])
 
 
 def load_recipe(name_or_path: str | Path) -> Recipe:
