@@ -2,6 +2,7 @@
 
     PYTHONPATH=. python bench/bench_decode.py                   # every row, writes docs/benchmarks.md
     PYTHONPATH=. python bench/bench_decode.py --rows b1,int8 --no-write --threads 1
+    PYTHONPATH=. python bench/bench_decode.py --rows b1 --threads 2 --contended   # quiet, then beside a busy core
 
 Rows (qwen3-0.6b shape unless said otherwise; 32-token prompts, 128 new tokens, greedy unless said otherwise, end-of-sequence ignored):
 
@@ -17,12 +18,18 @@ Decode tokens/s = new tokens after the first / (time for 128 tokens - time for 1
 same way for both. Each timing is the median of ``--repeats`` runs. Achieved GB/s = weight bytes read per step
 (every linear layer and the LM head) x steps/s, printed beside the machine's read bandwidth measured by a ``sum``
 over 1 GiB with the same threads. Other jobs on the machine move numbers a lot: the load average is printed.
+
+``--contended [N]`` measures every row twice, quiet and then with N (default 1) busy-loop processes running beside
+both sides (ours and transformers), the case of an engine sharing its cores with other work (issue 15 section 6):
+decode should lose no more than the share of the CPU the hog takes.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime
+import multiprocessing
 import os
 import statistics
 import time
@@ -146,12 +153,20 @@ def read_bandwidth() -> float:
     return data.numel() * 4 / median_seconds(data.sum, 5) / 1e9
 
 
+ADAPT_THREADS = [True]  # --fixed-threads: EngineConfig.adapt_threads=False
+
+
 def small_llm(model, batch: int, weights: str) -> LLM:
     from qwen3.tokenizer.train import tokenizer_for_vocab
 
     # An 8192-token debug tokenizer is enough to decode ids; the logits beyond it are masked, which costs nothing.
     return LLM(
-        model, tokenizer=tokenizer_for_vocab(8192), max_model_len=1024, max_num_seqs=batch, weights=weights
+        model,
+        tokenizer=tokenizer_for_vocab(8192),
+        max_model_len=1024,
+        max_num_seqs=batch,
+        weights=weights,
+        adapt_threads=ADAPT_THREADS[0],
     )
 
 
@@ -269,6 +284,25 @@ def table(results: list[Result], bandwidth: dict[int, float]) -> str:
     return "\n".join(lines)
 
 
+def _spin() -> None:
+    while True:
+        pass
+
+
+@contextlib.contextmanager
+def cpu_hog(processes: int):
+    """``processes`` busy loops (one core each) for the duration of the block."""
+    hogs = [multiprocessing.Process(target=_spin, daemon=True) for _ in range(processes)]
+    for hog in hogs:
+        hog.start()
+    try:
+        yield
+    finally:
+        for hog in hogs:
+            hog.terminate()
+            hog.join()
+
+
 def run_rows(rows: list[str], args, bandwidth: dict[int, float], notes: list[str]) -> list[Result]:
     results: list[Result] = []
 
@@ -314,7 +348,22 @@ def main() -> None:
     parser.add_argument("--small-dtype", default="bfloat16", choices=["bfloat16", "float32"])
     parser.add_argument("--out", default="docs/benchmarks.md")
     parser.add_argument("--no-write", action="store_true")
+    parser.add_argument(
+        "--contended",
+        type=int,
+        nargs="?",
+        const=1,
+        default=0,
+        metavar="N",
+        help="also measure every row with N busy-loop processes (default 1) beside both sides",
+    )
+    parser.add_argument(
+        "--fixed-threads", action="store_true", help="ours without the thread governor (adapt_threads=False)"
+    )
     args = parser.parse_args()
+    ADAPT_THREADS[0] = not args.fixed_threads
+    if args.contended < 0:
+        parser.error(f"--contended must be >= 0, got {args.contended}")
     rows = [r for r in args.rows.split(",") if r]
     unknown = set(rows) - set(ROWS)
     if unknown:
@@ -331,6 +380,12 @@ def main() -> None:
             f"torch {torch.__version__}, {count} threads, load {os.getloadavg()[0]:.2f}, read {bandwidth[count]:.1f} GB/s"
         )
         results += run_rows(rows, args, bandwidth, notes)
+        if args.contended:
+            with cpu_hog(args.contended):
+                print(f"beside {args.contended} busy core(s), load {os.getloadavg()[0]:.2f}", flush=True)
+                for result in run_rows(rows, args, bandwidth, notes):
+                    result.row += f" +{args.contended} busy"
+                    results.append(result)
     load_after = os.getloadavg()
     report = render_report(args, results, bandwidth, notes, load_before, load_after)
     print(report)
@@ -360,6 +415,10 @@ def render_report(args, results, bandwidth, notes, load_before, load_after) -> s
     command = f"PYTHONPATH=. python bench/bench_decode.py --threads {args.threads}"
     if args.rows != ",".join(ROWS):
         command += f" --rows {args.rows}"
+    if args.contended:
+        command += f" --contended {args.contended}"
+    if args.fixed_threads:
+        command += " --fixed-threads"
     import transformers
 
     return (

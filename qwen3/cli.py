@@ -17,6 +17,7 @@ COMMAND_MODULES: list[str] = [
     "qwen3.serve.cli",
     "qwen3.train.cli",
     "qwen3.eval.cli",
+    "qwen3.recipes.cli",
 ]
 
 

@@ -36,6 +36,9 @@ class EngineConfig:
     - ``rope_scaling``: replaces the checkpoint's (e.g. YaRN ``{"rope_type": "yarn", "factor": 4.0,
       "original_max_position_embeddings": 32768}``), like vLLM's ``--rope-scaling``.
     - ``seed``: seeds the generators of requests that have no seed of their own.
+    - ``adapt_threads``: on the CPU, decode with the thread count that is fastest right now, measured every few
+      hundred steps (``qwen3.engine.threads``): when other work takes cores, fewer threads stop waiting at
+      barriers for a descheduled peer. False: always ``torch.get_num_threads()``.
     """
 
     max_model_len: int | None = None
@@ -48,8 +51,11 @@ class EngineConfig:
     dca_extension: int = 4
     rope_scaling: dict[str, Any] | None = None
     seed: int = 0
+    adapt_threads: bool = True
 
     def __post_init__(self) -> None:
+        if not isinstance(self.adapt_threads, bool):
+            raise ValueError(f"EngineConfig.adapt_threads must be True or False, got {self.adapt_threads!r}")
         for name in ("max_num_seqs", "max_num_batched_tokens", "dca_extension"):
             _positive_int(name, getattr(self, name))
         for name in ("max_model_len", "dca_chunk_size"):

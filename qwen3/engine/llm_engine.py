@@ -17,6 +17,7 @@ parameters are sharded or replicated by DDP / FSDP2, build a separate engine on 
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from dataclasses import dataclass
@@ -27,14 +28,17 @@ import torch
 from qwen3.engine.config import EngineConfig
 from qwen3.engine.detokenizer import ChatOptions
 from qwen3.engine.model_runner import ModelRunner
-from qwen3.engine.outputs import CompletionDelta
+from qwen3.engine.outputs import CompletionDelta, CompletionOutput
 from qwen3.engine.requests import RequestBuilder
 from qwen3.engine.sampler import Sampler
 from qwen3.engine.sampling_params import SamplingParams
-from qwen3.engine.scheduler import Scheduler
-from qwen3.engine.sequence import Sequence
+from qwen3.engine.scheduler import ScheduledBatch, Scheduler
+from qwen3.engine.sequence import Sequence, SequenceStatus
+from qwen3.engine.threads import ThreadGovernor
 from qwen3.model.model import Qwen3ForCausalLM
 from qwen3.model.rope import RotaryEmbedding
+
+logger = logging.getLogger("qwen3.engine")
 
 
 @dataclass
@@ -77,6 +81,8 @@ class LLMEngine:
         self.requests = RequestBuilder(
             tokenizer, model.config.vocab_size, self.max_model_len, self.config.seed
         )
+        on_cpu = weight.device.type == "cpu" and self.config.adapt_threads
+        self.governor = ThreadGovernor() if on_cpu and torch.get_num_threads() > 1 else None
         self._lock = threading.Lock()
         self._incoming: list[Sequence] = []
         self._aborted: list[str] = []
@@ -182,8 +188,13 @@ class LLMEngine:
                 # A finished one too: a step cut short (Ctrl-C) may have finished it without freeing it.
                 self.scheduler.free(seq)
         batch = self.scheduler.schedule()
-        if batch is not None:
+        if batch is not None and (batch.is_prefill or self.governor is None):
             deltas += self._run(batch)
+        elif batch is not None:
+            with self.governor.step(len(batch.seqs)) as threads:
+                start = time.perf_counter()
+                deltas += self._run(batch)
+                self.governor.observe(threads, time.perf_counter() - start)
         with self._lock:
             for request_id in {delta.request_id for delta in deltas}.union(aborted):
                 seqs = self._requests.get(request_id)
@@ -191,9 +202,14 @@ class LLMEngine:
                     del self._requests[request_id]
         return deltas
 
-    def _run(self, batch) -> list[CompletionDelta]:
+    def _run(self, batch: ScheduledBatch) -> list[CompletionDelta]:
         start = time.perf_counter()
-        logits = self.runner.run(batch)
+        try:
+            logits = self.runner.run(batch)
+        except Exception as err:
+            if not batch.is_prefill or len(batch.seqs) == 1:
+                raise  # a decode step runs every slot at once: nothing to single out (see _isolate_prefill)
+            return self._isolate_prefill(batch, err)
         if batch.is_prefill:
             sampled = [seq for i, seq in enumerate(batch.seqs) if batch.completes(i)]
             for seq, count in zip(batch.seqs, batch.num_tokens):
@@ -206,16 +222,10 @@ class LLMEngine:
         deltas = []
         if sampled:
             assert logits is not None
-            result = self.sampler(logits, sampled)
-            for seq, token, logprobs, chosen in zip(
-                sampled, result.tokens, result.logprobs, result.chosen_logprobs
-            ):
-                self._append_sampled(seq, token, logprobs, chosen)
-                if seq.is_finished:
-                    deltas.append(self._delta(seq))
-                    self.scheduler.free(seq)
-                elif seq.stream:
-                    deltas.append(self._delta(seq))
+            for seq, token, logprobs, chosen in self._sample(logits, sampled, deltas):
+                delta = self._advance(seq, token, logprobs, chosen)
+                if delta is not None:
+                    deltas.append(delta)
         elapsed = time.perf_counter() - start
         self.stats.steps += 1
         self.stats.output_tokens += len(sampled)
@@ -226,6 +236,90 @@ class LLMEngine:
             self.stats.decode_tokens += len(batch.seqs)
             self.stats.decode_seconds += elapsed
         return deltas
+
+    # -- fault isolation: a failure inside a step fails only the sequence(s) that caused it --------------------
+    def _sample(self, logits, seqs: list[Sequence], deltas: list[CompletionDelta]) -> list[tuple]:
+        """(seq, token, logprobs, chosen) for every sequence the sampler could serve. When the batched call fails,
+        each row is sampled alone (the draws are batch-invariant and each row's random stream is rewound first, so
+        the others get the tokens they would have got); a row that fails again is failed with its own error, its
+        final delta added to ``deltas``."""
+        marks = [seq.uniform_mark() for seq in seqs]
+        try:
+            result = self.sampler(logits, seqs)
+        except Exception:
+            for seq, mark in zip(seqs, marks):
+                seq.rewind_uniforms(mark)
+            return self._sample_rows(logits, seqs, deltas)
+        return list(zip(seqs, result.tokens, result.logprobs, result.chosen_logprobs))
+
+    def _sample_rows(self, logits, seqs: list[Sequence], deltas: list[CompletionDelta]) -> list[tuple]:
+        picks = []
+        for row, seq in enumerate(seqs):
+            try:
+                result = self.sampler(logits[row : row + 1], [seq])
+            except Exception as err:
+                deltas.append(self._fail(seq, err))
+                continue
+            picks.append((seq, result.tokens[0], result.logprobs[0], result.chosen_logprobs[0]))
+        return picks
+
+    def _advance(self, seq: Sequence, token: int, logprobs, chosen: float | None) -> CompletionDelta | None:
+        """Append the sampled token; the delta to report (None: nothing to report yet)."""
+        try:
+            self._append_sampled(seq, token, logprobs, chosen)
+            if seq.is_finished:
+                self.scheduler.free(seq)
+                return self._delta(seq)
+            return self._delta(seq) if seq.stream else None
+        except Exception as err:
+            return self._fail(seq, err)
+
+    def _isolate_prefill(self, batch: ScheduledBatch, err: Exception) -> list[CompletionDelta]:
+        """The batched prefill failed before any state changed (the cache rows it wrote are written again): run
+        each sequence's chunk alone, so only those that fail on their own are failed."""
+        deltas: list[CompletionDelta] = []
+        for seq, count in zip(batch.seqs, batch.num_tokens):
+            if not seq.is_finished:
+                deltas += self._run_alone(ScheduledBatch(True, [seq], [count]))
+        return deltas
+
+    def _run_alone(self, batch: ScheduledBatch) -> list[CompletionDelta]:
+        try:
+            return self._run(batch)
+        except Exception as err:
+            return [self._fail(batch.seqs[0], err)]
+
+    def _fail(self, seq: Sequence, err: Exception) -> CompletionDelta:
+        """End one sequence with finish_reason "error" and the error's text; frees its slot."""
+        try:  # params changed after they were built are the likeliest cause: name the field if so
+            seq.params.validate()
+        except ValueError as bad:
+            err = bad
+        logger.warning("request %s failed in an engine step: %s: %s", seq.request_id, type(err).__name__, err)
+        seq.error = str(err) if isinstance(err, ValueError) else f"{type(err).__name__}: {err}"
+        seq.status = SequenceStatus.FINISHED  # not finish(): its bookkeeping may be what failed
+        seq.finish_reason, seq.stop_reason = "error", None
+        self.scheduler.free(seq)
+        try:
+            return self._delta(seq)
+        except Exception:  # the text layer is what failed: report the error without the text
+            output = CompletionOutput(
+                seq.index, "", seq.output_token_ids, finish_reason="error", error=seq.error
+            )
+            return CompletionDelta(
+                seq.request_id,
+                seq.index,
+                [],
+                "",
+                [],
+                None,
+                True,
+                "error",
+                None,
+                seq.usage(),
+                output,
+                seq.error,
+            )
 
     def _fork(self, logits, sampled: list[Sequence]):
         """Siblings waiting for a prompt that is now in copy its cache rows and sample from its logits row."""
@@ -288,6 +382,7 @@ class LLMEngine:
             stop_reason=seq.stop_reason,
             usage=seq.usage(),
             output=seq.to_output() if seq.is_finished else None,
+            error=seq.error,
         )
 
 

@@ -60,7 +60,8 @@ class CompletionOutput:
     text, answer prefix) instead of sampling. For chat requests the text is also
     split by the chat parser into ``reasoning_content``, ``content`` and ``tool_calls``.
     ``finish_reason``: "stop" (end-of-sequence, a stop token or string), "length" (max_tokens or the context),
-    "abort". ``stop_reason``: the stop string or stop token id that matched (None for end-of-sequence).
+    "abort", "error" (the engine failed this completion alone; ``error`` says why, the batch went on).
+    ``stop_reason``: the stop string or stop token id that matched (None for end-of-sequence).
     """
 
     index: int
@@ -77,6 +78,7 @@ class CompletionOutput:
     tool_calls: list[ToolCall] = field(default_factory=list)
     num_reasoning_tokens: int = 0
     num_forced_tokens: int = 0  # stop-thinking tokens the budget inserted (part of token_ids and text)
+    error: str | None = None  # finish_reason "error": what failed
 
     def finished(self) -> bool:
         return self.finish_reason is not None
@@ -109,7 +111,8 @@ class CompletionDelta:
 
     ``token_ids``/``text``/``logprobs`` are the new parts only (text may lag the tokens: incomplete characters and
     a possible stop-string prefix are held back). ``messages`` are the chat parser's deltas (empty for plain
-    generation). On the last delta ``finished`` is True and ``output`` holds the complete ``CompletionOutput``.
+    generation). On the last delta ``finished`` is True and ``output`` holds the complete ``CompletionOutput``;
+    ``error`` is set when the engine failed this completion alone (finish_reason "error").
     """
 
     request_id: str
@@ -123,3 +126,4 @@ class CompletionDelta:
     stop_reason: int | str | None
     usage: Usage
     output: CompletionOutput | None = None
+    error: str | None = None

@@ -70,9 +70,11 @@ class RequestBuilder:
                 f"{self.max_model_len} (prompt plus at least one generated token)"
             )
         known = len(self.tokenizer)
-        for token in params.stop_token_ids:
+        for i, token in enumerate(params.stop_token_ids):
             if token >= known:
-                raise ValueError(f"stop token id {token} is not in the vocabulary ({known} tokens)")
+                raise ValueError(
+                    f"SamplingParams.stop_token_ids[{i}] is {token}, not a token id of the vocabulary ({known} tokens)"
+                )
 
     def thinking_tokens(self, stop_text: str) -> ThinkTokens:
         tokens = self._think_tokens.get(stop_text)

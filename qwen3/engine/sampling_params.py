@@ -27,18 +27,29 @@ THINKING_PRESET: dict[str, Any] = {"temperature": 0.6, "top_p": 0.95, "top_k": 2
 NON_THINKING_PRESET: dict[str, Any] = {"temperature": 0.7, "top_p": 0.8, "top_k": 20, "min_p": 0.0}
 
 MAX_LOGPROBS = 20
+# Range limits of the integers that reach C or torch (the sampling kernel reads top_k as int32, torch.Generator takes
+# a 64-bit seed, token ids become int64 tensors); a value past them would fail inside an engine step instead of here.
+INT32_MAX = 2**31 - 1
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+# Completions of one request: each is a sequence with its own cache slot, so a huge n would hang admission.
+MAX_N = 1024
+# Temperatures below this are greedy (as vLLM's _SAMPLING_EPS): dividing fp32 logits by a smaller one overflows.
+MIN_TEMPERATURE = 1e-5
+# The largest float the fp32 sampling math can take as a divisor or factor without turning logits into inf or NaN.
+MAX_FACTOR = 1e4
 
 
 @dataclass
 class SamplingParams:
     """Decoding settings of one request.
 
-    - ``n``: completions per prompt, each with its own random stream (``seed + i`` when seeded).
-    - ``temperature``: 0 = greedy. ``top_k``: 0 or -1 = off. ``top_p`` in (0, 1]. ``min_p`` in [0, 1]: drop tokens
+    - ``n``: completions per prompt (at most ``MAX_N``), each with its own random stream (``seed + i`` when seeded).
+    - ``temperature`` in [0, ``MAX_FACTOR``]: 0 = greedy, and so is anything below ``MIN_TEMPERATURE`` (as vLLM).
+      ``top_k``: 0 or -1 = off, at most 2**31 - 1 (values past the vocabulary are off too). ``top_p`` in (0, 1]. ``min_p`` in [0, 1]: drop tokens
       whose probability is below ``min_p`` times the most likely one's.
     - ``presence_penalty`` / ``frequency_penalty`` in [-2, 2] (OpenAI): subtract ``presence`` once and
       ``frequency`` per occurrence from the logits of tokens already in the output.
-      ``repetition_penalty`` > 0 (CTRL, as transformers): logits of tokens in the prompt or output are divided by it
+      ``repetition_penalty`` in (0, ``MAX_FACTOR``] (CTRL, as transformers): logits of tokens in the prompt or output are divided by it
       when positive, multiplied when negative; 1 = off.
     - ``max_tokens``: bound on generated tokens (forced thinking-budget tokens included); None = up to the context.
     - ``stop``: strings; the output text ends before the first one (kept with ``include_stop_str_in_output``).
@@ -91,6 +102,8 @@ class SamplingParams:
         if self.top_k == -1:
             self.top_k = 0
         _check(self)
+        if self.temperature < MIN_TEMPERATURE:
+            self.temperature = 0.0
 
     # -- presets ---------------------------------------------------------------------------------------------
     @classmethod
@@ -118,6 +131,10 @@ class SamplingParams:
             if key in config and config[key] is not None and values.get("temperature") != 0.0:
                 values[key] = config[key]
         return cls(**{**values, **overrides})
+
+    def validate(self) -> None:
+        """Check the ranges again (ValueError naming the field): for params changed after they were built."""
+        _check(self)
 
     def replace(self, **changes: Any) -> SamplingParams:
         return replace(self, **changes)
@@ -147,18 +164,18 @@ class SamplingParams:
 
 def _check(p: SamplingParams) -> None:
     """Raise ValueError naming the field for any value outside its range."""
-    _integer(p, "n", low=1)
-    _number(p, "temperature", low=0.0)
+    _integer(p, "n", low=1, high=MAX_N)
+    _number(p, "temperature", low=0.0, high=MAX_FACTOR)
     _number(p, "top_p", low=0.0, low_open=True, high=1.0)
-    _integer(p, "top_k", low=0)
+    _integer(p, "top_k", low=0, high=INT32_MAX)
     _number(p, "min_p", low=0.0, high=1.0)
     _number(p, "presence_penalty", low=-2.0, high=2.0)
     _number(p, "frequency_penalty", low=-2.0, high=2.0)
-    _number(p, "repetition_penalty", low=0.0, low_open=True)
+    _number(p, "repetition_penalty", low=1.0 / MAX_FACTOR, high=MAX_FACTOR)
     if p.max_tokens is not None:
-        _integer(p, "max_tokens", low=1)
+        _integer(p, "max_tokens", low=1, high=INT64_MAX)
     if p.seed is not None:
-        _integer(p, "seed", low=-(2**63), high=2**63 - 1)  # torch.Generator.manual_seed takes 64 bits
+        _integer(p, "seed", low=INT64_MIN, high=INT64_MAX)  # torch.Generator.manual_seed takes 64 bits
     if p.logprobs is not None:
         _integer(p, "logprobs", low=0, high=MAX_LOGPROBS)
     if not isinstance(p.token_logprobs, bool):
@@ -168,12 +185,15 @@ def _check(p: SamplingParams) -> None:
             f"SamplingParams.logprobs_mode must be one of {LOGPROBS_MODES}, got {p.logprobs_mode!r}"
         )
     if p.thinking_budget is not None:
-        _integer(p, "thinking_budget", low=0)
+        _integer(p, "thinking_budget", low=0, high=INT64_MAX)
+    for name in ("ignore_eos", "include_stop_str_in_output", "skip_special_tokens"):
+        if not isinstance(getattr(p, name), bool):
+            raise ValueError(f"SamplingParams.{name} must be True or False, got {getattr(p, name)!r}")
     for i, text in enumerate(p.stop):
         if not isinstance(text, str) or not text:
             raise ValueError(f"SamplingParams.stop[{i}] must be a non-empty string, got {text!r}")
     for i, token in enumerate(p.stop_token_ids):
-        if not _is_int(token) or token < 0:
+        if not _is_int(token) or not 0 <= token <= INT64_MAX:
             raise ValueError(f"SamplingParams.stop_token_ids[{i}] must be a token id >= 0, got {token!r}")
     if not isinstance(p.thinking_stop_text, str) or "</think>" not in p.thinking_stop_text:
         raise ValueError(
@@ -194,9 +214,12 @@ def _integer(p: SamplingParams, name: str, low: int | None, high: int | None = N
     value = getattr(p, name)
     if not _is_int(value):
         raise ValueError(f"SamplingParams.{name} must be an integer, got {value!r}")
+    if low is not None and value < low and (high is None or high >= INT32_MAX):
+        raise ValueError(f"SamplingParams.{name} must be >= {low}, got {value}")
+    if high is not None and value > high and high >= INT32_MAX:  # a machine limit, not a range of the knob
+        raise ValueError(f"SamplingParams.{name} must be at most {high}, got {value}")
     if (low is not None and value < low) or (high is not None and value > high):
-        bounds = f">= {low}" if high is None else f"in [{low}, {high}]"
-        raise ValueError(f"SamplingParams.{name} must be {bounds}, got {value}")
+        raise ValueError(f"SamplingParams.{name} must be in [{low}, {high}], got {value}")
 
 
 def _number(

@@ -50,6 +50,7 @@ class Sequence:
         self.status = SequenceStatus.WAITING
         self.slot = -1
         self.finish_reason: str | None = None
+        self.error: str | None = None  # why the engine failed it (finish_reason "error")
         self.stop_reason: int | str | None = None
         self.logprobs: list[TokenLogprobs] | None = [] if params.logprobs is not None else None
         self.token_logprobs: list[float] | None = (
@@ -113,6 +114,18 @@ class Sequence:
         value = self._uniforms[self._next_uniform]
         self._next_uniform += 1
         return value
+
+    def uniform_mark(self) -> tuple[list[float], int]:
+        """Where the random stream is, for ``rewind_uniforms`` (a step that failed and is sampled again)."""
+        return self._uniforms, self._next_uniform
+
+    def rewind_uniforms(self, mark: tuple[list[float], int]) -> None:
+        """Undo the draws since ``mark`` (at most one: a step takes one number per sequence)."""
+        uniforms, index = mark
+        if self._uniforms is uniforms:
+            self._next_uniform = index
+        else:  # the step refilled the buffer (the marked one was used up): the new one is unread
+            self._next_uniform = 0
 
     # -- state changes ---------------------------------------------------------------------------------------
     def append(self, token_ids: list[int]) -> None:
@@ -196,4 +209,5 @@ class Sequence:
             tool_calls=parsed.tool_calls if parsed else [],
             num_reasoning_tokens=self.thinking.reasoning_tokens,
             num_forced_tokens=self.num_forced_tokens,
+            error=self.error,
         )

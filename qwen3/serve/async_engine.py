@@ -31,7 +31,7 @@ StepObserver = Callable[[list[CompletionDelta], int, int], None]  # (deltas, run
 
 
 class EngineError(RuntimeError):
-    """The engine failed while this request was in it (status 500), or is not running / shutting down (503)."""
+    """The engine failed this request (status 500: alone, or a whole step), or is not running / shutting down (503)."""
 
     def __init__(self, message: str, status: int = 500):
         super().__init__(message)
@@ -68,6 +68,8 @@ class RequestStream:
             for delta in item:
                 if delta.finished:
                     self._unfinished -= 1
+                if delta.error is not None:  # the engine failed this request alone; the others go on
+                    raise EngineError(f"the engine failed this request: {delta.error}")
                 yield delta
 
     @property

@@ -34,6 +34,8 @@ ERROR_TYPES = {
 }
 # "messages[2].tool_calls[0].function.name: must be a string" -> the part before ": " names the field.
 _PARAM_PREFIX = re.compile(r"^([A-Za-z_][\w.\[\]]*): ")
+# "SamplingParams.top_k must be ..." (the engine's checks) -> top_k.
+_SAMPLING_FIELD = re.compile(r"^SamplingParams\.([A-Za-z_][\w\[\]]*)[ :]")
 
 
 class APIError(Exception):
@@ -69,7 +71,7 @@ def bad_request(message: str, param: str | None = None, code: str | None = None)
 def from_value_error(err: ValueError, default_param: str | None = None) -> APIError:
     """A ValueError from the chat layer or the engine (they start their messages with the field's path)."""
     message = str(err)
-    match = _PARAM_PREFIX.match(message)
+    match = _SAMPLING_FIELD.match(message) or _PARAM_PREFIX.match(message)
     param = match.group(1) if match else default_param
     if param is not None and param.startswith("SamplingParams."):
         param = param.removeprefix("SamplingParams.")

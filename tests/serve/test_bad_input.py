@@ -92,7 +92,12 @@ CASES = [
     (CHAT, chat(logit_bias={"1": 5}), 400, "logit_bias"),
     (CHAT, chat(response_format={"type": "json_object"}), 400, "response_format.type"),
     (CHAT, chat(thinking_budget=-5), 400, "thinking_budget"),
-    (CHAT, chat(stop_token_ids=[99999]), 400, None),
+    (CHAT, chat(stop_token_ids=[99999]), 400, "stop_token_ids[0]"),
+    (CHAT, chat(top_k=9223372036854775808), 400, "top_k"),  # past C's long long: issue 15's reproducer
+    (CHAT, chat(top_k=2**31), 400, "top_k"),  # past the sampling kernel's int32
+    (CHAT, chat(repetition_penalty=1e-300), 400, "repetition_penalty"),
+    (CHAT, chat(stop_token_ids=[2**64]), 400, "stop_token_ids[0]"),
+    (COMPLETIONS, {"prompt": "x", "n": 2, "stop_token_ids": [-1]}, 400, "stop_token_ids[0]"),
     (CHAT, chat(model="gpt-4"), 404, "model"),
     (COMPLETIONS, {}, 400, "prompt"),
     (COMPLETIONS, {"prompt": 5}, 400, "prompt"),
