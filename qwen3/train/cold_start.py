@@ -135,7 +135,7 @@ class ColdStartConfig:
         if sum(self.noise.values()) > 1:
             raise SettingsError(f"cold_start.noise: the shares add up to {sum(self.noise.values()):g} > 1")
         if self.teacher != "solutions" and not (Path(self.teacher) / "config.json").is_file():
-            from qwen3.train.checkpoint import resolve_model_dir
+            from qwen3.model.run_dir import resolve_model_dir
 
             if not (resolve_model_dir(self.teacher) / "config.json").is_file():
                 raise SettingsError(

@@ -95,9 +95,9 @@ def call(arguments: str, name: str = "calculator") -> str:
         (EMPTY, 1.0, "none made"),
         (call('{"expression": "2+3"}', name="search"), 0.0, "not offered"),
         (call("{}"), 0.0, "calculator.expression is required"),
-        (call('{"expression": 5}'), 0.0, "calculator.expression must be string, got int"),
-        (call('{"expression": "1", "precision": true}'), 0.0, "must be integer, got bool"),
-        (call('{"expression": "1", "mode": "fuzzy"}'), 0.0, "must be one of"),
+        (call('{"expression": 5}'), 0.0, "calculator.expression: 5 is not of type 'string'"),
+        (call('{"expression": "1", "precision": true}'), 0.0, "is not of type 'integer'"),
+        (call('{"expression": "1", "mode": "fuzzy"}'), 0.0, "is not one of"),
         (call('{"expression": "1", "x": 1}'), 0.0, "calculator.x is not a parameter"),
     ],
 )
