@@ -70,20 +70,19 @@ def test_non_finite_numbers_are_refused(key, value):
         TrainConfig.from_dict(read_table(CONFIG), [f"{key}={value}"])
 
 
-def test_any_overrides_build_a_config_or_name_the_key():
-    @settings(max_examples=300, deadline=None, database=None, suppress_health_check=list(HealthCheck))
-    @given(st.lists(override, max_size=4))
+def check_many(examples: int, max_overrides: int) -> None:
+    @settings(max_examples=examples, deadline=None, database=None, suppress_health_check=list(HealthCheck))
+    @given(st.lists(override, max_size=max_overrides))
     def run(overrides):
         check(overrides)
 
     run()
+
+
+def test_any_overrides_build_a_config_or_name_the_key():
+    check_many(300, 4)
 
 
 @pytest.mark.slow
 def test_any_overrides_at_length():
-    @settings(max_examples=5_000, deadline=None, database=None, suppress_health_check=list(HealthCheck))
-    @given(st.lists(override, max_size=6))
-    def run(overrides):
-        check(overrides)
-
-    run()
+    check_many(5_000, 6)
