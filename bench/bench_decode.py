@@ -279,7 +279,7 @@ def table(results: list[Result], bandwidth: dict[int, float]) -> str:
         gbps = f"{r.gbps:.1f} ({bandwidth[r.threads]:.1f})" if r.gbps else "-"
         lines.append(
             f"| {r.row} | {r.threads} | {r.what} | {r.ours:.1f} {r.unit} | {r.theirs:.1f} {r.unit} | "
-            f"{r.ratio:.2f}x | {TARGETS[r.row]} | {gbps} |"
+            f"{r.ratio:.2f}x | {TARGETS[r.row.split()[0]]} | {gbps} |"
         )
     return "\n".join(lines)
 

@@ -22,7 +22,7 @@ import torch
 
 
 class ThreadGovernor:
-    def __init__(self, max_threads: int | None = None, period: int = 512, probe: int = 6, warmup: int = 16):
+    def __init__(self, max_threads: int | None = None, period: int = 512, probe: int = 6, warmup: int = 4):
         self.max_threads = max_threads or torch.get_num_threads()
         candidates = {self.max_threads, max(1, self.max_threads // 2), 1}
         self.candidates = sorted(candidates, reverse=True)

@@ -10,6 +10,7 @@ the field's annotation (``int``, ``float``, ``str``, ``bool``, ``X | None``, ``l
 from __future__ import annotations
 
 import dataclasses
+import math
 import sys
 import types
 import typing
@@ -160,6 +161,8 @@ def _scalar(annotation: Any, value: Any, where: str) -> Any:
             return value
     elif annotation is float:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
+            if not math.isfinite(value):  # a NaN or infinite lr, eps or clip trains nothing and says nothing
+                raise SettingsError(f"{where}: expected a finite number, got {value!r}")
             return float(value)
     elif annotation is str:
         if isinstance(value, str):

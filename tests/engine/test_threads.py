@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
+from qwen3.engine import EngineConfig
 from qwen3.engine.threads import ThreadGovernor
+
+from .conftest import make_llm
 
 
 def drive(governor: ThreadGovernor, cost: dict[int, float], steps: int, batch: int = 1) -> list[int]:
@@ -46,3 +50,15 @@ def test_one_thread_disables_it_and_a_step_restores_the_count():
     with governor.step(1) as threads:
         assert threads == 1 and torch.get_num_threads() == 1
     assert torch.get_num_threads() == before
+
+
+def test_the_engine_uses_it_on_the_cpu_unless_told_not_to():
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        assert make_llm().engine.governor is not None
+        assert make_llm(adapt_threads=False).engine.governor is None
+    finally:
+        torch.set_num_threads(before)
+    with pytest.raises(ValueError, match="adapt_threads"):
+        EngineConfig(adapt_threads="yes")

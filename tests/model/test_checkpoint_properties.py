@@ -101,24 +101,26 @@ def check_damaged(pristine: Path, scratch: Path, how: tuple) -> None:
     except NAMED as err:
         first_line = str(err).splitlines()[0] if str(err) else ""
         # The first line says which file or directory (a list of every problem may follow).
-        assert "damaged" in first_line or ".json" in first_line or ".safetensors" in first_line, (how, str(err))
+        assert "damaged" in first_line or ".json" in first_line or ".safetensors" in first_line, (
+            how,
+            str(err),
+        )
     # Anything else propagates and fails the test with the damage that caused it.
 
 
-def test_damaged_checkpoints_load_or_fail_with_a_named_error(pristine, tmp_path):
-    @settings(max_examples=80, deadline=None, database=None, suppress_health_check=list(HealthCheck))
+def damage_many(pristine: Path, scratch: Path, examples: int) -> None:
+    @settings(max_examples=examples, deadline=None, database=None, suppress_health_check=list(HealthCheck))
     @given(how=damage)
     def run(how):
-        check_damaged(pristine, tmp_path, how)
+        check_damaged(pristine, scratch, how)
 
     run()
+
+
+def test_damaged_checkpoints_load_or_fail_with_a_named_error(pristine, tmp_path):
+    damage_many(pristine, tmp_path, 80)
 
 
 @pytest.mark.slow
 def test_damaged_checkpoints_at_length(pristine, tmp_path):
-    @settings(max_examples=2_000, deadline=None, database=None, suppress_health_check=list(HealthCheck))
-    @given(how=damage)
-    def run(how):
-        check_damaged(pristine, tmp_path, how)
-
-    run()
+    damage_many(pristine, tmp_path, 2_000)
