@@ -93,18 +93,9 @@ class InProcessBackend:
                 ids = self.llm.tokenizer.encode(text)
                 if len(ids) >= self.max_model_len:
                     raise ValueError(f"the prompt has {len(ids)} tokens; the context is {self.max_model_len}")
-                p = request.params
                 params.append(
-                    SamplingParams(
-                        temperature=p.temperature,
-                        top_p=p.top_p,
-                        top_k=p.top_k,
-                        presence_penalty=p.presence_penalty,
-                        max_tokens=p.max_tokens,
-                        seed=p.seed,
-                        thinking_budget=p.thinking_budget,
-                    )
-                )
+                    SamplingParams(**request.params.to_dict())
+                )  # GenParams uses SamplingParams' names
             except ValueError as err:  # a conversation the template or the engine refuses
                 replies[index] = Reply.failed(str(err))
                 continue
