@@ -138,9 +138,14 @@ class LLM:
         chats = chat if isinstance(chat, list) else [chat] * len(prompts)
         requests: list[_Request] = []
         try:
-            for prompt, params, options in zip(prompts, params_list, chats):
+            for index, (prompt, params, options) in enumerate(zip(prompts, params_list, chats)):
                 request_id = str(next(self._ids))
-                ids = self.engine.add_request(request_id, prompt, params, chat=options, stream=stream)
+                try:
+                    ids = self.engine.add_request(request_id, prompt, params, chat=options, stream=stream)
+                except (ValueError, TypeError) as err:
+                    if len(prompts) > 1 and err.args and isinstance(err.args[0], str):
+                        err.args = (f"prompt {index} of {len(prompts)}: {err.args[0]}", *err.args[1:])
+                    raise
                 n = (params or self.engine.default_params).n
                 requests.append(_Request(request_id, prompt if isinstance(prompt, str) else None, ids, n))
         except Exception:

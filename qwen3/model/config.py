@@ -139,7 +139,7 @@ class Qwen3Config:
             raise ConfigError(
                 f"{source}: missing required field 'model_type' (expected one of {sorted(MODEL_TYPES)})"
             )
-        if model_type not in MODEL_TYPES:
+        if not isinstance(model_type, str) or model_type not in MODEL_TYPES:
             raise ConfigError(
                 f"{source}: model_type {model_type!r} is not supported (expected one of {sorted(MODEL_TYPES)})"
             )

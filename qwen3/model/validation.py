@@ -4,6 +4,7 @@ failure is a ``ConfigError`` naming the field (``Qwen3Config.from_json_file`` pr
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 MODEL_TYPES = {"qwen3": "Qwen3ForCausalLM", "qwen3_moe": "Qwen3MoeForCausalLM"}
@@ -42,6 +43,29 @@ BOOLS = (
     "output_router_logits",
 )
 
+# Upper bounds far above every released model (Qwen3-235B-A22B: hidden 4096, 94 layers, 64 heads, 128 experts,
+# vocabulary 151,936) that keep a damaged config.json from reaching torch: a size of 2**63 overflows the C long
+# that torch reads, and 2**31 layers would take hours just to build on the meta device.
+MAXIMA = {
+    "vocab_size": 2**24,
+    "hidden_size": 2**18,
+    "intermediate_size": 2**20,
+    "moe_intermediate_size": 2**20,
+    "head_dim": 2**14,
+    "num_hidden_layers": 2**12,
+    "num_attention_heads": 2**12,
+    "num_key_value_heads": 2**12,
+    "num_experts": 2**14,
+    "num_experts_per_tok": 2**14,
+    "decoder_sparse_step": 2**12,
+    "max_window_layers": 2**12,
+    "max_position_embeddings": 2**26,
+    "sliding_window": 2**26,
+    "bos_token_id": 2**24,
+    "pad_token_id": 2**24,
+}
+MAX_NUMBER = 2.0**63  # rope_theta and friends: torch converts them to a C double / long
+
 
 class ConfigError(ValueError):
     """A config.json (or Qwen3Config argument) that is missing, malformed or contradictory."""
@@ -51,8 +75,9 @@ def _check_int(cfg: Any, name: str, minimum: int = 1, optional: bool = False) ->
     value = getattr(cfg, name)
     if value is None and optional:
         return
-    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
-        raise ConfigError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    maximum = MAXIMA.get(name, 2**31 - 1)
+    if not isinstance(value, int) or isinstance(value, bool) or not minimum <= value <= maximum:
+        raise ConfigError(f"{name} must be an integer in [{minimum}, {maximum}], got {value!r}")
 
 
 def _check_number(cfg: Any, name: str, positive: bool = True) -> None:
@@ -60,11 +85,14 @@ def _check_number(cfg: Any, name: str, positive: bool = True) -> None:
     if (
         not isinstance(value, (int, float))
         or isinstance(value, bool)
+        or not math.isfinite(value)
+        or abs(value) >= MAX_NUMBER
         or (positive and value <= 0)
         or value < 0
     ):
         raise ConfigError(
-            f"{name} must be a {'positive' if positive else 'non-negative'} number, got {value!r}"
+            f"{name} must be a finite {'positive' if positive else 'non-negative'} number below 2**63, "
+            f"got {value!r}"
         )
 
 
@@ -74,7 +102,7 @@ def _check_bool(cfg: Any, name: str) -> None:
 
 
 def validate(cfg: Any) -> None:
-    if cfg.model_type not in MODEL_TYPES:
+    if not isinstance(cfg.model_type, str) or cfg.model_type not in MODEL_TYPES:
         raise ConfigError(
             f"model_type {cfg.model_type!r} is not supported (expected one of {sorted(MODEL_TYPES)})"
         )
@@ -160,5 +188,10 @@ def _validate_rope_scaling(scaling: Any) -> None:
         raise ConfigError(f"rope_scaling has unknown keys {unknown} for rope_type {rope_type!r}")
     for key in ("factor", "original_max_position_embeddings"):
         value = scaling.get(key)
-        if not isinstance(value, (int, float)) or isinstance(value, bool) or value <= 0:
-            raise ConfigError(f"rope_scaling.{key} must be a positive number for YaRN, got {value!r}")
+        if (
+            not isinstance(value, (int, float))
+            or isinstance(value, bool)
+            or not math.isfinite(value)
+            or not 0 < value < MAX_NUMBER
+        ):
+            raise ConfigError(f"rope_scaling.{key} must be a finite positive number for YaRN, got {value!r}")

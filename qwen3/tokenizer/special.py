@@ -1,4 +1,4 @@
-"""The 26 added tokens of the Qwen3 vocabulary (facts section 3), in id order.
+"""The 26 added tokens of the Qwen3 vocabulary (the released tokenizer.json's ``added_tokens``), in id order.
 
 This table is the only place where Qwen3's control-token ids are written down: every other module resolves ids
 from the loaded vocabulary by content, so a tokenizer trained here (where the added tokens follow a small learned

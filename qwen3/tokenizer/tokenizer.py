@@ -32,8 +32,8 @@ TOKENIZER_CONFIG_FILE = "tokenizer_config.json"
 VOCAB_FILE = "vocab.json"
 MERGES_FILE = "merges.txt"
 CHAT_TEMPLATE_FILE = "chat_template.jinja"
-# model_max_length of the 2504 tokenizer_config is not verified (facts section 3); 131,072 is Qwen3's context
-# length with YaRN (facts section 1.1).
+# model_max_length of the released tokenizer_config (the 2504 revision) is not verified here; 131,072 is Qwen3's
+# context length with YaRN (report section 2, Table 1-2; the model cards).
 DEFAULT_MODEL_MAX_LENGTH = 131072
 # True: every added token is atomic; False: the special ones are plain text; "none": all of them are plain text.
 AllowSpecial = bool | Literal["none"]

@@ -281,8 +281,8 @@ def test_bad_requests_fail_before_any_work(llm, prompt, params, message):
 
 
 def test_one_bad_prompt_rejects_the_whole_call(llm):
-    with pytest.raises(ValueError, match="prompt is empty"):
-        llm.generate(["fine", ""], greedy())
+    with pytest.raises(ValueError, match="prompt 1 of 3: .*prompt is empty"):
+        llm.generate(["fine", "", "ok"], greedy())
     assert not llm.engine.has_unfinished()
 
 

@@ -10,7 +10,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from qwen3.model.checkpoint import init_checkpoint, load_model
@@ -111,6 +111,15 @@ def check_damaged(pristine: Path, scratch: Path, how: tuple) -> None:
 def damage_many(pristine: Path, scratch: Path, examples: int) -> None:
     @settings(max_examples=examples, deadline=None, database=None, suppress_health_check=list(HealthCheck))
     @given(how=damage)
+    # Values that once reached torch (an unhashable model_type, sizes past a C long, 2**31 layers that took hours
+    # to build on the meta device, an integer rope_theta past a double's integer range): always tried.
+    @example(how=("config", "model_type", []))
+    @example(how=("config", "hidden_size", 2**63))
+    @example(how=("config", "vocab_size", 2**63))
+    @example(how=("config", "num_hidden_layers", 2**31))
+    @example(how=("config", "head_dim", 2**31))
+    @example(how=("config", "rope_theta", 2**65))
+    @example(how=("config", "rms_norm_eps", float("nan")))
     def run(how):
         check_damaged(pristine, scratch, how)
 

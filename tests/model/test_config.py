@@ -7,7 +7,7 @@ from qwen3.model.config import ConfigError, Qwen3Config
 from qwen3.model.model import Qwen3ForCausalLM
 from qwen3.model.presets import PRESETS, RELEASED, get_preset
 
-# Facts sheet 1.3: (non-embedding, total, activated) parameters in billions, 3 decimals; KV bytes/token (bf16).
+# The model cards' figures: (non-embedding, total, activated) parameters in billions, 3 decimals; KV bytes/token (bf16).
 PARAMETER_TABLE = {
     "qwen3-0.6b": (0.440, 0.596, None, 114688),
     "qwen3-1.7b": (1.409, 1.721, None, 114688),
@@ -21,7 +21,7 @@ PARAMETER_TABLE = {
 
 
 @pytest.mark.parametrize("name", RELEASED)
-def test_released_preset_parameter_counts_match_facts_sheet(name):
+def test_released_preset_parameter_counts_match_the_model_cards(name):
     config = get_preset(name)
     with torch.device("meta"):
         model = Qwen3ForCausalLM(config)
@@ -205,7 +205,12 @@ _DELETE = object()
             "num_attention_heads (4) must be divisible by num_key_value_heads (3)",
         ),
         ({"num_experts_per_tok": 9}, "num_experts_per_tok (9) must be between 1 and num_experts (8)"),
-        ({"hidden_size": "64"}, "hidden_size must be an integer >= 1, got '64'"),
+        ({"hidden_size": "64"}, "hidden_size must be an integer in [1, 262144], got '64'"),
+        ({"hidden_size": 2**63}, "hidden_size must be an integer in [1, 262144], got 9223372036854775808"),
+        ({"num_hidden_layers": 2**31}, "num_hidden_layers must be an integer in [1, 4096]"),
+        ({"model_type": []}, "model_type [] is not supported"),
+        ({"rope_theta": 2**65}, "rope_theta must be a finite positive number below 2**63"),
+        ({"rms_norm_eps": float("nan")}, "rms_norm_eps must be a finite positive number"),
         ({"mlp_only_layers": [5]}, "mlp_only_layers [5] are not layer indices"),
         (
             {"mlp_only_layers": [0], "intermediate_size": 0},

@@ -67,8 +67,10 @@ def check_answer(status: int, raw: bytes, kind: str, case: Case, fields: set[str
         return
     error = body["error"]
     assert set(error) == {"message", "type", "param", "code"} and error["message"], body
-    if status == 400 and case.is_object and error["param"] is not None:
-        # The field named is one the body has or a mutation dropped (or one checked together with those).
+    if status == 400 and case.is_object:
+        # A body that is a JSON object is refused for one of its fields, and the error names it: one the body
+        # has or a mutation dropped (or one checked together with those).
+        assert error["param"] is not None, (error, case)
         root = re.split(r"[.\[]", error["param"])[0]
         fields = fields | case.mutated | set(json.loads(case.content))
         allowed = fields | set().union(*(RELATED.get(f, set()) for f in fields))

@@ -48,7 +48,7 @@ def test_vocabulary_size_and_added_token_table(qwen3_tokenizer):
         assert qwen3_tokenizer.token_bytes(token_id) == spec.content.encode()
 
 
-def test_named_ids_match_the_facts_table(qwen3_tokenizer):
+def test_named_ids_match_the_released_tokenizer(qwen3_tokenizer):
     tok = qwen3_tokenizer
     assert (tok.endoftext_id, tok.im_start_id, tok.im_end_id) == (151643, 151644, 151645)
     assert (tok.tool_call_start_id, tok.tool_call_end_id) == (151657, 151658)
