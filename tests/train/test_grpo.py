@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from qwen3.train.cli import config_path
+from qwen3.train.flops import matmul_params
 from qwen3.train.grpo import make_trainer, run_grpo
 from qwen3.train.metrics import read_metrics
 from qwen3.train.settings import apply_overrides, read_table
@@ -20,7 +21,7 @@ STEP_METRICS = ("reward_mean", "reward_std", "accuracy", "response_length", "ent
                 "rollout_tokens_per_s", "update_tokens_per_s")  # fmt: skip
 # What must repeat exactly between runs (the speeds do not).
 EXACT = ("loss", "reward_mean", "reward_std", "accuracy", "response_length", "entropy", "kl", "clip_fraction",
-         "grad_norm")  # fmt: skip
+         "grad_norm", "policy_train_tokens", "policy_forward_tokens", "reference_forward_tokens", "flops")  # fmt: skip
 
 
 def preset(run_dir, *overrides):
@@ -116,6 +117,26 @@ def test_masked_truncations_and_flat_groups_give_no_gradient(tmp_path):
                    "grpo.filter_max_batches=2"), progress=False)  # fmt: skip
     (record,) = read_metrics(tmp_path / "flat")
     assert record["filtered_groups"] == 12.0 and record["grad_norm"] == 0.0  # 3 batches of 4 queries
+
+
+def test_compute_is_counted_by_hand(tmp_path):
+    # One generation batch, two updates on it (old log-probabilities recomputed), a reference model.
+    trainer = make_trainer(
+        small(tmp_path, "steps=2", "grpo.num_iterations=2", "grpo.beta=0.05"), progress=False
+    )
+    trainer.fit()
+    rows = trainer.rows.rows
+    row_tokens = sum(len(row["input_ids"]) for row in rows)  # prompt + completion - 1 per rollout
+    prompts = [next(i for i, label in enumerate(row["labels"]) if label != -100) + 1 for row in rows]
+    # The engine prefills each query's prompt once for its 4 completions, then decodes completion - 1 tokens.
+    rollout_forwards = row_tokens - sum(prompts) + sum(prompts[::4])
+    n = matmul_params(trainer.model.config)
+    first, second = read_metrics(tmp_path)
+    assert [first["policy_train_tokens"], second["policy_train_tokens"]] == [row_tokens, 2 * row_tokens]
+    assert second["policy_forward_tokens"] == rollout_forwards + row_tokens  # + the old log-probabilities
+    assert second["reference_forward_tokens"] == row_tokens and second["reference_train_tokens"] == 0
+    assert second["policy_flops"] == n * (6 * 2 * row_tokens + 2 * (rollout_forwards + row_tokens))
+    assert second["flops"] == second["policy_flops"] + 2 * n * row_tokens
 
 
 def test_the_overlong_penalty_lowers_the_reward_of_long_replies(tmp_path):
