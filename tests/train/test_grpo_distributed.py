@@ -53,4 +53,5 @@ def test_two_processes_give_the_rewards_and_losses_of_one(tmp_path, strategy):
     torchrun(
         small(tmp_path / "two", *OPTIONS, "micro_batch_size=4", f"distributed={strategy}"), tmp_path, "two"
     )
+    assert json.loads((tmp_path / "two" / "train_config.json").read_text())["distributed"] == strategy
     assert_same_run(read_metrics(tmp_path / "one"), read_metrics(tmp_path / "two"))
