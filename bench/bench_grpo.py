@@ -5,8 +5,9 @@ Same model (qwen3-debug-5m, the same initial weights; TRL gets it as a transform
 16 prompts (the built-in digits task rendered with the Qwen3 chat template, non-thinking), 8 rollouts each of at
 most 128 new tokens (temperature 1, no truncation), the same reward (``digit_fraction``), loss_type "grpo", one
 update per batch, no KL, AdamW lr 1e-5, micro-batches of 32 (4 accumulation steps) on the CPU, fp32 weights with
-the update in ``--precision`` on both sides (fp32, or bf16 autocast: ours ``precision = "bf16"``, TRL ``bf16=True``;
-rollouts stay fp32 on both). Each side's step is split into rollout (generation + rewards) and update
+the update in ``--precision`` on both sides (fp32, or bf16: ours ``precision = "bf16"`` autocast for the update and
+``grpo.engine_dtype = "bfloat16"``, a bf16 engine copy, for the rollouts; TRL ``bf16=True``, accelerate's autocast
+around both its generation and its update). Each side's step is split into rollout (generation + rewards) and update
 (forward/backward + optimizer) time, each as wall-clock and as this process's CPU time (``time.process_time``:
 with one thread it is the work done, robust to other jobs sharing the cores, which inflate wall time only); setup
 (model load, engine build) is not counted. One run each: the machine is shared, so wall numbers move between runs.
@@ -48,7 +49,8 @@ def run_ours(args: argparse.Namespace, run_dir: Path) -> dict:
         "grpo": {"prompts_per_step": args.prompts, "num_generations": args.generations,
                  "max_new_tokens": args.tokens, "temperature": 1.0, "loss_type": "grpo",
                  "rewards": ["digit_fraction"], "train_prompts": args.prompts, "eval_prompts": 0,
-                 "engine_weights": "auto", "max_num_seqs": args.prompts * args.generations},
+                 "engine_weights": "auto", "max_num_seqs": args.prompts * args.generations,
+                 "engine_dtype": "bfloat16" if args.precision == "bf16" else "auto"},
     }  # fmt: skip
     trainer = make_trainer(table, overwrite=True, progress=False)
     engine = trainer.rows.engine

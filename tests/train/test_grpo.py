@@ -170,6 +170,24 @@ def test_truncated_importance_sampling_weights_are_near_one_for_an_exact_engine(
     assert weights and all(abs(w - 1) < 1e-3 for w in weights)
 
 
+def test_a_bf16_engine_samples_from_its_own_copy_and_tis_corrects_it(tmp_path):
+    import torch
+
+    trainer = make_trainer(small(tmp_path, "steps=2", "grpo.engine_dtype=bfloat16", "grpo.tis_cap=2.0"),
+                           progress=False)  # fmt: skip
+    trainer.fit()
+    copy = trainer.rows.engine.model
+    assert copy is not trainer.model and copy.lm_head.weight.dtype == torch.bfloat16
+    trainer.rows.engine.sync()  # what the next generation batch starts with: the updated policy, rounded
+    for name, value in copy.state_dict().items():
+        assert torch.equal(value, trainer.model.state_dict()[name].to(torch.bfloat16)), name
+    weights = [w for row in trainer.rows.rows for w, label in zip(row["extras"]["is_weight"], row["labels"])
+               if label != -100]  # fmt: skip
+    # pi_trainer / pi_engine: near 1, but not exactly (the engine rounds to bf16); the cap bounds them.
+    assert weights and max(weights) <= 2.0 and any(w != pytest.approx(1.0, abs=1e-6) for w in weights)
+    assert sum(abs(w - 1) for w in weights) / len(weights) < 0.05
+
+
 def test_qwen3_train_runs_the_grpo_preset_and_names_a_bad_knob(tmp_path):
     base = ["-m", "qwen3", "train", "grpo-debug", f"run_dir={tmp_path}", "steps=2"]
     done = subprocess.run(python_command(*base, "--no-progress"), env=child_env(), capture_output=True, text=True,
