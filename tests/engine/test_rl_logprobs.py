@@ -140,4 +140,6 @@ def test_the_picked_tokens_alone_equal_the_whole_distribution():
     wanted = [0, 1, 2, 3, 4, 5]
     picked = logits.argmax(dim=-1)  # kept by every truncation
     whole = Sampler._distribution(logits, logits, seqs, wanted).gather(1, picked[:, None])[:, 0]
-    torch.testing.assert_close(chosen_logprobs(logits, logits, seqs, wanted, picked), whole, atol=1e-6, rtol=0)
+    torch.testing.assert_close(
+        chosen_logprobs(logits, logits, seqs, wanted, picked), whole, atol=1e-6, rtol=0
+    )
