@@ -29,7 +29,8 @@ distillation logs. Validation generations are not counted (not training compute)
 
 FSDP2: the policy's parameters are DTensors there, so rollouts come from an inference copy of the model that is
 loaded from the gathered full state after every update (``LLMEngine.load_weights``), and the old
-log-probabilities are taken with that copy (the same weights); without FSDP the engine shares the module.
+log-probabilities are taken with that copy (the same weights); without FSDP the engine shares the module,
+unless ``engine_dtype`` asks for another dtype (a copy in that dtype, loaded the same way).
 """
 
 from __future__ import annotations
@@ -724,8 +725,9 @@ class GRPORows:
 
 
 def inference_copy(model: torch.nn.Module, device: torch.device, dtype: torch.dtype) -> torch.nn.Module:
-    """A plain module of ``model``'s architecture for the engine to own (its initial weights are overwritten by
-    ``RolloutEngine.sync``, which loads the sharded policy's full state before every generation batch)."""
+    """A plain module of ``model``'s architecture in ``dtype`` for the engine to own (FSDP2, or an engine dtype
+    other than the policy's); its initial weights are overwritten by ``RolloutEngine.sync``, which loads the
+    policy's full state into it before every generation batch."""
     from qwen3.model.checkpoint import init_model
 
     copy = init_model(model.config, dtype, device).requires_grad_(False)  # RoPE's inv_freq stays fp32

@@ -4,8 +4,8 @@ responses per query).
 ``RolloutEngine`` wraps an ``LLMEngine`` built on the policy module itself with ``shared=True``: the engine never
 switches the module to eval mode nor re-points its parameters' storage; with ``weights = "reference"`` it runs the
 module and sees every optimizer update in place, the faster layouts ("fused", "packed") hold copies that
-``sync()`` rebuilds after each update. Where the policy's parameters are sharded (FSDP2: DTensors), the engine
-owns an inference copy instead (``source`` = the policy) and ``sync()`` loads the policy's full state into it
+``sync()`` rebuilds after each update. Where the policy's parameters are sharded (FSDP2: DTensors), or the engine
+should sample in another dtype (bf16), the engine owns an inference copy instead (``source`` = the policy) and ``sync()`` loads the policy's full state into it
 (``LLMEngine.load_weights``, a collective: every rank calls it). Log-probabilities are recorded flat (``token_logprobs``) in the engine's
 "processed" mode, i.e. under the distribution each token was drawn from (temperature applied, top-k / top-p
 renormalised), with the mask of the tokens the engine forced.
