@@ -82,15 +82,17 @@ class Sampler:
         chosen: list[float | None] = [None] * len(seqs)
         if not wanted:
             return out, chosen
-        logprobs = self._distribution(raw, penalised, seqs, wanted)
         picked = tokens[wanted]
+        with_dicts = [row for row, i in enumerate(wanted) if seqs[i].params.logprobs is not None]
+        if not with_dicts:  # the picked tokens' values only (RL's flat token_logprobs)
+            for i, value in zip(wanted, chosen_logprobs(raw, penalised, seqs, wanted, picked).tolist()):
+                chosen[i] = value
+            return out, chosen
+        logprobs = self._distribution(raw, penalised, seqs, wanted)
         picked_lp = logprobs.gather(1, picked[:, None])[:, 0]
         picked_values = picked_lp.tolist()
         for row, i in enumerate(wanted):
             chosen[i] = picked_values[row]
-        with_dicts = [row for row, i in enumerate(wanted) if seqs[i].params.logprobs is not None]
-        if not with_dicts:
-            return out, chosen
         ranks = (logprobs > picked_lp[:, None]).sum(dim=-1) + 1
         k = max(seqs[wanted[row]].params.logprobs or 0 for row in with_dicts)
         top_lp, top_ids = logprobs.topk(k, dim=-1) if k else (None, None)
@@ -116,6 +118,42 @@ class Sampler:
 
     def _decode(self, token: int) -> str | None:
         return self.decode_token(token) if self.decode_token else None
+
+
+def chosen_logprobs(
+    raw: Tensor, penalised: Tensor, seqs: list[Sequence], wanted: list[int], picked: Tensor
+) -> Tensor:
+    """fp32 log-probabilities of the ``picked`` tokens of rows ``wanted``, each in its request's
+    ``logprobs_mode``, equal (to float rounding) to ``Sampler._distribution(...).gather(picked)``: one logsumexp
+    per row instead of the whole [rows, V] distribution, except for rows whose processed distribution truncates
+    (top-k / top-p / min-p), which go through ``processed_logprobs``."""
+    vocab = raw.shape[-1]
+    params = [seqs[i].params for i in wanted]
+    out = torch.empty(len(wanted), dtype=torch.float32, device=raw.device)
+    plain, scaled, truncated = [], [], []
+    for row, p in enumerate(params):
+        if p.logprobs_mode != "processed":
+            plain.append(row)
+        elif p.greedy or not (0 < p.top_k < vocab or p.top_p < 1.0 or p.min_p > 0.0):
+            scaled.append(row)
+        else:
+            truncated.append(row)
+    for rows, source, processed in ((plain, raw, False), (scaled, penalised, True)):
+        if not rows:
+            continue
+        scores = source[[wanted[r] for r in rows]].float()
+        if processed:  # the processed distribution: temperature applied (greedy rows: 1)
+            temperature = [1.0 if params[r].greedy else params[r].temperature for r in rows]
+            if any(t != 1.0 for t in temperature):
+                scores = scores / torch.tensor(temperature, device=scores.device)[:, None]
+        picks = picked[rows]
+        out[rows] = scores.gather(1, picks[:, None])[:, 0] - torch.logsumexp(scores, dim=-1)
+    if truncated:
+        logprobs = processed_logprobs(
+            penalised[[wanted[r] for r in truncated]], [params[r] for r in truncated]
+        )
+        out[truncated] = logprobs.gather(1, picked[truncated][:, None])[:, 0]
+    return out
 
 
 def kernels_take(logits: Tensor) -> bool:

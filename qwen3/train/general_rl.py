@@ -52,6 +52,14 @@ class AgentRollouts:
     def stats(self) -> Any:
         return self.inner.stats
 
+    @property
+    def model(self) -> Any:
+        return self.inner.model
+
+    @property
+    def forward_tokens(self) -> int:
+        return self.inner.forward_tokens
+
     def sync(self) -> None:
         self.inner.sync()
 
@@ -281,7 +289,7 @@ def parse_stage(table: dict[str, Any]) -> tuple[GeneralRLConfig, Any, Any]:
 def run_stage(table: dict[str, Any], *, resume: bool = False, overwrite: bool = False, env: Any = None,
               progress: bool | None = None, execute: Any = None) -> Any:  # fmt: skip
     """Train with general RL; returns the ``TrainResult``. ``execute`` replaces the world's tools (tests)."""
-    from qwen3.train.grpo import grpo_objective, loss_chunk_size
+    from qwen3.train.grpo import objective_of
     from qwen3.train.trainer import Trainer
 
     general, grpo, config = parse_stage(table)
@@ -292,9 +300,7 @@ def run_stage(table: dict[str, Any], *, resume: bool = False, overwrite: bool = 
     rows = GeneralRLRows(
         grpo, config.seed, train, held_out, general.reward_mix(), general.agent_rounds, execute
     )
-    loss = grpo_objective(grpo.loss_type, grpo.epsilon, grpo.epsilon_high, grpo.temperature, grpo.beta,
-                          grpo.entropy_coef, loss_chunk_size(config))  # fmt: skip
-    trainer = Trainer(config, rows=rows, loss_fn=loss, resume=resume, overwrite=overwrite, env=env,
+    trainer = Trainer(config, rows=rows, loss_fn=objective_of(grpo, config), resume=resume, overwrite=overwrite, env=env,
                       progress=progress)  # fmt: skip
     rows.bind(trainer)
     return trainer.fit()

@@ -7,16 +7,30 @@ query, along with off-policy training", and keeps the model's entropy steady or 
 - ``GRPORows`` is the trainer's row source: every ``num_iterations`` optimizer steps it samples a new generation
   batch (``prompts_per_step`` queries x ``num_generations`` rollouts from our engine, in process), scores it with
   the reward functions, normalises the rewards within each group into advantages and turns each rollout into a
-  training row whose per-token extras carry the advantage, the normalisation coefficient, and the old, reference
-  and engine log-probabilities. Its ``counters()`` report the rollout metrics of each step.
+  training row whose per-token extras carry the advantage and the old, reference and engine log-probabilities.
+  Its ``counters()`` report the rollout metrics of each step and the run's compute (``qwen3.train.flops``).
 - ``grpo_loss`` is the one clipped-surrogate objective behind all three ``loss_type`` values; ``grpo_objective``
   the trainer's ``LossFn`` around it (registered as ``loss_type = "grpo"``).
 - ``run_grpo`` puts them on the shared ``Trainer`` (``qwen3 train grpo-debug``).
 
-Normalisation: the trainer divides a loss's sum by the number of target tokens T of the global batch. The row
-source knows the whole generation batch, so it stores for each token ``coef = T x c`` with ``c`` the weight that
-``loss_type`` gives the token (``token_coefficients``); the summed ``coef x loss`` divided by T is then exactly
-the GRPO, Dr. GRPO or DAPO mean, whatever the micro-batching or the number of ranks.
+Normalisation is the trainer's own (``qwen3.train.loss.Normalization``), declared by the objective
+(``grpo_normalization``): "grpo" -> "sequences" (the loss sums each sequence's token mean, the trainer divides by
+the number of sequences of the whole generation batch), "dr_grpo" -> "constant" (token sums over sequences x
+``max_new_tokens``), "dapo" -> "tokens" (token sums over all the batch's tokens). The denominators are counted over
+the whole global batch before any backward, so the result is exact whatever the micro-batching or the number of
+ranks. Tokens without a loss are labelled IGNORE: the prompt, forced tokens, and every token of a rollout masked
+by ``mask_truncated``, which therefore drops out of the counts like a rollout never sampled.
+
+Compute: a ``ComputeCounter`` (``qwen3.train.flops``) counts the policy's rollout forwards (2N per token the
+engine computed: prompt prefill and each decoded token), every trained token of every update (6N), the recomputed
+old log-probabilities (2N) and the reference model's forwards (2N); its running totals are logged with every
+step (``policy_train_tokens``, ``policy_forward_tokens``, ``policy_flops``, ``reference_*``, ``flops``), the names
+distillation logs. Validation generations are not counted (not training compute).
+
+FSDP2: the policy's parameters are DTensors there, so rollouts come from an inference copy of the model that is
+loaded from the gathered full state after every update (``LLMEngine.load_weights``), and the old
+log-probabilities are taken with that copy (the same weights); without FSDP the engine shares the module,
+unless ``engine_dtype`` asks for another dtype (a copy in that dtype, loaded the same way).
 """
 
 from __future__ import annotations
@@ -32,8 +46,16 @@ import torch
 from torch import Tensor
 
 from qwen3.train.batch import IGNORE, Batch, Row, collate
+from qwen3.train.flops import ComputeCounter, matmul_params
 from qwen3.train.logprobs import token_logprobs
-from qwen3.train.loss import LossFn, LossOutput, register_loss
+from qwen3.train.loss import (
+    LossFn,
+    LossOutput,
+    Normalization,
+    reduce_masked,
+    register_loss,
+    with_normalization,
+)
 from qwen3.train.rewards import is_correct, resolve_rewards, weighted_reward
 from qwen3.train.rollout import Rollout, RolloutEngine, rollout_seed
 from qwen3.train.settings import SettingsError
@@ -42,6 +64,7 @@ from qwen3.train.stages import register_stage
 LOSS_TYPES = ("grpo", "dr_grpo", "dapo")
 TASKS = ("digits",)  # built-in tasks; "world:<family>" takes items from qwen3.world.generate
 ENGINE_WEIGHTS = ("auto", "reference", "fused", "packed")
+ENGINE_DTYPES = ("auto", "float32", "bfloat16")
 
 
 @dataclass
@@ -60,6 +83,10 @@ class GRPOConfig:
       forces the stop-thinking text (report section 4.3), whose tokens are never trained on.
     - ``engine_weights``: the engine's weight layout ("reference" reads the policy module in place; the others
       are rebuilt from it after every update); ``max_num_seqs``: rollouts decoded together.
+    - ``engine_dtype``: "auto" samples with the policy's own weights (shared module, exact); "bfloat16" (or any
+      dtype other than the policy's) gives the engine its own copy in that dtype, loaded from the policy after
+      every update: faster decoding on AVX512-BF16 / GPUs, at the price of an engine-trainer mismatch that
+      ``tis_cap`` corrects (the report's RL runs sample with an inference engine too).
 
     Objective:
     - ``loss_type``: "grpo" (each sequence's token mean, then the mean over sequences; Shao et al. 2024),
@@ -106,6 +133,7 @@ class GRPOConfig:
     enable_thinking: bool | None = None
     thinking_budget: int | None = None
     engine_weights: str = "auto"
+    engine_dtype: str = "auto"
     max_num_seqs: int = 128
     loss_type: str = "grpo"
     scale_rewards: bool = True
@@ -143,6 +171,7 @@ class GRPOConfig:
             _at_least("thinking_budget", self.thinking_budget, 0)
         _choice("loss_type", self.loss_type, LOSS_TYPES)
         _choice("engine_weights", self.engine_weights, ENGINE_WEIGHTS)
+        _choice("engine_dtype", self.engine_dtype, ENGINE_DTYPES)
         if not 0 < self.epsilon < 1:
             raise SettingsError(f"grpo.epsilon: must be in (0, 1), got {self.epsilon}")
         if self.epsilon_high is not None and not self.epsilon_high > 0:
@@ -203,37 +232,28 @@ def group_advantages(rewards: Tensor, group_size: int, scale: bool = True, eps: 
     return centred.flatten().to(rewards.dtype if rewards.is_floating_point() else torch.float32)
 
 
-def token_coefficients(
-    mask: Tensor,
-    loss_type: str,
-    max_new_tokens: int,
-    num_sequences: int | None = None,
-    num_tokens: float | None = None,
-) -> Tensor:
-    """The weight of each token's loss, [B, T] like ``mask`` (1 = a token that gets a loss):
+def grpo_normalization(loss_type: str, max_new_tokens: int | None = None) -> Normalization:
+    """The trainer's normalisation of each ``loss_type``:
 
-    - "grpo": 1 / (|o_i| x N), the mean over sequences of each sequence's token mean;
-    - "dr_grpo": 1 / (max_new_tokens x N), a constant;
-    - "dapo": 1 / (number of tokens), the token mean of the batch.
+    - "grpo": "sequences", the mean over sequences of each sequence's token mean (Shao et al. 2024);
+    - "dr_grpo": "constant", token sums over sequences x ``max_new_tokens`` (Liu et al. 2025);
+    - "dapo": "tokens", the token mean of the batch (Yu et al. 2025).
 
-    N and the token count default to this batch's; pass the global ones when the batch is part of a larger one.
-    A sequence with no token gets no weight (and still counts in N)."""
+    Sequences and tokens are those with a loss; a batch with none is a zero step (every rollout masked)."""
     if loss_type not in LOSS_TYPES:
         raise ValueError(f"loss_type {loss_type!r} is not one of {', '.join(LOSS_TYPES)}")
-    mask = mask.to(torch.float64)
-    sequences = mask.shape[0] if num_sequences is None else num_sequences
-    if loss_type == "grpo":
-        lengths = mask.sum(dim=-1, keepdim=True).clamp(min=1)
-        return mask / (lengths * sequences)
-    if loss_type == "dr_grpo":
-        return mask / (max_new_tokens * sequences)
-    tokens = float(mask.sum()) if num_tokens is None else num_tokens
-    return mask / max(tokens, 1.0)
+    if loss_type == "dr_grpo" and not (isinstance(max_new_tokens, int) and max_new_tokens > 0):
+        raise ValueError(
+            f"loss_type 'dr_grpo' needs max_new_tokens > 0 (its constant), got {max_new_tokens!r}"
+        )
+    kind = {"grpo": "sequences", "dr_grpo": "constant", "dapo": "tokens"}[loss_type]
+    return Normalization(kind, max_new_tokens if kind == "constant" else None, allow_empty=True)
 
 
 @dataclass
 class GRPOLoss:
-    loss: Tensor  # scalar: sum of coefficient x per-token loss
+    loss: Tensor  # scalar: loss_sum over this batch's own denominator (the objective of this batch alone)
+    loss_sum: Tensor  # scalar: the sum the trainer divides by the global batch's denominator
     per_token: Tensor  # [B, T]
     clipped: Tensor  # [B, T] bool: the clip bound is the active branch
     kl: Tensor  # [B, T] k3 estimate (zeros without a reference)
@@ -254,7 +274,7 @@ def grpo_loss(
     entropy: Tensor | None = None,
     entropy_coef: float = 0.0,
     is_weights: Tensor | None = None,
-    coefficients: Tensor | None = None,
+    document_ids: Tensor | None = None,
 ) -> GRPOLoss:
     """The clipped surrogate of every ``loss_type``, per token t of sequence i (all tensors [B, T]; ``advantages``
     may be [B]):
@@ -263,8 +283,9 @@ def grpo_loss(
         l = -min(ratio x A, clip(ratio, 1 - epsilon, 1 + epsilon_high) x A) x is_weight
             + beta x (exp(ref - logp) - (ref - logp) - 1) - entropy_coef x entropy
 
-    and the loss is sum(coefficient x l) with ``token_coefficients(mask, loss_type, max_new_tokens)`` unless
-    ``coefficients`` are given (the trainer's, normalised over the whole global batch)."""
+    summed over the ``mask`` as ``grpo_normalization(loss_type, max_new_tokens)`` says (``loss_sum``: per sequence
+    means for "grpo", else token sums; sequences are rows, or (row, document) with ``document_ids``) and divided
+    by that normalisation's denominator of this batch (``loss``)."""
     high = epsilon if epsilon_high is None else epsilon_high
     if advantages.ndim == 1:
         advantages = advantages[:, None].expand_as(logprobs)
@@ -282,13 +303,11 @@ def grpo_loss(
         per_token = per_token + beta * kl
     if entropy is not None and entropy_coef:
         per_token = per_token - entropy_coef * entropy
-    if coefficients is None:
-        if loss_type == "dr_grpo" and max_new_tokens is None:
-            raise ValueError("loss_type 'dr_grpo' needs max_new_tokens (its constant normaliser)")
-        coefficients = token_coefficients(mask, loss_type, max_new_tokens or 1)
+    normalization = grpo_normalization(loss_type, max_new_tokens)
     per_token = per_token * mask
-    loss = (per_token * coefficients.to(per_token.dtype)).sum()
-    return GRPOLoss(loss, per_token, clipped, kl * mask)
+    loss_sum = reduce_masked(per_token, mask, normalization, document_ids)
+    denominator = normalization.denominator_of_mask(mask) or 1.0
+    return GRPOLoss(loss_sum / denominator, loss_sum, per_token, clipped, kl * mask)
 
 
 def sequence_logprobs(
@@ -335,9 +354,13 @@ def grpo_objective(
     chunk_size: int = 512,
     top_k: int = 0,
     top_p: float = 1.0,
+    max_new_tokens: int | None = None,
 ) -> LossFn:
-    """The trainer's ``LossFn``: reads the extras ``GRPORows`` writes (``advantage``, ``coef``, and when present
-    ``old_logprob``, ``ref_logprob``, ``is_weight``); logs ``entropy``, ``kl``, ``clip_fraction`` as token means."""
+    """The trainer's ``LossFn``: reads the extras ``GRPORows`` writes (``advantage``, and when present
+    ``old_logprob``, ``ref_logprob``, ``is_weight``); logs ``entropy``, ``kl``, ``clip_fraction`` as token means.
+    Declares ``grpo_normalization(loss_type, max_new_tokens)`` to the trainer (``max_new_tokens``: dr_grpo's
+    constant)."""
+    normalization = grpo_normalization(loss_type, max_new_tokens)
 
     def loss(model: torch.nn.Module, batch: Batch) -> LossOutput:
         logp, entropy, router_logits = sequence_logprobs(
@@ -351,16 +374,24 @@ def grpo_objective(
             logp, old, extras["advantage"], mask, loss_type=loss_type, epsilon=epsilon,
             epsilon_high=epsilon_high, ref_logprobs=extras.get("ref_logprob"), beta=beta,
             entropy=entropy if entropy_coef else entropy.detach(), entropy_coef=entropy_coef,
-            is_weights=extras.get("is_weight"), coefficients=extras["coef"],
+            is_weights=extras.get("is_weight"), max_new_tokens=max_new_tokens, document_ids=batch.document_ids,
         )  # fmt: skip
         metrics = {
             "entropy": (entropy.detach() * mask).sum(),
             "kl": result.kl.detach().sum(),
             "clip_fraction": result.clipped.sum().float(),
         }
-        return LossOutput(result.loss, router_logits, metrics)
+        return LossOutput(result.loss_sum, router_logits, metrics)
 
-    return loss
+    return with_normalization(loss, normalization)
+
+
+def objective_of(grpo: GRPOConfig, config: Any) -> LossFn:
+    """``grpo_objective`` with every knob of ``grpo`` (a ``GRPOConfig``) and the chunk size of the ``TrainConfig``."""
+    return grpo_objective(
+        grpo.loss_type, grpo.epsilon, grpo.epsilon_high, grpo.temperature, grpo.beta, grpo.entropy_coef,
+        loss_chunk_size(config), grpo.top_k, grpo.top_p, grpo.max_new_tokens,
+    )  # fmt: skip
 
 
 # ------------------------------------------------------------------------------------------------------ tasks
@@ -423,16 +454,15 @@ class GRPORows:
         self.trainer: Any = None
         self.engine: RolloutEngine | None = None
         self.reference: torch.nn.Module | None = None
+        self.scorer: torch.nn.Module | None = None  # the module that recomputes old log-probabilities
+        self.counter: ComputeCounter | None = None  # made by bind (it needs the model's size)
+        self._compute_state: dict[str, Any] | None = None  # a checkpoint's counts, loaded into it by bind
         self._served_at = 0.0
 
     # -- set-up ----------------------------------------------------------------------------------------------
     def bind(self, trainer: Any) -> None:
         from qwen3.train import build, checkpoint
 
-        if trainer.env.distributed and trainer.config.distributed == "fsdp":
-            raise SettingsError(
-                "grpo: distributed = 'fsdp' is not supported yet (rollouts need whole weights)"
-            )
         config = self.config
         if trainer.rows_per_step != config.rollouts_per_step:
             raise SettingsError(
@@ -445,11 +475,30 @@ class GRPORows:
                 f"{trainer.env.world_size} (queries are sharded by rank)"
             )
         self.trainer = trainer
+        sharded = trainer.env.distributed and trainer.config.distributed == "fsdp"
+        policy_dtype = trainer.model.lm_head.weight.dtype
+        dtype = policy_dtype if config.engine_dtype == "auto" else getattr(torch, config.engine_dtype)
+        need_old = config.num_iterations > 1 or config.tis_cap is not None
+        if sharded and dtype != policy_dtype and need_old:
+            raise SettingsError(
+                f"grpo.engine_dtype {config.engine_dtype!r} under distributed = 'fsdp': the old log-probabilities "
+                f"(num_iterations > 1 or tis_cap) are taken with the engine's copy, which must then hold the "
+                f"policy's {policy_dtype}; use engine_dtype = 'auto'"
+            )
+        copied = sharded or dtype != policy_dtype
         self.engine = RolloutEngine(
-            trainer.model, trainer.tokenizer, weights=config.engine_weights, max_num_seqs=config.max_num_seqs,
+            inference_copy(trainer.model, trainer.env.device, dtype) if copied else trainer.model,
+            trainer.tokenizer, source=trainer.model if copied else None, weights=config.engine_weights,
+            max_num_seqs=config.max_num_seqs, seed=self.seed,
             max_model_len=min(trainer.model.config.max_position_embeddings,
-                              config.max_prompt_tokens + config.max_new_tokens), seed=self.seed,
+                              config.max_prompt_tokens + config.max_new_tokens),
         )  # fmt: skip
+        # Under FSDP2 the policy's own forward works only inside the train step; its copy holds the same weights.
+        self.scorer = self.engine.model if sharded else trainer.model
+        n = matmul_params(trainer.model.config)
+        self.counter = ComputeCounter({"policy": n, **({"reference": n} if config.beta > 0 else {})})
+        if self._compute_state is not None:
+            self.counter.load_state_dict(self._compute_state)
         if config.beta > 0:
             init = trainer.config.init_from
             source = checkpoint.model_dir(checkpoint.resolve_init(init)) if init else None
@@ -467,6 +516,8 @@ class GRPORows:
             self.passes += 1
         row = self.rows[self.cursor]
         self.cursor += 1
+        assert self.counter is not None
+        self.counter.train("policy", len(row["input_ids"]))  # every rank draws the whole global batch
         if self.cursor == len(self.rows):
             self._served_at = time.perf_counter()
         return Row(row["input_ids"], row["labels"], None, dict(row["extras"]))
@@ -480,16 +531,23 @@ class GRPORows:
         record["update_tokens_per_s"] = tokens / elapsed if elapsed > 0 else 0.0
         if self.config.eval_every and self.steps % self.config.eval_every == 0 and self.eval_items:
             record["val_accuracy"] = self.evaluate()
+        assert self.counter is not None
+        record.update(self.counter.totals())
         return record
 
     def state_dict(self) -> dict[str, Any]:
+        compute = self.counter.state_dict() if self.counter is not None else self._compute_state
         return {"drawn": self.drawn, "batches": self.batches, "steps": self.steps, "rows": self.rows,
-                "batch_metrics": self.batch_metrics, "cursor": self.cursor, "passes": self.passes}  # fmt: skip
+                "batch_metrics": self.batch_metrics, "cursor": self.cursor, "passes": self.passes,
+                "compute": compute}  # fmt: skip
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         for key in ("drawn", "batches", "steps", "cursor", "passes"):
             setattr(self, key, int(state[key]))
         self.rows, self.batch_metrics = list(state["rows"]), dict(state["batch_metrics"])
+        self._compute_state = state.get("compute")
+        if self.counter is not None and self._compute_state is not None:
+            self.counter.load_state_dict(self._compute_state)
 
     # -- generation ------------------------------------------------------------------------------------------
     def _new_batch(self) -> None:
@@ -497,6 +555,7 @@ class GRPORows:
         self.engine.sync()
         config = self.config
         start, tokens_before = time.perf_counter(), self.engine.stats.tokens
+        forwards_before = self.engine.forward_tokens
         kept: list[list[Rollout]] = []
         dropped: list[list[Rollout]] = []
         drawn_groups = 0
@@ -511,6 +570,8 @@ class GRPORows:
         kept = (kept + dropped)[: config.prompts_per_step]  # filled up with flat groups if sampling ran dry
         seconds = time.perf_counter() - start
         generated = self._gather_sum(self.engine.stats.tokens - tokens_before)
+        assert self.counter is not None
+        self.counter.forward("policy", int(self._gather_sum(self.engine.forward_tokens - forwards_before)))
         self.rows = self._rows(kept)
         self.batches += 1
         self.passes = 0
@@ -588,20 +649,8 @@ class GRPORows:
         rewards = torch.tensor([r.reward for r in rollouts], dtype=torch.float64)
         advantages = group_advantages(rewards, config.num_generations, config.scale_rewards).tolist()
         rows = [_row(r, a, config.mask_truncated) for r, a in zip(rollouts, advantages)]
-        self._set_coefficients(rows)
         self._add_logprobs(rows, rollouts)
         return rows
-
-    def _set_coefficients(self, rows: list[dict[str, Any]]) -> None:
-        """coef = T x the loss_type weight, so that the trainer's division by T (all labelled tokens) gives the
-        loss_type's normalisation over the whole generation batch."""
-        total = sum(sum(label != IGNORE for label in row["labels"]) for row in rows)
-        trained = [row["extras"].pop("trained") for row in rows]
-        length = max(len(row["labels"]) for row in rows)
-        mask = torch.tensor([t + [0.0] * (length - len(t)) for t in trained], dtype=torch.float64)
-        coef = token_coefficients(mask, self.config.loss_type, self.config.max_new_tokens) * total
-        for row, values in zip(rows, coef.tolist()):
-            row["extras"]["coef"] = values[: len(row["labels"])]
 
     @torch.no_grad()
     def _add_logprobs(self, rows: list[dict[str, Any]], rollouts: list[Rollout]) -> None:
@@ -615,10 +664,14 @@ class GRPORows:
         share = len(rows) // env.world_size
         mine = range(env.rank * share, (env.rank + 1) * share)
         computed: dict[str, list[list[float]]] = {}
+        scored = sum(len(rows[i]["input_ids"]) for i in mine)
+        assert self.scorer is not None and self.counter is not None
         if need_old:
-            computed["old_logprob"] = self._logprobs(self.trainer.model, [rows[i] for i in mine])
+            computed["old_logprob"] = self._logprobs(self.scorer, [rows[i] for i in mine])
+            self.counter.forward("policy", int(self._gather_sum(scored)))
         if self.reference is not None:
             computed["ref_logprob"] = self._logprobs(self.reference, [rows[i] for i in mine])
+            self.counter.forward("reference", int(self._gather_sum(scored)))
         for name, values in computed.items():
             for row, value in zip(rows, self._gather(values)):
                 row["extras"][name] = value
@@ -671,22 +724,34 @@ class GRPORows:
         return float(sum(self._gather([value])))
 
 
+def inference_copy(model: torch.nn.Module, device: torch.device, dtype: torch.dtype) -> torch.nn.Module:
+    """A plain module of ``model``'s architecture in ``dtype`` for the engine to own (FSDP2, or an engine dtype
+    other than the policy's); its initial weights are overwritten by ``RolloutEngine.sync``, which loads the
+    policy's full state into it before every generation batch."""
+    from qwen3.model.checkpoint import init_model
+
+    copy = init_model(model.config, dtype, device).requires_grad_(False)  # RoPE's inv_freq stays fp32
+    copy.generation_config = model.generation_config
+    return copy
+
+
 def _row(rollout: Rollout, advantage: float, mask_truncated: bool) -> dict[str, Any]:
     """input = prompt + completion minus its last token; label = the completion token each position predicts
-    (IGNORE over the prompt and for forced tokens). ``trained`` (1 = the token's loss counts) becomes ``coef``."""
+    (IGNORE over the prompt, for forced tokens, and everywhere in a truncated rollout with ``mask_truncated``)."""
     prompt, completion = rollout.prompt_ids, rollout.token_ids
+    masked = mask_truncated and rollout.truncated
     labels = [IGNORE] * (len(prompt) - 1) + [
-        IGNORE if forced else token for token, forced in zip(completion, rollout.forced)
+        IGNORE if forced or masked else token for token, forced in zip(completion, rollout.forced)
     ]
-    weight = 0.0 if mask_truncated and rollout.truncated else 1.0
-    trained = [0.0 if label == IGNORE else weight for label in labels]
     padding = [0.0] * (len(prompt) - 1)
     return {
         "input_ids": prompt + completion[:-1],
         "labels": labels,
-        "extras": {"advantage": [advantage] * len(labels), "trained": trained,
-                   "rollout_logprob": padding + list(rollout.logprobs)},
-    }  # fmt: skip
+        "extras": {
+            "advantage": [advantage] * len(labels),
+            "rollout_logprob": padding + list(rollout.logprobs),
+        },
+    }
 
 
 def _tis_weights(row: dict[str, Any], rollout: Rollout, cap: float) -> list[float]:
@@ -738,11 +803,7 @@ def make_trainer(
         grpo, config.seed, task_items(grpo, "train", grpo.train_prompts, config.seed),
         task_items(grpo, "validation", grpo.eval_prompts, config.seed) if grpo.eval_prompts else [],
     )  # fmt: skip
-    loss = grpo_objective(
-        grpo.loss_type, grpo.epsilon, grpo.epsilon_high, grpo.temperature, grpo.beta, grpo.entropy_coef,
-        loss_chunk_size(config), grpo.top_k, grpo.top_p,
-    )  # fmt: skip
-    trainer = Trainer(config, rows=rows, loss_fn=loss, resume=resume, overwrite=overwrite, env=env,
+    trainer = Trainer(config, rows=rows, loss_fn=objective_of(grpo, config), resume=resume, overwrite=overwrite, env=env,
                       progress=progress)  # fmt: skip
     rows.bind(trainer)
     return trainer

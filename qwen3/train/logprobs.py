@@ -4,7 +4,10 @@ RL and distillation losses need ``log p(target)`` of every completion token (imp
 teacher matching), not only the cross-entropy sum that ``linear_cross_entropy`` returns. ``token_logprobs`` gives
 them per token without ever holding the whole ``[N, V]`` logits: the forward keeps only each row's log-sum-exp
 (and entropy), the backward recomputes one chunk of logits at a time and turns the incoming per-token gradients
-into gradients of the hidden states and of the head.
+into gradients of the hidden states and of the head. Where the fp32 log-probabilities of all rows fit in
+``save_limit`` bytes (256 MiB by default: a micro-batch of a few thousand tokens of an 8k vocabulary) the forward
+keeps them instead and the backward skips the recomputation, one [rows, V] x H matrix product of four. An output
+that takes no part in the loss (the entropy, when only logged) gets no gradient work.
 
 The distribution is ``softmax(hidden @ weight.T / temperature)`` in fp32 (matmuls in the autocast dtype under
 autocast), the one the engine samples from in ``logprobs_mode="processed"``. With ``top_k`` / ``top_p`` it is
@@ -21,6 +24,8 @@ from torch import Tensor
 
 from qwen3.train.batch import IGNORE
 
+SAVE_LIMIT = 256 << 20  # bytes of fp32 log-probabilities the forward may keep for the backward
+
 
 def token_logprobs(
     hidden: Tensor,
@@ -32,11 +37,13 @@ def token_logprobs(
     *,
     top_k: int = 0,
     top_p: float = 1.0,
+    save_limit: int = SAVE_LIMIT,
 ) -> Tensor | tuple[Tensor, Tensor]:
     """fp32 ``[N]`` log p(targets[i] | hidden[i]) (0 where the target is ``IGNORE``) for ``hidden [N, H]``,
     ``weight [V, H]``; with ``with_entropy`` also the ``[N]`` entropy of each row's distribution (0 at IGNORE).
     Both are differentiable with respect to ``hidden`` and ``weight``. ``top_k`` (0: off) / ``top_p`` (1: off)
-    truncate each row's distribution as the engine's sampler does (module docstring)."""
+    truncate each row's distribution as the engine's sampler does; ``save_limit``: bytes of log-probabilities
+    kept for the backward instead of recomputing them (0: always recompute; module docstring)."""
     if hidden.dim() != 2 or weight.dim() != 2 or hidden.shape[1] != weight.shape[1]:
         raise ValueError(f"token_logprobs: hidden {tuple(hidden.shape)} and weight {tuple(weight.shape)} "
                          "must be [N, H] and [V, H]")  # fmt: skip
@@ -52,7 +59,7 @@ def token_logprobs(
         )
     truncation = (int(top_k), float(top_p)) if (0 < top_k < weight.shape[0] or top_p < 1.0) else None
     logp, entropy = _TokenLogprobs.apply(
-        hidden, weight, targets, float(temperature), int(chunk_size), truncation
+        hidden, weight, targets, float(temperature), int(chunk_size), truncation, int(save_limit)
     )
     return (logp, entropy) if with_entropy else logp
 
@@ -97,9 +104,12 @@ class _TokenLogprobs(torch.autograd.Function):
     through 1/T to the logits, then to hidden (@ weight) and weight (grad.T @ hidden)."""
 
     @staticmethod
-    def forward(ctx, hidden, weight, targets, temperature, chunk_size, truncation):  # type: ignore[override]
+    def forward(ctx, hidden, weight, targets, temperature, chunk_size, truncation, save_limit):  # type: ignore[override]
+        ctx.set_materialize_grads(False)  # an unused output (the logged entropy) gets None: no work for it
         compute = _compute_dtype(hidden)
         rows = (targets != IGNORE).nonzero().squeeze(1)
+        keep = any(ctx.needs_input_grad[:2]) and len(rows) * weight.shape[0] * 4 <= save_limit
+        kept: list[Tensor] = []
         wide = torch.promote_types(compute, torch.float32)
         logp = torch.zeros(hidden.shape[0], dtype=wide, device=hidden.device)
         entropy = torch.zeros_like(logp)
@@ -118,7 +128,10 @@ class _TokenLogprobs(torch.autograd.Function):
                 logp[chunk] = log_probs.gather(1, targets[chunk, None])[:, 0]
                 # -sum p log p (not lse - sum p z, which cancels badly in fp32); 0 log 0 = 0 where truncated
                 entropy[chunk] = -probs.div_(total).mul_(log_probs).nan_to_num_(nan=0.0).sum(dim=-1)
+                if keep:
+                    kept.append(log_probs)
         ctx.save_for_backward(hidden, weight, targets, rows, entropy, lse)
+        ctx.kept = kept if keep else None  # consumed by the (single) backward
         ctx.temperature, ctx.chunk_size, ctx.compute = temperature, chunk_size, compute
         ctx.truncation = truncation
         return logp, entropy
@@ -135,12 +148,16 @@ class _TokenLogprobs(torch.autograd.Function):
         )
         if grad_logp is None:
             grad_logp = torch.zeros_like(entropy)
+        kept, ctx.kept = ctx.kept, None
         with torch.no_grad(), torch.autocast(hidden.device.type, enabled=False):
             w = weight.to(compute)
-            for chunk in rows.split(ctx.chunk_size):
+            for index, chunk in enumerate(rows.split(ctx.chunk_size)):
                 h = hidden[chunk].to(compute)
-                log_probs = _chunk_scores(h, w, temperature, targets[chunk], ctx.truncation)
-                log_probs.sub_(lse[chunk, None])
+                if kept is not None:
+                    log_probs = kept[index]
+                else:
+                    log_probs = _chunk_scores(h, w, temperature, targets[chunk], ctx.truncation)
+                    log_probs.sub_(lse[chunk, None])
                 probs = log_probs.exp()
                 # d/dz of  g_lp * log p_t  +  g_H * H  =  -p (g_lp + g_H (log p + H))  +  g_lp onehot_t
                 if grad_entropy is not None:
@@ -159,6 +176,7 @@ class _TokenLogprobs(torch.autograd.Function):
         return (
             grad_hidden,
             None if grad_weight is None else grad_weight.to(weight.dtype),
+            None,
             None,
             None,
             None,

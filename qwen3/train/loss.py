@@ -10,6 +10,10 @@ Which denominator is the loss's choice, its ``normalization`` attribute (a ``Nor
 - "constant": sequences x ``length`` (Dr. GRPO, Liu et al. 2025, arXiv 2503.20783: a fixed generation budget
   instead of each response's length, which removes the length bias). The loss sums over tokens.
 
+``allow_empty``: a global batch with no target at all is a step with zero loss and zero gradient instead of an
+error (RL: every rollout of the batch masked out, e.g. all truncated with ``mask_truncated``); SFT keeps the error,
+which there means broken data.
+
 ``[loss] type`` names a registered factory (``LOSSES``; a stage adds its own with ``register_loss``) and
 ``[loss.options]`` its keyword arguments, checked against the factory's signature (``check_loss_options``).
 "causal_lm" is next-token cross-entropy over targets != IGNORE (pre-training, and SFT with assistant-only
@@ -49,10 +53,12 @@ LOSSES: dict[str, Callable[..., LossFn]] = {}
 
 @dataclass(frozen=True)
 class Normalization:
-    """What a loss's sum is divided by (module docstring). ``length``: the per-sequence constant of "constant"."""
+    """What a loss's sum is divided by (module docstring). ``length``: the per-sequence constant of "constant";
+    ``allow_empty``: a batch without targets is a zero step, not an error."""
 
     kind: str = "tokens"
     length: int | None = None
+    allow_empty: bool = False
 
     def __post_init__(self) -> None:
         if self.kind not in NORMALIZATIONS:
@@ -64,10 +70,14 @@ class Normalization:
 
     def denominator(self, rows: Sequence[Row]) -> float:
         """The global batch's denominator (every rank holds the whole global batch's rows)."""
-        if self.kind == "tokens":
-            return float(sum(row.num_targets for row in rows))
-        sequences = sum(count_sequences(row) for row in rows)
-        return float(sequences * (self.length or 1))
+        return self._of(sum(row.num_targets for row in rows), sum(count_sequences(row) for row in rows))
+
+    def denominator_of_mask(self, mask: Tensor) -> float:
+        """The denominator of one batch given as a ``[B, T]`` target mask, one sequence per row."""
+        return self._of(int(mask.sum()), int(mask.bool().any(dim=-1).sum()))
+
+    def _of(self, tokens: int, sequences: int) -> float:
+        return float(tokens if self.kind == "tokens" else sequences * (self.length or 1))
 
 
 TOKENS = Normalization()
@@ -93,11 +103,18 @@ def with_normalization(loss_fn: LossFn, normalization: Normalization) -> LossFn:
 def reduce_tokens(values: Tensor, batch: Batch, normalization: Normalization = TOKENS) -> Tensor:
     """The micro-batch sum of per-token ``values [B, T]`` over targets that ``normalization`` expects: a plain sum,
     or for "sequences" the sum over sequences (row x document id) of each sequence's mean."""
-    mask = batch.labels != IGNORE
+    return reduce_masked(values, batch.labels != IGNORE, normalization, batch.document_ids)
+
+
+def reduce_masked(
+    values: Tensor, mask: Tensor, normalization: Normalization = TOKENS, document_ids: Tensor | None = None
+) -> Tensor:
+    """``reduce_tokens`` with the targets given as a ``[B, T]`` mask (and optional document ids)."""
+    mask = mask.bool()
     if normalization.kind != "sequences":
         return (values * mask).sum()
     rows = torch.arange(mask.shape[0], device=mask.device)[:, None].expand_as(mask)
-    documents = batch.document_ids if batch.document_ids is not None else torch.zeros_like(batch.labels)
+    documents = document_ids if document_ids is not None else torch.zeros_like(mask, dtype=torch.long)
     keys = rows[mask] * (int(documents.max()) + 2) + documents[mask] + 1
     _, sequence = torch.unique(keys, return_inverse=True)
     count = int(sequence.max()) + 1 if sequence.numel() else 0

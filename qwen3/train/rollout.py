@@ -4,7 +4,9 @@ responses per query).
 ``RolloutEngine`` wraps an ``LLMEngine`` built on the policy module itself with ``shared=True``: the engine never
 switches the module to eval mode nor re-points its parameters' storage; with ``weights = "reference"`` it runs the
 module and sees every optimizer update in place, the faster layouts ("fused", "packed") hold copies that
-``sync()`` rebuilds after each update. Log-probabilities are recorded flat (``token_logprobs``) in the engine's
+``sync()`` rebuilds after each update. Where the policy's parameters are sharded (FSDP2: DTensors), or the engine
+should sample in another dtype (bf16), the engine owns an inference copy instead (``source`` = the policy) and ``sync()`` loads the policy's full state into it
+(``LLMEngine.load_weights``, a collective: every rank calls it). Log-probabilities are recorded flat (``token_logprobs``) in the engine's
 "processed" mode, i.e. under the distribution each token was drawn from (temperature applied, top-k / top-p
 renormalised), with the mask of the tokens the engine forced.
 
@@ -79,20 +81,35 @@ class RolloutStats:
 
 
 class RolloutEngine:
-    """Sampling from the policy module. ``engine`` keyword arguments are ``EngineConfig`` fields."""
+    """Sampling from the policy module, or with ``source`` (the policy) from ``model``, a copy the engine owns
+    (module docstring). ``engine`` keyword arguments are ``EngineConfig`` fields."""
 
-    def __init__(self, model: torch.nn.Module, tokenizer: Any, **engine: Any):
+    def __init__(self, model: torch.nn.Module, tokenizer: Any, source: torch.nn.Module | None = None,
+                 **engine: Any):  # fmt: skip
         from qwen3.engine.config import EngineConfig
         from qwen3.engine.llm_engine import LLMEngine
 
-        self.engine = LLMEngine(model, tokenizer, EngineConfig(**engine), shared=True)
+        if source is not None and source is model:
+            raise ValueError("RolloutEngine: source must be another module than the engine's copy")
+        self.engine = LLMEngine(model, tokenizer, EngineConfig(**engine), shared=source is None)
+        self.model, self.source = model, source
         self.tokenizer = tokenizer
         self.stats = RolloutStats()
         self._ids = 0
 
     def sync(self) -> None:
-        """Call after each optimizer update: rebuilds the engine's fused views / packed copies of the weights."""
-        self.engine.sync_weights()
+        """Call after each optimizer update: rebuilds the engine's fused views / packed copies of the weights, or
+        loads the policy's full state into the engine's copy."""
+        if self.source is None:
+            self.engine.sync_weights()
+        else:
+            self.engine.load_weights(self.source.state_dict().items())
+
+    @property
+    def forward_tokens(self) -> int:
+        """Tokens the engine ran a forward over so far: prompts prefilled (once per request, its n completions
+        share it) and decode steps (one per sampled token but the last)."""
+        return self.engine.stats.prefill_tokens + self.engine.stats.decode_tokens
 
     def generate(
         self,

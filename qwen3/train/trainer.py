@@ -257,10 +257,16 @@ class Trainer:
         tokens = sum(len(row.input_ids) for row in rows)
         denominator = self.normalization.denominator(rows)
         if targets == 0 or denominator <= 0:
-            raise TrainingError(f"step {self.step + 1}: the global batch has no target tokens")
+            if not (targets == 0 and self.normalization.allow_empty):
+                raise TrainingError(f"step {self.step + 1}: the global batch has no target tokens")
+            denominator = 1.0  # every loss sum is 0: a step with zero gradient (Normalization.allow_empty)
         sums = self._accumulate(self._my_micro_batches(rows), denominator, tokens)
         sums = distributed.all_reduce_sum(sums, self.env).tolist()
-        aux, loss, extra = sums[0] / tokens, sums[1] / denominator, [value / targets for value in sums[2:]]
+        aux, loss, extra = (
+            sums[0] / tokens,
+            sums[1] / denominator,
+            [value / max(targets, 1) for value in sums[2:]],
+        )
         grad_norm = self._clip()
         self.step += 1
         skipped = not (math.isfinite(loss) and math.isfinite(grad_norm))

@@ -118,3 +118,28 @@ def test_processed_logprobs_keep_each_rows_settings_in_a_mixed_batch():
     torch.testing.assert_close(out[1].double(), by_hand(logits[1], 0.5, 4, 1.0), atol=1e-5, rtol=0)
     torch.testing.assert_close(out[2].double(), by_hand(logits[2], 1.2, 0, 0.8), atol=1e-5, rtol=0)
     assert int(torch.isfinite(out[1]).sum()) == 4
+
+
+def test_the_picked_tokens_alone_equal_the_whole_distribution():
+    # Without top-logprob dicts the sampler computes only the picked tokens' values (one logsumexp per row).
+    from types import SimpleNamespace
+
+    from qwen3.engine.sampler import Sampler, chosen_logprobs
+
+    g = torch.Generator().manual_seed(3)
+    logits = torch.randn(6, 50, generator=g) * 3
+    params = [
+        SamplingParams(temperature=0.7, logprobs_mode="processed"),
+        SamplingParams(temperature=1.3, top_k=5, logprobs_mode="processed"),
+        SamplingParams(temperature=0.9, top_p=0.8, logprobs_mode="processed"),
+        SamplingParams(temperature=0.0, logprobs_mode="processed"),  # greedy
+        SamplingParams(temperature=0.6, logprobs_mode="raw"),
+        SamplingParams(temperature=1.0, logprobs_mode="processed"),
+    ]
+    seqs = [SimpleNamespace(params=p) for p in params]
+    wanted = [0, 1, 2, 3, 4, 5]
+    picked = logits.argmax(dim=-1)  # kept by every truncation
+    whole = Sampler._distribution(logits, logits, seqs, wanted).gather(1, picked[:, None])[:, 0]
+    torch.testing.assert_close(
+        chosen_logprobs(logits, logits, seqs, wanted, picked), whole, atol=1e-6, rtol=0
+    )

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from qwen3.train.cli import config_path
+from qwen3.train.flops import matmul_params
 from qwen3.train.grpo import make_trainer, run_grpo
 from qwen3.train.metrics import read_metrics
 from qwen3.train.settings import apply_overrides, read_table
@@ -20,7 +21,7 @@ STEP_METRICS = ("reward_mean", "reward_std", "accuracy", "response_length", "ent
                 "rollout_tokens_per_s", "update_tokens_per_s")  # fmt: skip
 # What must repeat exactly between runs (the speeds do not).
 EXACT = ("loss", "reward_mean", "reward_std", "accuracy", "response_length", "entropy", "kl", "clip_fraction",
-         "grad_norm")  # fmt: skip
+         "grad_norm", "policy_train_tokens", "policy_forward_tokens", "reference_forward_tokens", "flops")  # fmt: skip
 
 
 def preset(run_dir, *overrides):
@@ -118,6 +119,26 @@ def test_masked_truncations_and_flat_groups_give_no_gradient(tmp_path):
     assert record["filtered_groups"] == 12.0 and record["grad_norm"] == 0.0  # 3 batches of 4 queries
 
 
+def test_compute_is_counted_by_hand(tmp_path):
+    # One generation batch, two updates on it (old log-probabilities recomputed), a reference model.
+    trainer = make_trainer(
+        small(tmp_path, "steps=2", "grpo.num_iterations=2", "grpo.beta=0.05"), progress=False
+    )
+    trainer.fit()
+    rows = trainer.rows.rows
+    row_tokens = sum(len(row["input_ids"]) for row in rows)  # prompt + completion - 1 per rollout
+    prompts = [next(i for i, label in enumerate(row["labels"]) if label != -100) + 1 for row in rows]
+    # The engine prefills each query's prompt once for its 4 completions, then decodes completion - 1 tokens.
+    rollout_forwards = row_tokens - sum(prompts) + sum(prompts[::4])
+    n = matmul_params(trainer.model.config)
+    first, second = read_metrics(tmp_path)
+    assert [first["policy_train_tokens"], second["policy_train_tokens"]] == [row_tokens, 2 * row_tokens]
+    assert second["policy_forward_tokens"] == rollout_forwards + row_tokens  # + the old log-probabilities
+    assert second["reference_forward_tokens"] == row_tokens and second["reference_train_tokens"] == 0
+    assert second["policy_flops"] == n * (6 * 2 * row_tokens + 2 * (rollout_forwards + row_tokens))
+    assert second["flops"] == second["policy_flops"] + 2 * n * row_tokens
+
+
 def test_the_overlong_penalty_lowers_the_reward_of_long_replies(tmp_path):
     plain = make_trainer(small(tmp_path / "a", "steps=1"), progress=False)
     penalised = make_trainer(small(tmp_path / "b", "steps=1", "grpo.overlong_buffer=4",
@@ -147,6 +168,24 @@ def test_truncated_importance_sampling_weights_are_near_one_for_an_exact_engine(
     weights = [w for row in truncated.rows.rows for w, label in zip(row["extras"]["is_weight"], row["labels"])
                if label != -100]  # fmt: skip
     assert weights and all(abs(w - 1) < 1e-3 for w in weights)
+
+
+def test_a_bf16_engine_samples_from_its_own_copy_and_tis_corrects_it(tmp_path):
+    import torch
+
+    trainer = make_trainer(small(tmp_path, "steps=2", "grpo.engine_dtype=bfloat16", "grpo.tis_cap=2.0"),
+                           progress=False)  # fmt: skip
+    trainer.fit()
+    copy = trainer.rows.engine.model
+    assert copy is not trainer.model and copy.lm_head.weight.dtype == torch.bfloat16
+    trainer.rows.engine.sync()  # what the next generation batch starts with: the updated policy, rounded
+    for name, value in copy.state_dict().items():
+        assert torch.equal(value, trainer.model.state_dict()[name].to(torch.bfloat16)), name
+    weights = [w for row in trainer.rows.rows for w, label in zip(row["extras"]["is_weight"], row["labels"])
+               if label != -100]  # fmt: skip
+    # pi_trainer / pi_engine: near 1, but not exactly (the engine rounds to bf16); the cap bounds them.
+    assert weights and max(weights) <= 2.0 and any(w != pytest.approx(1.0, abs=1e-6) for w in weights)
+    assert sum(abs(w - 1) for w in weights) / len(weights) < 0.05
 
 
 def test_qwen3_train_runs_the_grpo_preset_and_names_a_bad_knob(tmp_path):

@@ -1,5 +1,5 @@
-"""GRPO's objective against numbers worked out by hand on a two-sequence batch, the advantages, the per-token
-coefficients, and GRPOConfig's validation."""
+"""GRPO's objective against numbers worked out by hand on a two-sequence batch, the advantages, the trainer
+normalisation each loss_type declares, and GRPOConfig's validation."""
 
 from __future__ import annotations
 
@@ -8,7 +8,9 @@ import math
 import pytest
 import torch
 
-from qwen3.train.grpo import GRPOConfig, group_advantages, grpo_loss, split_table, token_coefficients
+from qwen3.train.batch import IGNORE, Row
+from qwen3.train.grpo import GRPOConfig, group_advantages, grpo_loss, grpo_normalization, split_table
+from qwen3.train.loss import Normalization
 from qwen3.train.settings import SettingsError
 
 # Sequence 0 has two completion tokens (advantage +1), sequence 1 one token and one padding slot (advantage -2).
@@ -72,16 +74,39 @@ def test_on_policy_gradient_is_minus_the_advantage_times_the_coefficient():
     assert logp.grad.flatten().tolist() == pytest.approx([-0.25, -0.25, 1.0, 0.0])
 
 
-def test_token_coefficients_use_the_global_counts_when_given():
-    mask = t(MASK)
-    assert token_coefficients(mask, "grpo", 4).tolist() == [[0.25, 0.25], [0.5, 0.0]]
-    assert token_coefficients(mask, "grpo", 4, num_sequences=4).tolist() == [[0.125, 0.125], [0.25, 0.0]]
-    assert token_coefficients(mask, "dr_grpo", 4).tolist() == [[0.125, 0.125], [0.125, 0.0]]
-    assert token_coefficients(mask, "dapo", 4, num_tokens=6).flatten().tolist() == pytest.approx(
-        [1 / 6] * 3 + [0]
-    )
+def test_each_loss_type_declares_the_trainer_normalisation():
+    assert grpo_normalization("grpo") == Normalization("sequences", allow_empty=True)
+    assert grpo_normalization("dr_grpo", 4) == Normalization("constant", 4, allow_empty=True)
+    assert grpo_normalization("dapo") == Normalization("tokens", allow_empty=True)
     with pytest.raises(ValueError, match="loss_type 'ppo'"):
-        token_coefficients(mask, "ppo", 4)
+        grpo_normalization("ppo")
+    with pytest.raises(ValueError, match="needs max_new_tokens"):
+        grpo_normalization("dr_grpo")
+
+
+@pytest.mark.parametrize("loss_type", ["grpo", "dr_grpo", "dapo"])
+def test_the_global_batch_split_in_two_gives_the_loss_of_the_whole(loss_type):
+    # The trainer's path: each half's loss_sum over the whole batch's denominator (the rows' own counts).
+    whole = loss(loss_type)
+    halves = [
+        grpo_loss(t(LOGP)[i : i + 1], t(OLD)[i : i + 1], t(ADV)[i : i + 1], t(MASK)[i : i + 1],
+                  loss_type=loss_type, max_new_tokens=4).loss_sum
+        for i in range(2)
+    ]  # fmt: skip
+    rows = [Row([0, 0], [1 if m else IGNORE for m in mask]) for mask in MASK]
+    denominator = grpo_normalization(loss_type, 4).denominator(rows)
+    assert float(sum(halves)) / denominator == pytest.approx(float(whole.loss), abs=1e-12)
+
+
+def test_a_sequence_without_targets_drops_out_of_the_counts():
+    # A third, fully masked sequence (mask_truncated): every loss_type gives the result of the two others, as if
+    # the masked rollout had never been sampled.
+    logp, old, mask = (t(v + [[0.0, 0.0]]) for v in (LOGP, OLD, MASK))
+    for loss_type in ("grpo", "dr_grpo", "dapo"):
+        three = grpo_loss(logp, old, t(ADV + [5.0]), mask, loss_type=loss_type, max_new_tokens=4)
+        assert float(three.loss) == pytest.approx(float(loss(loss_type).loss), abs=1e-12)
+    empty = grpo_loss(t(LOGP), t(OLD), t(ADV), torch.zeros(2, 2), loss_type="grpo")
+    assert float(empty.loss) == 0.0
 
 
 def test_group_advantages_normalise_within_each_group():

@@ -28,9 +28,12 @@ def inputs(seed=0, n=13, h=8, v=37, dtype=torch.float32):
 
 @pytest.mark.parametrize("temperature", [1.0, 0.7])
 @pytest.mark.parametrize("chunk_size", [4, 512])
-def test_values_and_gradients_match_plain_torch(temperature, chunk_size):
+@pytest.mark.parametrize("save_limit", [0, 1 << 20])  # the backward recomputes the logits / keeps them
+def test_values_and_gradients_match_plain_torch(temperature, chunk_size, save_limit):
     hidden, weight, targets = inputs()
-    logp, entropy = token_logprobs(hidden, weight, targets, temperature, chunk_size, with_entropy=True)
+    logp, entropy = token_logprobs(
+        hidden, weight, targets, temperature, chunk_size, with_entropy=True, save_limit=save_limit
+    )
     ref_logp, ref_entropy = plain(hidden.double(), weight.double(), targets, temperature)
     assert logp.dtype == torch.float32
     torch.testing.assert_close(logp.double(), ref_logp.double(), atol=2e-6, rtol=1e-5)
@@ -51,6 +54,17 @@ def test_gradcheck_in_float64():
         return token_logprobs(h, w, targets, 0.8, 2, with_entropy=True)
 
     assert torch.autograd.gradcheck(both, (hidden, weight))
+
+
+@pytest.mark.parametrize("save_limit", [0, 1 << 20])
+def test_an_unused_entropy_gets_no_gradient_and_the_kept_path_equals_recomputing(save_limit):
+    hidden, weight, targets = inputs()
+    logp, entropy = token_logprobs(hidden, weight, targets, 0.9, 4, with_entropy=True, save_limit=save_limit)
+    grads = torch.autograd.grad((logp * torch.arange(13.0)).sum(), (hidden, weight))
+    ref_logp, _ = plain(hidden.double(), weight.double(), targets, 0.9)
+    ref = torch.autograd.grad((ref_logp * torch.arange(13.0).double()).sum(), (hidden, weight))
+    for ours, theirs in zip(grads, ref):
+        torch.testing.assert_close(ours.double(), theirs.double(), atol=1e-5, rtol=1e-5)
 
 
 def test_logprob_only_backward_and_bad_input():

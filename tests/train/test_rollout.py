@@ -108,8 +108,9 @@ def test_truncated_rollouts_can_be_masked(tokenizer):
     )
     rollout = group[0]
     assert rollout.truncated and rollout.finish_reason == "length"
-    assert max(_row(rollout, 1.0, mask_truncated=True)["extras"]["trained"]) == 0.0
-    assert max(_row(rollout, 1.0, mask_truncated=False)["extras"]["trained"]) == 1.0
+    assert set(_row(rollout, 1.0, mask_truncated=True)["labels"]) == {IGNORE}
+    labels = _row(rollout, 1.0, mask_truncated=False)["labels"]
+    assert [label for label in labels if label != IGNORE] == rollout.token_ids
 
 
 def test_mismatched_seeds_are_rejected(tokenizer):
