@@ -15,6 +15,8 @@ from qwen3.train.batch import IGNORE, Row, collate
 from qwen3.train.distill import (
     IncompatibleTeacher,
     check_compatible,
+    distill_on_policy,
+    linear_divergence,
     mean_divergence,
     prompt_row,
     run_distill,
@@ -64,6 +66,48 @@ def test_topk_kl_equals_the_full_kl_when_k_is_the_vocabulary():
     s, t = torch.randn(4, 6), torch.randn(4, 6)
     values, ids = torch.log_softmax(t, -1).topk(6, dim=-1)
     assert torch.allclose(topk_forward_kl(s, ids, values, 1.0), token_divergence(s, t), atol=1e-5)
+
+
+@pytest.mark.parametrize("kind", ["forward", "reverse", "jsd"])
+@pytest.mark.parametrize("temperature", [1.0, 2.0])
+def test_the_fused_divergence_equals_the_reference_in_value_and_gradients(kind, temperature):
+    torch.manual_seed(3)
+    hidden = torch.randn(10, 8, dtype=torch.float64, requires_grad=True)
+    weight = torch.randn(13, 8, dtype=torch.float64, requires_grad=True)
+    teacher_hidden, teacher_weight = (
+        torch.randn(10, 6, dtype=torch.float64),
+        torch.randn(13, 6, dtype=torch.float64),
+    )
+    fused = linear_divergence(
+        hidden, weight, teacher_hidden, teacher_weight, kind, 0.3, temperature, chunk_size=4
+    )
+    (fused * 1.5).backward()
+    grads = hidden.grad.clone(), weight.grad.clone()
+    hidden.grad = weight.grad = None
+    reference = token_divergence(hidden @ weight.T, teacher_hidden @ teacher_weight.T, kind, 0.3, temperature)
+    (reference.sum() * 1.5).backward()
+    assert fused.item() == pytest.approx(reference.sum().item(), rel=1e-6)
+    assert torch.allclose(grads[0], hidden.grad, atol=1e-6) and torch.allclose(
+        grads[1], weight.grad, atol=1e-6
+    )
+
+
+def test_the_on_policy_loss_fused_and_plain_agree_under_bf16_autocast():
+    torch.manual_seed(4)
+    student = init_model(get_preset("qwen3-debug-tiny"), seed=0)
+    teacher = init_model(get_preset("qwen3-debug-tiny"), seed=1).to(torch.bfloat16)
+    rows = rows_for(tokenizer_for_vocab(512), count=3)
+    batch = collate(rows, pad_id=0)
+    results = []
+    for chunk in (0, 16):
+        with torch.autocast("cpu", torch.bfloat16):
+            out = distill_on_policy(teacher, "jsd", chunk_size=chunk)(student, batch)
+        out.loss_sum.backward()
+        results.append((out.loss_sum.item(), student.lm_head.weight.grad.clone()))
+        student.zero_grad()
+    (plain, plain_grad), (fused, fused_grad) = results
+    assert fused == pytest.approx(plain, rel=2e-2)
+    assert torch.nn.functional.cosine_similarity(plain_grad.flatten(), fused_grad.flatten(), dim=0) > 0.99
 
 
 def rows_for(tokenizer, count=4, completion=12):
@@ -186,7 +230,12 @@ def test_on_policy_counts_rollouts_training_and_teacher_tokens(tmp_path):
     import json
 
     run_distill(distill_table(tmp_path, "on_policy", steps=2), progress=False)
-    last = json.loads((tmp_path / "metrics.jsonl").read_text().splitlines()[-1])
+    records = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    last = records[-1]
+    # Each step logs its own share and the run's running total; the shares add up to the total.
+    for key in ("flops", "student_flops", "teacher_flops"):
+        assert all(r[f"step_{key}"] > 0 for r in records)
+        assert sum(r[f"step_{key}"] for r in records) == last[key]
     assert last["student_train_tokens"] == last["teacher_forward_tokens"] > 0  # the teacher scores every row
     assert last["student_forward_tokens"] > last["student_train_tokens"]  # rollouts: prompt + completion
     n_student = 106_880
