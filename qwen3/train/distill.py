@@ -31,6 +31,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+from torch.profiler import record_function
 
 from qwen3.train.batch import IGNORE, Batch, Row
 from qwen3.train.flops import ComputeCounter
@@ -42,6 +43,7 @@ from qwen3.train.topk_store import unpack_topk
 DIVERGENCES = ("forward", "reverse", "jsd")
 MODES = ("on_policy", "off_policy_sft", "off_policy_logits")
 THINK_MODES = ("think", "no_think")
+TEACHER_DTYPES = ("float32", "bfloat16")
 STORE_BATCH = 8  # rows the teacher scores per forward when it builds a top-k store
 
 
@@ -121,7 +123,7 @@ class _LinearDivergence(torch.autograd.Function):
         grad_hidden = torch.zeros_like(hidden)
         grad_weight = torch.zeros(weight.shape, dtype=torch.float32, device=weight.device)
         total = torch.zeros((), dtype=torch.float32, device=hidden.device)
-        with torch.autocast(device, enabled=False), torch.no_grad():
+        with torch.autocast(device, enabled=False), torch.no_grad(), record_function("distill.divergence"):
             w, tw = weight.to(compute), teacher_weight
             for start in range(0, hidden.shape[0], chunk_size or max(hidden.shape[0], 1)):
                 h = hidden[start : start + chunk_size].to(compute)
@@ -203,13 +205,16 @@ def distill_on_policy(
 
     def loss(model: torch.nn.Module, batch: Batch) -> LossOutput:
         rows = _target_rows(batch)
-        with torch.inference_mode():
+        with torch.inference_mode(), record_function("distill.teacher_forward"):
             teacher_hidden = teacher.hidden_states(batch.input_ids, document_ids=batch.document_ids)
             teacher_hidden = teacher_hidden.flatten(0, 1)[rows]
         teacher_hidden = teacher_hidden.clone()  # an inference tensor cannot meet autograd
-        out = model.hidden_states(batch.input_ids, document_ids=batch.document_ids, output_router_logits=True)
+        with record_function("distill.student_forward"):
+            out = model.hidden_states(
+                batch.input_ids, document_ids=batch.document_ids, output_router_logits=True
+            )
         hidden = out.hidden_states.flatten(0, 1)[rows]
-        if chunk_size:  # the fused head + divergence
+        if chunk_size:  # the fused head + divergence (its backward is done here too)
             total = linear_divergence(hidden, model.lm_head.weight, teacher_hidden, teacher.lm_head.weight,
                                       divergence, beta, temperature, chunk_size)  # fmt: skip
         else:  # the reference path: plain torch, autograd through the whole [N, V] logits
@@ -452,6 +457,10 @@ class OnPolicyRollouts:
     def _generate(self) -> list[Row]:
         """One global batch: completion ``serial`` answers prompt ``serial % prompts`` in mode ``serial // prompts``
         (cycling), seeded ``seed + serial``, so the batch does not depend on how it is split over ranks."""
+        with record_function("distill.rollout"):
+            return self._sample()
+
+    def _sample(self) -> list[Row]:
         from qwen3.engine.sampling_params import SamplingParams
 
         llm, s = self._engine(), self.settings
@@ -517,7 +526,9 @@ class DistillConfig:
     """The ``[distill]`` table of a distillation preset (report section 4.5; the report gives no values).
 
     - ``mode``: "on_policy" (phase 2), "off_policy_sft" or "off_policy_logits" (phase 1).
-    - ``teacher``: a checkpoint directory or a preset name (random weights from ``teacher_seed``).
+    - ``teacher``: a checkpoint directory or a preset name (random weights from ``teacher_seed``);
+      ``teacher_dtype``: the weights it scores (and, off-policy, generates) with: "float32", or "bfloat16"
+      (inference only, so no fp32 master copy is needed; the log-softmax and divergence stay fp32).
     - ``divergence`` ("forward", "reverse", "jsd" with ``beta``; GKD, arXiv 2306.13649) and ``temperature``
       (Hinton et al. 2015, arXiv 1503.02531) of the on-policy loss; the top-k loss is forward KL.
     - ``top_k``: teacher entries kept per position for "off_policy_logits" (TRL issue #3055's ask: not the
@@ -530,6 +541,7 @@ class DistillConfig:
     mode: str = "on_policy"
     teacher: str = "qwen3-debug-tiny"
     teacher_seed: int = 1
+    teacher_dtype: str = "float32"
     divergence: str = "forward"
     beta: float = 0.5
     temperature: float = 1.0
@@ -547,6 +559,8 @@ class DistillConfig:
 
         if self.mode not in MODES:
             fail(f"mode: must be one of {', '.join(MODES)}, got {self.mode!r}")
+        if self.teacher_dtype not in TEACHER_DTYPES:
+            fail(f"teacher_dtype: must be one of {', '.join(TEACHER_DTYPES)}, got {self.teacher_dtype!r}")
         if self.divergence not in DIVERGENCES:
             fail(f"divergence: must be one of {', '.join(DIVERGENCES)}, got {self.divergence!r}")
         if not 0 < self.beta < 1:
@@ -593,7 +607,9 @@ def student_tokenizer(config: Any) -> Any:
 def load_teacher(spec: DistillConfig, device: Any) -> tuple[torch.nn.Module, Any]:
     from qwen3.engine.llm import load_model_and_tokenizer
 
-    model, tokenizer = load_model_and_tokenizer(spec.teacher, device=device, seed=spec.teacher_seed)
+    model, tokenizer = load_model_and_tokenizer(
+        spec.teacher, dtype=spec.teacher_dtype, device=device, seed=spec.teacher_seed
+    )
     for parameter in model.parameters():
         parameter.requires_grad_(False)
     return model.eval(), tokenizer
@@ -609,8 +625,10 @@ def run_distill(
     overwrite: bool = False,
     progress: bool | None = None,
     env: Any = None,
+    hooks: Sequence[Any] = (),
 ) -> Any:
-    """Run a distillation preset: a TrainConfig table plus ``[distill]`` (``DistillConfig``)."""
+    """Run a distillation preset: a TrainConfig table plus ``[distill]`` (``DistillConfig``); ``hooks`` go to
+    the trainer."""
     from qwen3.train import distributed
     from qwen3.train.grpo import loss_chunk_size
     from qwen3.train.trainer import Trainer
@@ -642,7 +660,7 @@ def run_distill(
     else:
         rows, loss = _off_policy(spec, config, teacher, tokenizer, counter, env)
     trainer = Trainer(config, rows=rows, loss_fn=loss, resume=resume, overwrite=overwrite, env=env,
-                      progress=progress)  # fmt: skip
+                      progress=progress, hooks=hooks)  # fmt: skip
     if rollouts is not None:
         rollouts.attach(trainer.model, env)
     return trainer.fit()

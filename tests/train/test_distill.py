@@ -248,3 +248,37 @@ def test_row_trains_on_the_completion_only():
     row = prompt_row([1, 2, 3], [7, 8, 9])
     assert row.input_ids == [1, 2, 3, 7, 8] and row.labels == [IGNORE, IGNORE, 7, 8, 9]
     assert Row(row.input_ids, row.labels).num_targets == 3
+
+
+def test_a_bigger_teacher_with_the_same_tokenizer_teaches_and_is_counted_at_its_size(tmp_path):
+    import json
+
+    from qwen3.model.checkpoint import default_generation_config, save_model
+    from qwen3.train.flops import matmul_params
+
+    tokenizer = tokenizer_for_vocab(512)
+    config = get_preset("qwen3-debug-tiny").replace(
+        hidden_size=96,
+        num_hidden_layers=3,
+        bos_token_id=tokenizer.endoftext_id,
+        eos_token_id=tokenizer.im_end_id,
+    )
+    teacher = init_model(config, seed=1)
+    teacher.generation_config = default_generation_config(config, tokenizer)
+    directory = save_model(teacher, tmp_path / "teacher", tokenizer=tokenizer)
+    run_distill(distill_table(tmp_path / "run", "on_policy", steps=2, teacher=str(directory)), progress=False)
+    last = json.loads((tmp_path / "run" / "metrics.jsonl").read_text().splitlines()[-1])
+    assert last["teacher_flops"] == 2 * matmul_params(config) * last["teacher_forward_tokens"] > 0
+    assert math.isfinite(last["loss"]) and last["loss"] > 0
+
+
+def test_the_teacher_answers_every_prompt_in_both_modes():
+    from qwen3.engine.llm import LLM
+    from qwen3.train.distill import teacher_examples
+
+    teacher = init_model(get_preset("qwen3-debug-tiny"), seed=1)
+    llm = LLM(teacher, tokenizer=tokenizer_for_vocab(512), max_model_len=128, max_num_seqs=4)
+    examples = teacher_examples(llm, synthetic_prompts(2, seed=3), max_tokens=4, seed=5)
+    asked = [e["messages"][-2]["content"].rsplit(" ", 1)[-1] for e in examples]
+    assert asked == ["/think", "/think", "/no_think", "/no_think"]
+    assert all(e["messages"][-1]["role"] == "assistant" for e in examples)
