@@ -7,7 +7,7 @@ takes one optimizer step on the per-token KL. Student: qwen3-debug-5m (5.25M par
 with twice the layers (~2x the non-embedding parameters). Both random, so replies run to the token limit.
 
     python bench/bench_distill.py [--steps 3] [--warmup 1] [--prompts 16] [--tokens 128] [--no-trl]
-        [--precision fp32|bf16] [--profile]
+        [--precision fp32|bf16] [--profile] [--rounds 1]
 
 ``--precision bf16``: both sides in mixed precision: the student's matmuls under bf16 autocast with fp32 master
 weights and AdamW state (ours ``precision = "bf16"``, TRL ``bf16=True``), the teacher's weights in bf16 (inference
@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import tempfile
 import time
 from pathlib import Path
@@ -132,7 +133,7 @@ def trl(student: Path, teacher: Path, args: argparse.Namespace, out_dir: Path) -
         output_dir=str(out_dir), per_device_train_batch_size=args.prompts, max_steps=args.warmup + args.steps,
         lmbda=1.0, beta=0.0, temperature=1.0, max_new_tokens=args.tokens, learning_rate=1e-4, logging_steps=1,
         report_to=[], save_strategy="no", use_cpu=True, max_length=512, dataloader_num_workers=0,
-        bf16=args.precision == "bf16",
+        bf16=args.precision == "bf16", gradient_checkpointing=False,  # ours recomputes nothing either
     )  # fmt: skip
     clock = Clock()
     teacher_dtype = torch.bfloat16 if args.precision == "bf16" else torch.float32
@@ -157,20 +158,34 @@ def main() -> None:
     parser.add_argument("--no-trl", action="store_true")
     parser.add_argument("--precision", choices=("fp32", "bf16"), default="fp32")
     parser.add_argument("--profile", action="store_true")
+    parser.add_argument("--rounds", type=int, default=1, help="ours, TRL, ours, ... alternated (load drifts)")
     args = parser.parse_args()
+    threads = torch.get_num_threads()
+    print(f"on-policy distillation, {args.prompts} prompts x {args.tokens} tokens, {args.precision}, "
+          f"torch threads {threads}")  # fmt: skip
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         student, teacher = make_models(root)
-        results = {"ours": ours(student, teacher, args, root / "ours")}
-        if not args.no_trl:
-            results["trl_gkd"] = trl(student, teacher, args, root / "trl")
-    threads = torch.get_num_threads()
-    print(f"on-policy distillation, {args.prompts} prompts x {args.tokens} tokens, {args.precision}, "
-          f"torch threads {threads}, load {Path('/proc/loadavg').read_text().split()[0]}")  # fmt: skip
-    for name, rate in results.items():
-        print(f"  {name:8s} {rate:.3f} steps/s")
-    if "trl_gkd" in results:
-        print(f"  ours / TRL = {results['ours'] / results['trl_gkd']:.1f}x")
+        rates: dict[str, list[float]] = {"ours": []}
+        for index in range(args.rounds):
+            rates["ours"].append(ours(student, teacher, args, root / f"ours{index}"))
+            report("ours", rates["ours"][-1])
+            if not args.no_trl:
+                rates.setdefault("trl_gkd", []).append(trl(student, teacher, args, root / f"trl{index}"))
+                report("trl_gkd", rates["trl_gkd"][-1])
+        if not args.no_trl and args.rounds > 1:  # bracket the last TRL run by a run of ours
+            rates["ours"].append(ours(student, teacher, args, root / "ours-last"))
+            report("ours", rates["ours"][-1])
+    for name, values in rates.items():
+        print(f"  {name:8s} median {statistics.median(values):.3f} steps/s of {len(values)} runs")
+    if "trl_gkd" in rates:
+        ratio = statistics.median(rates["ours"]) / statistics.median(rates["trl_gkd"])
+        print(f"  ours / TRL = {ratio:.1f}x (medians)")
+
+
+def report(name: str, rate: float) -> None:
+    load = Path("/proc/loadavg").read_text().split()[0]
+    print(f"  {name:8s} {rate:.3f} steps/s ({1 / rate:.2f} s a step), load {load}", flush=True)
 
 
 if __name__ == "__main__":

@@ -404,6 +404,7 @@ class RolloutSettings:
     temperature: float = 1.0
     modes: tuple[str, ...] = THINK_MODES
     seed: int = 0
+    dtype: torch.dtype | None = None  # the engine's copy of the student (None: the student's own dtype)
 
 
 class OnPolicyRollouts:
@@ -445,12 +446,12 @@ class OnPolicyRollouts:
             raise RuntimeError("OnPolicyRollouts.attach(model) must be called before rows are drawn")
         if self.llm is None:
             copy_ = copy.deepcopy(self.policy).to(
-                "cpu" if not torch.cuda.is_available() else self.policy.lm_head.weight.device
+                "cpu" if not torch.cuda.is_available() else self.policy.lm_head.weight.device,
+                dtype=self.settings.dtype,
             )
             self.llm = LLM(copy_, tokenizer=self.tokenizer, **self.engine_options)
-        else:
-            self.llm.model.load_state_dict(self.policy.state_dict())
-            self.llm.sync_weights()
+        else:  # the updated weights, converted to the engine's dtype; the engine's layouts are rebuilt
+            self.llm.engine.load_weights(self.policy.state_dict().items())
         return self.llm
 
     @torch.no_grad()
@@ -535,7 +536,8 @@ class DistillConfig:
       full vocabulary); ``store``: the top-k file (default RUN_DIR/teacher_topk.safetensors).
     - ``prompts``: synthetic arithmetic prompts (seed ``prompt_seed``); ``modes``: the soft switches each prompt
       is asked in, in turn (report: both modes); ``max_new_tokens`` and ``rollout_temperature`` for sampling
-      (student on-policy, teacher off-policy).
+      (student on-policy, teacher off-policy); ``rollout_dtype``: the weights of the student's engine copy
+      ("auto": bfloat16 under ``precision = "bf16"``, else float32).
     """
 
     mode: str = "on_policy"
@@ -552,6 +554,7 @@ class DistillConfig:
     modes: list[str] = field(default_factory=lambda: list(THINK_MODES))
     max_new_tokens: int = 32
     rollout_temperature: float = 1.0
+    rollout_dtype: str = "auto"
 
     def __post_init__(self) -> None:
         def fail(message: str) -> None:
@@ -559,6 +562,8 @@ class DistillConfig:
 
         if self.mode not in MODES:
             fail(f"mode: must be one of {', '.join(MODES)}, got {self.mode!r}")
+        if self.rollout_dtype not in ("auto", *TEACHER_DTYPES):
+            fail(f"rollout_dtype: must be auto, {', '.join(TEACHER_DTYPES)}, got {self.rollout_dtype!r}")
         if self.teacher_dtype not in TEACHER_DTYPES:
             fail(f"teacher_dtype: must be one of {', '.join(TEACHER_DTYPES)}, got {self.teacher_dtype!r}")
         if self.divergence not in DIVERGENCES:
@@ -602,6 +607,15 @@ def student_tokenizer(config: Any) -> Any:
     if tokenizer is None:
         raise SettingsError("distillation needs a tokenizer: data.synthetic = 'patterns' has none")
     return tokenizer
+
+
+def rollout_dtype(spec: DistillConfig, config: Any) -> torch.dtype | None:
+    """The dtype the student samples in: ``distill.rollout_dtype``, "auto" following ``precision`` (bf16
+    training samples from bf16 weights, as the forward it trains with runs in bf16; fp32 samples in fp32)."""
+    name = spec.rollout_dtype
+    if name == "auto":
+        name = "bfloat16" if config.precision == "bf16" else "float32"
+    return getattr(torch, name)
 
 
 def load_teacher(spec: DistillConfig, device: Any) -> tuple[torch.nn.Module, Any]:
@@ -650,7 +664,8 @@ def run_distill(
     rollouts = None
     if spec.mode == "on_policy":
         settings = RolloutSettings(config.rows_per_step(env.world_size), spec.max_new_tokens,
-                                   spec.rollout_temperature, tuple(spec.modes), config.seed)  # fmt: skip
+                                   spec.rollout_temperature, tuple(spec.modes), config.seed,
+                                   rollout_dtype(spec, config))  # fmt: skip
         engine = {"max_model_len": config.data.seq_len, "max_num_seqs": settings.rows}
         rollouts = OnPolicyRollouts(prompts, tokenizer, settings, counter, engine)
         rows: Any = CountedRows(rollouts, counter, teacher="teacher")
