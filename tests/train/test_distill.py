@@ -282,3 +282,35 @@ def test_the_teacher_answers_every_prompt_in_both_modes():
     asked = [e["messages"][-2]["content"].rsplit(" ", 1)[-1] for e in examples]
     assert asked == ["/think", "/think", "/no_think", "/no_think"]
     assert all(e["messages"][-1]["role"] == "assistant" for e in examples)
+
+
+def test_under_torchrun_a_rank_samples_only_its_share_and_receives_every_rank_s_rows(monkeypatch):
+    import qwen3.train.distill as distill
+    from qwen3.train.distributed import DistEnv
+    from qwen3.train.flops import ComputeCounter
+
+    class Engine:
+        def __init__(self):
+            self.seeds = []
+
+        def chat(self, conversations, params, progress=False):
+            from types import SimpleNamespace
+
+            self.seeds += [p.seed for p in params]
+            return [SimpleNamespace(prompt_token_ids=[1, 2], outputs=[SimpleNamespace(token_ids=[p.seed])])
+                    for p in params]  # fmt: skip
+
+    def other_ranks(values, env):  # rank 0 sampled serials 0-3 (seeds 100-103); this is rank 1
+        return [([1, 2], [100 + i]) for i in range(4)] + values
+
+    monkeypatch.setattr(distill, "gather", other_ranks)
+    counter = ComputeCounter({"student": 1})
+    settings = distill.RolloutSettings(rows=8, seed=100)
+    rollouts = distill.OnPolicyRollouts(synthetic_prompts(3), None, settings, counter)
+    rollouts.attach(torch.nn.Linear(1, 1), DistEnv(rank=1, world_size=2))
+    rollouts.llm = engine = Engine()
+    monkeypatch.setattr(rollouts, "_engine", lambda: engine)
+    rows = [rollouts.next_row() for _ in range(8)]
+    assert engine.seeds == [104, 105, 106, 107]  # its share only, seeded by the batch-wide serial
+    assert [row.labels[-1] for row in rows] == list(range(100, 108))  # every rank's rows, in rank order
+    assert counter.forward_tokens["student"] == 8 * 3  # all 8 rollouts counted on every rank
