@@ -31,6 +31,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+from torch.profiler import record_function
 
 from qwen3.train.batch import IGNORE, Batch, Row
 from qwen3.train.flops import ComputeCounter
@@ -42,6 +43,8 @@ from qwen3.train.topk_store import unpack_topk
 DIVERGENCES = ("forward", "reverse", "jsd")
 MODES = ("on_policy", "off_policy_sft", "off_policy_logits")
 THINK_MODES = ("think", "no_think")
+TEACHER_DTYPES = ("float32", "bfloat16")
+STORE_BATCH = 8  # rows the teacher scores per forward when it builds a top-k store
 
 
 # ---------------------------------------------------------------------------------------------- divergences
@@ -69,6 +72,79 @@ def token_divergence(
         raise ValueError(f"jsd beta must be in (0, 1), got {beta}")
     m = torch.logsumexp(torch.stack([t + math.log(beta), s + math.log1p(-beta)]), dim=0)
     return beta * (t.exp() * (t - m)).sum(-1) + (1 - beta) * (s.exp() * (s - m)).sum(-1)
+
+
+def divergence_and_grad(s: Tensor, t: Tensor, kind: str, beta: float) -> tuple[Tensor, Tensor]:
+    """[N] divergence and its [N, V] gradient with respect to the student's (temperature-scaled) logits, from the
+    fp32 log-probabilities ``s`` (student) and ``t`` (teacher); the same values as ``token_divergence``. With
+    p = softmax, the gradient of any D(p) is p * (g - <p, g>) for g = dD/dp: forward KL g = -t/p (so p - t),
+    reverse KL g = log(p/t) + 1, JSD(beta) g = (1 - beta) log(p/m) (the terms through m cancel); constants in g
+    cancel."""
+    p = s.exp()
+    if kind == "forward":
+        q = t.exp()
+        return (q * (t - s)).sum(-1), p.sub_(q)
+    if kind == "reverse":
+        g = s - t
+        inner = (p * g).sum(-1)  # KL(S || T)
+        value = inner
+    else:
+        m = torch.logaddexp(t + math.log(beta), s + math.log1p(-beta))
+        g = (s - m).mul_(1 - beta)
+        inner = (p * g).sum(-1)  # (1 - beta) KL(S || M)
+        value = beta * (t.exp() * (t - m)).sum(-1) + inner
+    return value, g.sub_(inner[:, None]).mul_(p)
+
+
+def linear_divergence(
+    hidden: Tensor, weight: Tensor, teacher_hidden: Tensor, teacher_weight: Tensor, kind: str = "forward",
+    beta: float = 0.5, temperature: float = 1.0, chunk_size: int = 512,
+) -> Tensor:  # fmt: skip
+    """sum_i token_divergence(hidden[i] @ weight.T, teacher_hidden[i] @ teacher_weight.T)[i] without ever holding
+    the [N, V] logits of either model: chunk by chunk the forward computes both heads, the divergence and its
+    gradients (``divergence_and_grad``); backward only scales them. The teacher gets no gradient. Matmuls run in
+    the autocast dtype (the teacher's in its own dtype), softmax and divergence in fp32."""
+    if kind not in DIVERGENCES:
+        raise ValueError(f"divergence must be one of {', '.join(DIVERGENCES)}, got {kind!r}")
+    if hidden.shape[0] != teacher_hidden.shape[0] or weight.shape[0] != teacher_weight.shape[0]:
+        raise ValueError(
+            f"student hidden {tuple(hidden.shape)} / head {tuple(weight.shape)} and teacher hidden "
+            f"{tuple(teacher_hidden.shape)} / head {tuple(teacher_weight.shape)}: rows and vocabularies must match"
+        )
+    return _LinearDivergence.apply(hidden, weight, teacher_hidden.detach(), teacher_weight.detach(), kind,
+                                   float(beta), float(temperature), int(chunk_size))  # fmt: skip
+
+
+class _LinearDivergence(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, hidden, weight, teacher_hidden, teacher_weight, kind, beta, temperature, chunk_size):  # type: ignore[override]
+        device = hidden.device.type
+        compute = torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else hidden.dtype
+        grad_hidden = torch.zeros_like(hidden)
+        grad_weight = torch.zeros(weight.shape, dtype=torch.float32, device=weight.device)
+        total = torch.zeros((), dtype=torch.float32, device=hidden.device)
+        with torch.autocast(device, enabled=False), torch.no_grad(), record_function("distill.divergence"):
+            w, tw = weight.to(compute), teacher_weight
+            for start in range(0, hidden.shape[0], chunk_size or max(hidden.shape[0], 1)):
+                h = hidden[start : start + chunk_size].to(compute)
+                th = teacher_hidden[start : start + chunk_size].to(tw.dtype)
+                s = torch.log_softmax((h @ w.T).float().div_(temperature), dim=-1)
+                t = torch.log_softmax((th @ tw.T).float().div_(temperature), dim=-1)
+                value, grad = divergence_and_grad(s, t, kind, beta)
+                total += value.sum()
+                grad = grad.div_(temperature).to(compute)
+                grad_hidden[start : start + chunk_size] = (grad @ w).to(hidden.dtype)
+                if compute == torch.float32:
+                    grad_weight.addmm_(grad.T, h)
+                else:
+                    grad_weight += (grad.T @ h).float()
+        ctx.save_for_backward(grad_hidden, grad_weight.to(weight.dtype))
+        return total
+
+    @staticmethod
+    def backward(ctx, grad_output):  # type: ignore[override]
+        grad_hidden, grad_weight = ctx.saved_tensors
+        return grad_hidden * grad_output, grad_weight * grad_output, None, None, None, None, None, None
 
 
 def topk_forward_kl(
@@ -117,7 +193,9 @@ def distill_on_policy(
     temperature: float = 1.0,
     chunk_size: int = 512,
 ) -> LossFn:
-    """Per-token divergence to ``teacher`` (scored in inference mode on the same tokens) over every target."""
+    """Per-token divergence to ``teacher`` (scored in inference mode on the same tokens) over every target.
+    ``chunk_size`` rows per chunk of the fused heads + divergence (``linear_divergence``); 0: the plain torch
+    reference path."""
     if teacher is None:
         raise ValueError("distill_on_policy needs a teacher model")
     if divergence not in DIVERGENCES:
@@ -127,20 +205,24 @@ def distill_on_policy(
 
     def loss(model: torch.nn.Module, batch: Batch) -> LossOutput:
         rows = _target_rows(batch)
-        with torch.inference_mode():
+        with torch.inference_mode(), record_function("distill.teacher_forward"):
             teacher_hidden = teacher.hidden_states(batch.input_ids, document_ids=batch.document_ids)
-            teacher_logits = teacher.lm_head(teacher_hidden.flatten(0, 1)[rows])
-        teacher_logits = teacher_logits.clone()  # an inference tensor cannot meet autograd
-        out = model.hidden_states(batch.input_ids, document_ids=batch.document_ids, output_router_logits=True)
-        hidden = out.hidden_states.flatten(0, 1)[rows]
-        total = hidden.new_zeros((), dtype=torch.float32)
-        size = chunk_size or max(len(rows), 1)
-        for start in range(0, len(rows), size):
-            logits = model.lm_head(hidden[start : start + size])
-            part = token_divergence(
-                logits, teacher_logits[start : start + size], divergence, beta, temperature
+            teacher_hidden = teacher_hidden.flatten(0, 1)[rows]
+        teacher_hidden = teacher_hidden.clone()  # an inference tensor cannot meet autograd
+        with record_function("distill.student_forward"):
+            out = model.hidden_states(
+                batch.input_ids, document_ids=batch.document_ids, output_router_logits=True
             )
-            total = total + part.sum()
+        hidden = out.hidden_states.flatten(0, 1)[rows]
+        if chunk_size:  # the fused head + divergence (its backward is done here too)
+            total = linear_divergence(hidden, model.lm_head.weight, teacher_hidden, teacher.lm_head.weight,
+                                      divergence, beta, temperature, chunk_size)  # fmt: skip
+        else:  # the reference path: plain torch, autograd through the whole [N, V] logits
+            with torch.no_grad():
+                teacher_logits = teacher.lm_head(teacher_hidden)
+            total = token_divergence(
+                model.lm_head(hidden), teacher_logits, divergence, beta, temperature
+            ).sum()
         return LossOutput(total, out.router_logits, {"kl": total.detach()})
 
     return loss
@@ -236,6 +318,26 @@ def prompt_row(prompt_ids: Sequence[int], completion_ids: Sequence[int]) -> Row:
     return Row(ids[:-1], labels)
 
 
+# ------------------------------------------------------------------------------------------- torchrun
+def shard(values: Sequence[Any], env: Any) -> list[Any]:
+    """This rank's contiguous share of ``values`` (all of them in a world of one; shares differ by at most one
+    when the count does not divide): the ranks' shares in rank order are ``values``."""
+    values = list(values)
+    if env is None or env.world_size == 1:
+        return values
+    world = env.world_size
+    return values[len(values) * env.rank // world : len(values) * (env.rank + 1) // world]
+
+
+def gather(values: list[Any], env: Any) -> list[Any]:
+    """Every rank's list, concatenated in rank order: the single-process list of the same work."""
+    if env is None or env.world_size == 1:
+        return values
+    boxes: list[Any] = [None] * env.world_size
+    torch.distributed.all_gather_object(boxes, values)
+    return [value for box in boxes for value in box]
+
+
 # ------------------------------------------------------------------------------------------- row sources
 class ListRows:
     """A fixed list of rows served in a fresh seeded order each epoch (a ``RowSource``)."""
@@ -261,10 +363,12 @@ class ListRows:
 
 class CountedRows:
     """Wraps a row source and counts every row served as trained tokens of ``student`` (and, with ``teacher``,
-    as forward tokens of the teacher that scores it); ``counters()`` are the totals the trainer logs."""
+    as forward tokens of the teacher that scores it); ``counters()`` are what the trainer logs each step: the
+    run's totals so far (``flops``, ``student_flops``, ...) and this step's share (``step_flops``, ...)."""
 
     def __init__(self, source: Any, counter: ComputeCounter, teacher: str | None = None):
         self.source, self.counter, self.teacher = source, counter, teacher
+        self.logged: dict[str, int] = {}  # the totals of the last record
 
     def next_row(self) -> Row:
         row = self.source.next_row()
@@ -275,7 +379,11 @@ class CountedRows:
 
     def counters(self) -> dict[str, int]:
         inner = self.source.counters() if hasattr(self.source, "counters") else {}
-        return {**inner, **self.counter.totals()}
+        totals = self.counter.totals()
+        steps = {f"step_{key}": value - self.logged.get(key, 0) for key, value in totals.items()
+                 if key.endswith("flops")}  # fmt: skip
+        self.logged = totals
+        return {**inner, **totals, **steps}
 
     def state_dict(self) -> dict[str, Any]:
         return {"source": self.source.state_dict(), "compute": self.counter.state_dict()}
@@ -283,6 +391,7 @@ class CountedRows:
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.source.load_state_dict(state["source"])
         self.counter.load_state_dict(state["compute"])
+        self.logged = self.counter.totals()  # the checkpoint is taken right after a record
 
 
 @dataclass
@@ -295,6 +404,7 @@ class RolloutSettings:
     temperature: float = 1.0
     modes: tuple[str, ...] = THINK_MODES
     seed: int = 0
+    dtype: torch.dtype | None = None  # the engine's copy of the student (None: the student's own dtype)
 
 
 class OnPolicyRollouts:
@@ -314,12 +424,15 @@ class OnPolicyRollouts:
         )
         self.engine_options = engine_options or {}
         self.policy: torch.nn.Module | None = None
+        self.env: Any = None
         self.llm: Any = None
         self.buffer: list[Row] = []
         self.refills = 0
 
-    def attach(self, policy: torch.nn.Module) -> None:
-        self.policy = policy
+    def attach(self, policy: torch.nn.Module, env: Any = None) -> None:
+        """Sample from ``policy`` (the trainer's model); under torchrun (``env``) this rank generates its share of
+        each batch and the ranks exchange their rows, so every rank holds the whole global batch."""
+        self.policy, self.env = policy, env
 
     def next_row(self) -> Row:
         if not self.buffer:
@@ -333,34 +446,40 @@ class OnPolicyRollouts:
             raise RuntimeError("OnPolicyRollouts.attach(model) must be called before rows are drawn")
         if self.llm is None:
             copy_ = copy.deepcopy(self.policy).to(
-                "cpu" if not torch.cuda.is_available() else self.policy.lm_head.weight.device
+                "cpu" if not torch.cuda.is_available() else self.policy.lm_head.weight.device,
+                dtype=self.settings.dtype,
             )
             self.llm = LLM(copy_, tokenizer=self.tokenizer, **self.engine_options)
-        else:
-            self.llm.model.load_state_dict(self.policy.state_dict())
-            self.llm.sync_weights()
+        else:  # the updated weights, converted to the engine's dtype; the engine's layouts are rebuilt
+            self.llm.engine.load_weights(self.policy.state_dict().items())
         return self.llm
 
     @torch.no_grad()
     def _generate(self) -> list[Row]:
+        """One global batch: completion ``serial`` answers prompt ``serial % prompts`` in mode ``serial // prompts``
+        (cycling), seeded ``seed + serial``, so the batch does not depend on how it is split over ranks."""
+        with record_function("distill.rollout"):
+            return self._sample()
+
+    def _sample(self) -> list[Row]:
         from qwen3.engine.sampling_params import SamplingParams
 
         llm, s = self._engine(), self.settings
+        serials = shard(range(self.refills * s.rows, (self.refills + 1) * s.rows), self.env)
         conversations, params = [], []
-        for index in range(s.rows):
-            serial = self.refills * s.rows + index
+        for serial in serials:
             prompt = self.prompts[serial % len(self.prompts)]
             conversations.append(with_mode(prompt, s.modes[(serial // len(self.prompts)) % len(s.modes)]))
             params.append(
                 SamplingParams(temperature=s.temperature, max_tokens=s.max_tokens, seed=s.seed + serial)
             )
-        outputs = llm.chat(conversations, params, progress=False)
+        outputs = llm.chat(conversations, params, progress=False) if conversations else []
         self.refills += 1
+        pairs = [(list(out.prompt_token_ids), list(out.outputs[0].token_ids)) for out in outputs]
         rows = []
-        for out in outputs:
-            completion = out.outputs[0].token_ids
-            self.counter.forward("student", len(out.prompt_token_ids) + len(completion))
-            rows.append(prompt_row(out.prompt_token_ids, completion))
+        for prompt_ids, completion in gather(pairs, self.env):
+            self.counter.forward("student", len(prompt_ids) + len(completion))
+            rows.append(prompt_row(prompt_ids, completion))
         return rows
 
     def state_dict(self) -> dict[str, Any]:
@@ -375,17 +494,19 @@ class OnPolicyRollouts:
 # ------------------------------------------------------------------------------------------- off-policy data
 def teacher_examples(
     teacher_llm: Any, prompts: Sequence[list[dict[str, Any]]], modes: Sequence[str] = THINK_MODES,
-    max_tokens: int = 64, temperature: float = 0.7, seed: int = 0,
+    max_tokens: int = 64, temperature: float = 0.7, seed: int = 0, env: Any = None,
 ) -> list[dict[str, Any]]:  # fmt: skip
     """The teacher's replies to every prompt in every mode, as chat examples (``{"messages": [...]}``, the reply
-    with its ``reasoning_content``) for SFT or for scoring into a top-k store."""
+    with its ``reasoning_content``) for SFT or for scoring into a top-k store. Conversation i is seeded
+    ``seed + i``; under torchrun (``env``) each rank generates its share and every rank gets all of them."""
     from qwen3.engine.sampling_params import SamplingParams
 
     conversations = [with_mode(prompt, mode) for mode in modes for prompt in prompts]
-    params = [SamplingParams(temperature=temperature, max_tokens=max_tokens, seed=seed + i)
-              for i in range(len(conversations))]  # fmt: skip
-    outputs = teacher_llm.chat(conversations, params, progress=False)
-    return [{"messages": [*conv, out.outputs[0].message()]} for conv, out in zip(conversations, outputs)]
+    mine = shard(range(len(conversations)), env)
+    params = [SamplingParams(temperature=temperature, max_tokens=max_tokens, seed=seed + i) for i in mine]
+    outputs = teacher_llm.chat([conversations[i] for i in mine], params, progress=False) if mine else []
+    replies = gather([out.outputs[0].message() for out in outputs], env)
+    return [{"messages": [*conv, reply]} for conv, reply in zip(conversations, replies)]
 
 
 def example_rows(examples: Sequence[dict[str, Any]], tokenizer: Any, max_len: int) -> list[Row]:
@@ -406,19 +527,23 @@ class DistillConfig:
     """The ``[distill]`` table of a distillation preset (report section 4.5; the report gives no values).
 
     - ``mode``: "on_policy" (phase 2), "off_policy_sft" or "off_policy_logits" (phase 1).
-    - ``teacher``: a checkpoint directory or a preset name (random weights from ``teacher_seed``).
+    - ``teacher``: a checkpoint directory or a preset name (random weights from ``teacher_seed``);
+      ``teacher_dtype``: the weights it scores (and, off-policy, generates) with: "float32", or "bfloat16"
+      (inference only, so no fp32 master copy is needed; the log-softmax and divergence stay fp32).
     - ``divergence`` ("forward", "reverse", "jsd" with ``beta``; GKD, arXiv 2306.13649) and ``temperature``
       (Hinton et al. 2015, arXiv 1503.02531) of the on-policy loss; the top-k loss is forward KL.
     - ``top_k``: teacher entries kept per position for "off_policy_logits" (TRL issue #3055's ask: not the
       full vocabulary); ``store``: the top-k file (default RUN_DIR/teacher_topk.safetensors).
     - ``prompts``: synthetic arithmetic prompts (seed ``prompt_seed``); ``modes``: the soft switches each prompt
       is asked in, in turn (report: both modes); ``max_new_tokens`` and ``rollout_temperature`` for sampling
-      (student on-policy, teacher off-policy).
+      (student on-policy, teacher off-policy); ``rollout_dtype``: the weights of the student's engine copy
+      ("auto": bfloat16 under ``precision = "bf16"``, else float32).
     """
 
     mode: str = "on_policy"
     teacher: str = "qwen3-debug-tiny"
     teacher_seed: int = 1
+    teacher_dtype: str = "float32"
     divergence: str = "forward"
     beta: float = 0.5
     temperature: float = 1.0
@@ -429,6 +554,7 @@ class DistillConfig:
     modes: list[str] = field(default_factory=lambda: list(THINK_MODES))
     max_new_tokens: int = 32
     rollout_temperature: float = 1.0
+    rollout_dtype: str = "auto"
 
     def __post_init__(self) -> None:
         def fail(message: str) -> None:
@@ -436,6 +562,10 @@ class DistillConfig:
 
         if self.mode not in MODES:
             fail(f"mode: must be one of {', '.join(MODES)}, got {self.mode!r}")
+        if self.rollout_dtype not in ("auto", *TEACHER_DTYPES):
+            fail(f"rollout_dtype: must be auto, {', '.join(TEACHER_DTYPES)}, got {self.rollout_dtype!r}")
+        if self.teacher_dtype not in TEACHER_DTYPES:
+            fail(f"teacher_dtype: must be one of {', '.join(TEACHER_DTYPES)}, got {self.teacher_dtype!r}")
         if self.divergence not in DIVERGENCES:
             fail(f"divergence: must be one of {', '.join(DIVERGENCES)}, got {self.divergence!r}")
         if not 0 < self.beta < 1:
@@ -479,10 +609,21 @@ def student_tokenizer(config: Any) -> Any:
     return tokenizer
 
 
+def rollout_dtype(spec: DistillConfig, config: Any) -> torch.dtype | None:
+    """The dtype the student samples in: ``distill.rollout_dtype``, "auto" following ``precision`` (bf16
+    training samples from bf16 weights, as the forward it trains with runs in bf16; fp32 samples in fp32)."""
+    name = spec.rollout_dtype
+    if name == "auto":
+        name = "bfloat16" if config.precision == "bf16" else "float32"
+    return getattr(torch, name)
+
+
 def load_teacher(spec: DistillConfig, device: Any) -> tuple[torch.nn.Module, Any]:
     from qwen3.engine.llm import load_model_and_tokenizer
 
-    model, tokenizer = load_model_and_tokenizer(spec.teacher, device=device, seed=spec.teacher_seed)
+    model, tokenizer = load_model_and_tokenizer(
+        spec.teacher, dtype=spec.teacher_dtype, device=device, seed=spec.teacher_seed
+    )
     for parameter in model.parameters():
         parameter.requires_grad_(False)
     return model.eval(), tokenizer
@@ -498,14 +639,21 @@ def run_distill(
     overwrite: bool = False,
     progress: bool | None = None,
     env: Any = None,
+    hooks: Sequence[Any] = (),
 ) -> Any:
-    """Run a distillation preset: a TrainConfig table plus ``[distill]`` (``DistillConfig``)."""
+    """Run a distillation preset: a TrainConfig table plus ``[distill]`` (``DistillConfig``); ``hooks`` go to
+    the trainer."""
     from qwen3.train import distributed
     from qwen3.train.grpo import loss_chunk_size
     from qwen3.train.trainer import Trainer
 
     spec, config = split_table(table, "distill", DistillConfig)
     env = env or distributed.init_distributed(config.device)
+    if spec.mode == "on_policy" and env.distributed and config.distributed == "fsdp":
+        raise SettingsError(
+            "distill: distributed = 'fsdp' does not run on-policy distillation (each rank's engine samples from "
+            "the whole student); use distributed = 'ddp'"
+        )
     tokenizer = student_tokenizer(config)
     teacher, teacher_tokenizer = load_teacher(spec, env.device)
     check_compatible(tokenizer, teacher_tokenizer, config.model.name, spec.teacher)
@@ -516,7 +664,8 @@ def run_distill(
     rollouts = None
     if spec.mode == "on_policy":
         settings = RolloutSettings(config.rows_per_step(env.world_size), spec.max_new_tokens,
-                                   spec.rollout_temperature, tuple(spec.modes), config.seed)  # fmt: skip
+                                   spec.rollout_temperature, tuple(spec.modes), config.seed,
+                                   rollout_dtype(spec, config))  # fmt: skip
         engine = {"max_model_len": config.data.seq_len, "max_num_seqs": settings.rows}
         rollouts = OnPolicyRollouts(prompts, tokenizer, settings, counter, engine)
         rows: Any = CountedRows(rollouts, counter, teacher="teacher")
@@ -524,47 +673,74 @@ def run_distill(
             teacher, spec.divergence, spec.beta, spec.temperature, loss_chunk_size(config)
         )
     else:
-        rows, loss = _off_policy(spec, config, teacher, tokenizer, counter)
+        rows, loss = _off_policy(spec, config, teacher, tokenizer, counter, env)
     trainer = Trainer(config, rows=rows, loss_fn=loss, resume=resume, overwrite=overwrite, env=env,
-                      progress=progress)  # fmt: skip
+                      progress=progress, hooks=hooks)  # fmt: skip
     if rollouts is not None:
-        rollouts.attach(trainer.model)
+        rollouts.attach(trainer.model, env)
     return trainer.fit()
 
 
 def _off_policy(spec: DistillConfig, config: Any, teacher: torch.nn.Module, tokenizer: Any,
-                counter: ComputeCounter) -> tuple[Any, LossFn | None]:  # fmt: skip
+                counter: ComputeCounter, env: Any = None) -> tuple[Any, LossFn | None]:  # fmt: skip
     """Phase 1: the teacher's replies in both modes, then SFT rows or top-k rows (the store is built once)."""
     import dataclasses
-    from pathlib import Path
 
     from qwen3.engine.llm import LLM
     from qwen3.train.build import build_rows
     from qwen3.train.grpo import loss_chunk_size
     from qwen3.train.loss import make_loss
-    from qwen3.train.topk_store import TopKStore, build_topk_store
 
     prompts = synthetic_prompts(spec.prompts, spec.prompt_seed)
     llm = LLM(teacher, tokenizer=tokenizer, max_model_len=config.data.seq_len, max_num_seqs=len(prompts))
     examples = teacher_examples(
-        llm, prompts, spec.modes, spec.max_new_tokens, spec.rollout_temperature, config.seed
+        llm, prompts, spec.modes, spec.max_new_tokens, spec.rollout_temperature, config.seed, env
     )
     counter.forward("teacher", sum(_example_tokens(llm, e) for e in examples))
     if spec.mode == "off_policy_sft":
         data = dataclasses.replace(config.data, kind="sft", synthetic=None)
         source = build_rows(data, tokenizer, teacher.config.vocab_size, examples)
         return CountedRows(source, counter), make_loss(config.loss.type, **config.loss.options)
-    path = Path(spec.store or Path(config.run_dir) / "teacher_topk.safetensors")
-    store = TopKStore.load(path) if path.is_file() else None
-    label = teacher_label(spec)
-    if store is None or (store.k, store.temperature, store.teacher) != (spec.top_k, spec.temperature, label):
-        # A store of another teacher or k (an earlier run in this directory) is rebuilt, never reused.
-        rows = example_rows(examples, tokenizer, config.data.seq_len)
-        store = build_topk_store(teacher, rows, path, spec.top_k, spec.temperature, label,
-                                 pad_id=tokenizer.pad_token_id)  # fmt: skip
-        counter.forward("teacher", sum(len(row.input_ids) for row in rows))
+    store = _topk_store(spec, config, teacher, tokenizer, examples, counter, env)
     source = ListRows([sequence.to_row() for sequence in store.sequences], config.data.seed)
     return CountedRows(source, counter), distill_topk(store.temperature, loss_chunk_size(config))
+
+
+def _topk_store(spec: DistillConfig, config: Any, teacher: torch.nn.Module, tokenizer: Any,
+                examples: list[dict[str, Any]], counter: ComputeCounter, env: Any) -> Any:  # fmt: skip
+    """The run's top-k store: reused when it holds this teacher, k and temperature, else built. Under torchrun
+    rank 0 alone decides and writes; each rank scores its share of the rows, the shares are gathered, and the
+    others wait for the file at a barrier (one writer, no race)."""
+    from pathlib import Path
+
+    from qwen3.train.topk_store import TopKStore, teacher_topk
+
+    path = Path(spec.store or Path(config.run_dir) / "teacher_topk.safetensors")
+    label, main = teacher_label(spec), env is None or env.is_main
+    store = TopKStore.load(path) if main and path.is_file() else None
+    # A store of another teacher or k (an earlier run in this directory) is rebuilt, never reused.
+    reusable = store is not None and (store.k, store.temperature, store.teacher) == (
+        spec.top_k, spec.temperature, label
+    )  # fmt: skip
+    if env is not None and env.distributed:
+        from qwen3.train.distributed import broadcast_object
+
+        reusable = broadcast_object(reusable, env)
+    if reusable:
+        return store if store is not None else TopKStore.load(path)
+    rows = example_rows(examples, tokenizer, config.data.seq_len)
+    mine = shard(rows, env)
+    sequences = []
+    for start in range(0, len(mine), STORE_BATCH):
+        sequences += teacher_topk(teacher, mine[start : start + STORE_BATCH], spec.top_k, spec.temperature,
+                                  tokenizer.pad_token_id)  # fmt: skip
+    store = TopKStore(gather(sequences, env), spec.top_k, spec.temperature, teacher.config.vocab_size, label)
+    if main:
+        store.save(path)
+    if env is not None and env.distributed:
+        torch.distributed.barrier()
+    counter.forward("teacher", sum(len(row.input_ids) for row in rows))
+    return store
 
 
 def teacher_label(spec: DistillConfig) -> str:

@@ -140,16 +140,25 @@ class GeneralRLRows(GRPORows):
     def _reward(self, item: Any, rollout: Any) -> float:
         mixed = self.mix(item, reply_of(item, rollout, self._thinking(item)))
         rollout.rewards = [part.score for part in mixed.parts.values()]
+        judged = mixed.parts.get("judge")
+        rollout.judge_score = None if judged is None else judged.score
         return mixed.score
 
     def _score(self, item: Any, rollout: Rollout) -> None:
         super()._score(item, rollout)
-        self._scored.append((item.family, rollout.reward, rollout.correct))
+        rollout.family = item.family
+
+    def _sample_groups(self, count: int) -> list[list[Rollout]]:
+        groups = super()._sample_groups(count)  # every rank's, gathered: the metrics cover the whole batch
+        self._scored += [rollout for group in groups for rollout in group]
+        return groups
 
     def _new_batch(self) -> None:
         self._scored = []
         super()._new_batch()
-        self.batch_metrics.update(task_metrics(self._scored))
+        scored = [(r.family, r.reward, r.correct) for r in self._scored]
+        self.batch_metrics.update(task_metrics(scored))
+        self.batch_metrics.update(judge_metrics(self._scored, self.mix.rewards.get("judge")))
 
 
 def task_metrics(scored: Sequence[tuple[str, float, bool]]) -> dict[str, float]:
@@ -161,6 +170,24 @@ def task_metrics(scored: Sequence[tuple[str, float, bool]]) -> dict[str, float]:
         out[f"{family}/accuracy"] = sum(c for _, c in mine) / len(mine)
         out[f"{family}/rollouts"] = float(len(mine))
     return out
+
+
+def judge_metrics(rollouts: Sequence[Any], judge: Any) -> dict[str, float]:
+    """With a judge in the mix: its pass/fail agreement with the rule verifier (``correct``) over the batch's
+    judged rollouts (report: a model-based reward "where both apply" is checked against the rules), and the
+    run's count of unparsable or failed verdicts (scored 0)."""
+    from qwen3.train.judge import Agreement
+
+    judged = [r for r in rollouts if getattr(r, "judge_score", None) is not None]
+    if judge is None or not judged:
+        return {}
+    pairs = [(r.judge_score >= 0.5, bool(r.correct)) for r in judged]
+    result = Agreement(len(pairs), sum(a == b for a, b in pairs), sum(a and not b for a, b in pairs),
+                       sum(b and not a for a, b in pairs))  # fmt: skip
+    return {"judge/agreement": result.rate, "judge/judged": float(result.items),
+            "judge/pass_rule_fail": float(result.judge_pass_rule_fail),
+            "judge/fail_rule_pass": float(result.judge_fail_rule_pass),
+            "judge/unparsable": float(getattr(judge, "unparsable", 0))}  # fmt: skip
 
 
 # ---------------------------------------------------------------------------------------------------- tasks
@@ -221,6 +248,10 @@ class GeneralRLConfig:
     - ``rewards``: per family, ``{reward name: weight}`` overriding ``reward_system.DEFAULT_WEIGHTS``.
     - ``reward_model``: a reward-model directory (qwen3.train.reward_model) added as the ``reward_model`` piece;
       ``preference`` items use it by default.
+    - ``judge``: the model-based reward with a reference (qwen3.train.judge), added as the ``judge`` piece for
+      the mixes of ``rewards`` to use: a Qwen3 checkpoint directory or preset run by our engine in this process,
+      or an OpenAI-compatible base URL ("http://host:port/v1") serving ``judge_model``. Each step logs
+      ``judge/agreement`` with the rule verifier over the judged rollouts and ``judge/unparsable``.
     - ``agent_rounds``: at most this many model turns in a tool rollout (report: "complete multi-turn
       interaction cycles").
     """
@@ -229,6 +260,9 @@ class GeneralRLConfig:
     task_weights: list[float] | None = None
     rewards: dict[str, dict[str, float]] = field(default_factory=dict)
     reward_model: str | None = None
+    judge: str | None = None
+    judge_model: str = "judge"
+    judge_max_tokens: int = 256
     agent_rounds: int = 4
 
     def __post_init__(self) -> None:
@@ -252,6 +286,20 @@ class GeneralRLConfig:
             )
         if self.agent_rounds < 1:
             raise SettingsError(f"general_rl.agent_rounds: must be >= 1, got {self.agent_rounds}")
+        if self.judge_max_tokens < 1:
+            raise SettingsError(f"general_rl.judge_max_tokens: must be >= 1, got {self.judge_max_tokens}")
+        uses_judge = [family for family, mix in self.rewards.items() if "judge" in mix]
+        if uses_judge and not self.judge:
+            raise SettingsError(
+                f"general_rl.rewards: {', '.join(uses_judge)} mix the 'judge' reward, but general_rl.judge is not set"
+            )
+
+    def make_judge(self) -> Any:
+        from qwen3.train.judge import Judge, in_process_judge, openai_judge
+
+        remote = self.judge.startswith(("http://", "https://"))
+        backend = openai_judge(self.judge, self.judge_model) if remote else in_process_judge(self.judge)
+        return Judge(backend, max_tokens=self.judge_max_tokens)
 
     def weights(self) -> list[float]:
         return list(self.task_weights or [1.0] * len(self.tasks))
@@ -264,6 +312,8 @@ class GeneralRLConfig:
 
             pieces["reward_model"] = RewardModelReward(RewardModel.load(self.reward_model))
             mixes["preference"] = {"format": 0.2, "reward_model": 0.8}
+        if self.judge:
+            pieces["judge"] = self.make_judge()
         mixes.update(self.rewards)
         try:
             return RewardMix(mixes, pieces)

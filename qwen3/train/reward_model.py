@@ -245,48 +245,103 @@ def parse_stage(table: dict[str, Any]) -> tuple[RewardModelConfig, Any]:
                 description="a Bradley-Terry reward model on preference pairs (report section 4.4)")  # fmt: skip
 def run_stage(table: dict[str, Any], *, resume: bool = False, overwrite: bool = False, env: Any = None,
               progress: bool | None = None) -> RewardModelResult:  # fmt: skip
-    """Train a reward model (single process; ``resume`` is not supported: the run is a few minutes at most)."""
+    """Train a reward model (single process). Every ``checkpoint.every`` steps (and at the end with
+    ``checkpoint.save_final``) a ``RUN_DIR/checkpoints/step-*`` directory holds the reward model, the AdamW
+    state, the RNG and pair-sampler states and the log; ``resume`` continues from the newest one exactly."""
     from qwen3.train import build, checkpoint, distributed
     from qwen3.train.distill import student_tokenizer
     from qwen3.train.metrics import MetricsLogger
     from qwen3.train.schedule import lr_at
 
     spec, config = parse_stage(table)
-    if resume:
-        raise SettingsError("reward-model runs do not resume; run again with --overwrite")
     output = Path(spec.output or Path(config.run_dir) / "reward_model")
-    if output.exists() and not overwrite:
-        raise SettingsError(f"{output} already exists: choose another run_dir or pass --overwrite")
+    latest = checkpoint.latest_checkpoint(config.run_dir)
+    if resume and latest is None:
+        raise SettingsError(f"--resume: {config.run_dir} has no complete reward-model checkpoint")
+    if not resume and (output.exists() or latest is not None):
+        if not overwrite:
+            raise SettingsError(f"{config.run_dir} already holds a reward-model run ({output.name} or "
+                                "checkpoints): choose another run_dir, pass --resume or --overwrite")  # fmt: skip
+        import shutil
+
+        shutil.rmtree(checkpoint.checkpoints_dir(config.run_dir), ignore_errors=True)
     env = env or distributed.init_distributed(config.device)
+    if env.distributed:
+        raise SettingsError(
+            "reward-model training runs in one process (it is a few minutes); run it without torchrun"
+        )
     checkpoint.seed_everything(config.seed)
     tokenizer = student_tokenizer(config)
-    lm = build.build_model(config.model, env.device, config.data.seq_len)
-    rm = RewardModel(lm, tokenizer).train()
+    if resume:
+        checkpoint.clean_stale(config.run_dir)
+        rm = RewardModel.load(latest / "reward_model", env.device).train()
+    else:
+        rm = RewardModel(build.build_model(config.model, env.device, config.data.seq_len), tokenizer).train()
     train_pairs, eval_pairs = load_pairs(spec, config.seed)
     optimizer = build.build_optimizer(rm, config.optim, env.device)
     metrics = MetricsLogger(
         config.run_dir, config.steps, config.stage, env.is_main, False, config.log_every, progress
     )
-    metrics.reset_to("")
-    metrics.start(0)
-    rng, losses, started = random.Random(config.seed), [], time.perf_counter()
+    rng, losses, first = random.Random(config.seed), [], 1
+    if resume:
+        first = _restore(latest, optimizer, rng, metrics) + 1
+    else:
+        metrics.reset_to("")
+    metrics.start(first - 1)
+    started = time.perf_counter()
+    every = config.checkpoint.every
     try:
-        for step in range(1, config.steps + 1):
+        for step in range(first, config.steps + 1):
             batch = rng.sample(train_pairs, min(config.micro_batch_size, len(train_pairs)))
             record = _train_step(rm, optimizer, batch, config, tokenizer, lr_at(config.schedule, config.optim.lr,
                                                                                  step - 1, config.steps))  # fmt: skip
             record.update(step=step, elapsed_s=time.perf_counter() - started)
             losses.append(record["loss"])
             metrics.log(record)
+            if (every and step % every == 0) or (step == config.steps and config.checkpoint.save_final):
+                _save_checkpoint(config, step, rm, optimizer, rng, metrics)
         accuracy = pair_accuracy(rm, eval_pairs, config.data.seq_len)
         metrics.message(f"held-out pair accuracy {accuracy:.3f} on {len(eval_pairs)} pairs; saved {output}")
     finally:
         metrics.close()
-    if env.is_main:
-        rm.save(output)
-        atomic_write_json(Path(config.run_dir) / "reward_model_eval.json", {"eval_accuracy": accuracy,
-                          "eval_pairs": len(eval_pairs), "source": spec.source})  # fmt: skip
+    rm.save(output)
+    atomic_write_json(Path(config.run_dir) / "reward_model_eval.json", {"eval_accuracy": accuracy,
+                      "eval_pairs": len(eval_pairs), "source": spec.source})  # fmt: skip
     return RewardModelResult(output, losses, accuracy)
+
+
+def _save_checkpoint(config: Any, step: int, rm: RewardModel, optimizer: Any, rng: random.Random,
+                     metrics: Any) -> Path:  # fmt: skip
+    """``RUN_DIR/checkpoints/step-N/``: ``reward_model/`` (a directory ``RewardModel.load`` reads), the optimizer,
+    the RNG, the sampler's state and the log; the trainer-state file last, all in one atomic directory."""
+    from qwen3.train import checkpoint
+
+    target = checkpoint.step_dir(config.run_dir, step)
+    with atomic_directory(target) as tmp:
+        rm.save(tmp / "reward_model")
+        torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
+        torch.save(checkpoint.rng_state(), tmp / "rng.pt")
+        atomic_write_json(tmp / checkpoint.CONFIG_FILE, config.to_dict())
+        (tmp / "metrics.jsonl").write_text(metrics.text(), encoding="utf-8")
+        version, internal, gauss = rng.getstate()
+        atomic_write_json(tmp / checkpoint.STATE_FILE, {"step": step, "stage": config.stage,
+                                                        "sampler": [version, list(internal), gauss]})  # fmt: skip
+    checkpoint.prune(config.run_dir, config.checkpoint.keep_last)
+    return target
+
+
+def _restore(latest: Path, optimizer: Any, rng: random.Random, metrics: Any) -> int:
+    """Load a checkpoint's optimizer, RNG, sampler and log; returns its step."""
+    from qwen3.train import checkpoint
+
+    state = checkpoint.load_trainer_state(latest)
+    optimizer.load_state_dict(torch.load(latest / "optimizer.pt", map_location="cpu", weights_only=True))
+    checkpoint.load_rng_file(latest)
+    version, internal, gauss = state["sampler"]
+    rng.setstate((version, tuple(internal), gauss))
+    metrics.reset_to((latest / "metrics.jsonl").read_text(encoding="utf-8"))
+    metrics.message(f"resumed from {latest} at step {state['step']}")
+    return int(state["step"])
 
 
 def _train_step(rm: RewardModel, optimizer: Any, batch: Sequence[PreferencePair], config: Any, tokenizer: Any,

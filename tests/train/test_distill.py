@@ -15,6 +15,8 @@ from qwen3.train.batch import IGNORE, Row, collate
 from qwen3.train.distill import (
     IncompatibleTeacher,
     check_compatible,
+    distill_on_policy,
+    linear_divergence,
     mean_divergence,
     prompt_row,
     run_distill,
@@ -64,6 +66,48 @@ def test_topk_kl_equals_the_full_kl_when_k_is_the_vocabulary():
     s, t = torch.randn(4, 6), torch.randn(4, 6)
     values, ids = torch.log_softmax(t, -1).topk(6, dim=-1)
     assert torch.allclose(topk_forward_kl(s, ids, values, 1.0), token_divergence(s, t), atol=1e-5)
+
+
+@pytest.mark.parametrize("kind", ["forward", "reverse", "jsd"])
+@pytest.mark.parametrize("temperature", [1.0, 2.0])
+def test_the_fused_divergence_equals_the_reference_in_value_and_gradients(kind, temperature):
+    torch.manual_seed(3)
+    hidden = torch.randn(10, 8, dtype=torch.float64, requires_grad=True)
+    weight = torch.randn(13, 8, dtype=torch.float64, requires_grad=True)
+    teacher_hidden, teacher_weight = (
+        torch.randn(10, 6, dtype=torch.float64),
+        torch.randn(13, 6, dtype=torch.float64),
+    )
+    fused = linear_divergence(
+        hidden, weight, teacher_hidden, teacher_weight, kind, 0.3, temperature, chunk_size=4
+    )
+    (fused * 1.5).backward()
+    grads = hidden.grad.clone(), weight.grad.clone()
+    hidden.grad = weight.grad = None
+    reference = token_divergence(hidden @ weight.T, teacher_hidden @ teacher_weight.T, kind, 0.3, temperature)
+    (reference.sum() * 1.5).backward()
+    assert fused.item() == pytest.approx(reference.sum().item(), rel=1e-6)
+    assert torch.allclose(grads[0], hidden.grad, atol=1e-6) and torch.allclose(
+        grads[1], weight.grad, atol=1e-6
+    )
+
+
+def test_the_on_policy_loss_fused_and_plain_agree_under_bf16_autocast():
+    torch.manual_seed(4)
+    student = init_model(get_preset("qwen3-debug-tiny"), seed=0)
+    teacher = init_model(get_preset("qwen3-debug-tiny"), seed=1).to(torch.bfloat16)
+    rows = rows_for(tokenizer_for_vocab(512), count=3)
+    batch = collate(rows, pad_id=0)
+    results = []
+    for chunk in (0, 16):
+        with torch.autocast("cpu", torch.bfloat16):
+            out = distill_on_policy(teacher, "jsd", chunk_size=chunk)(student, batch)
+        out.loss_sum.backward()
+        results.append((out.loss_sum.item(), student.lm_head.weight.grad.clone()))
+        student.zero_grad()
+    (plain, plain_grad), (fused, fused_grad) = results
+    assert fused == pytest.approx(plain, rel=2e-2)
+    assert torch.nn.functional.cosine_similarity(plain_grad.flatten(), fused_grad.flatten(), dim=0) > 0.99
 
 
 def rows_for(tokenizer, count=4, completion=12):
@@ -186,7 +230,12 @@ def test_on_policy_counts_rollouts_training_and_teacher_tokens(tmp_path):
     import json
 
     run_distill(distill_table(tmp_path, "on_policy", steps=2), progress=False)
-    last = json.loads((tmp_path / "metrics.jsonl").read_text().splitlines()[-1])
+    records = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    last = records[-1]
+    # Each step logs its own share and the run's running total; the shares add up to the total.
+    for key in ("flops", "student_flops", "teacher_flops"):
+        assert all(r[f"step_{key}"] > 0 for r in records)
+        assert sum(r[f"step_{key}"] for r in records) == last[key]
     assert last["student_train_tokens"] == last["teacher_forward_tokens"] > 0  # the teacher scores every row
     assert last["student_forward_tokens"] > last["student_train_tokens"]  # rollouts: prompt + completion
     n_student = 106_880
@@ -199,3 +248,69 @@ def test_row_trains_on_the_completion_only():
     row = prompt_row([1, 2, 3], [7, 8, 9])
     assert row.input_ids == [1, 2, 3, 7, 8] and row.labels == [IGNORE, IGNORE, 7, 8, 9]
     assert Row(row.input_ids, row.labels).num_targets == 3
+
+
+def test_a_bigger_teacher_with_the_same_tokenizer_teaches_and_is_counted_at_its_size(tmp_path):
+    import json
+
+    from qwen3.model.checkpoint import default_generation_config, save_model
+    from qwen3.train.flops import matmul_params
+
+    tokenizer = tokenizer_for_vocab(512)
+    config = get_preset("qwen3-debug-tiny").replace(
+        hidden_size=96,
+        num_hidden_layers=3,
+        bos_token_id=tokenizer.endoftext_id,
+        eos_token_id=tokenizer.im_end_id,
+    )
+    teacher = init_model(config, seed=1)
+    teacher.generation_config = default_generation_config(config, tokenizer)
+    directory = save_model(teacher, tmp_path / "teacher", tokenizer=tokenizer)
+    run_distill(distill_table(tmp_path / "run", "on_policy", steps=2, teacher=str(directory)), progress=False)
+    last = json.loads((tmp_path / "run" / "metrics.jsonl").read_text().splitlines()[-1])
+    assert last["teacher_flops"] == 2 * matmul_params(config) * last["teacher_forward_tokens"] > 0
+    assert math.isfinite(last["loss"]) and last["loss"] > 0
+
+
+def test_the_teacher_answers_every_prompt_in_both_modes():
+    from qwen3.engine.llm import LLM
+    from qwen3.train.distill import teacher_examples
+
+    teacher = init_model(get_preset("qwen3-debug-tiny"), seed=1)
+    llm = LLM(teacher, tokenizer=tokenizer_for_vocab(512), max_model_len=128, max_num_seqs=4)
+    examples = teacher_examples(llm, synthetic_prompts(2, seed=3), max_tokens=4, seed=5)
+    asked = [e["messages"][-2]["content"].rsplit(" ", 1)[-1] for e in examples]
+    assert asked == ["/think", "/think", "/no_think", "/no_think"]
+    assert all(e["messages"][-1]["role"] == "assistant" for e in examples)
+
+
+def test_under_torchrun_a_rank_samples_only_its_share_and_receives_every_rank_s_rows(monkeypatch):
+    import qwen3.train.distill as distill
+    from qwen3.train.distributed import DistEnv
+    from qwen3.train.flops import ComputeCounter
+
+    class Engine:
+        def __init__(self):
+            self.seeds = []
+
+        def chat(self, conversations, params, progress=False):
+            from types import SimpleNamespace
+
+            self.seeds += [p.seed for p in params]
+            return [SimpleNamespace(prompt_token_ids=[1, 2], outputs=[SimpleNamespace(token_ids=[p.seed])])
+                    for p in params]  # fmt: skip
+
+    def other_ranks(values, env):  # rank 0 sampled serials 0-3 (seeds 100-103); this is rank 1
+        return [([1, 2], [100 + i]) for i in range(4)] + values
+
+    monkeypatch.setattr(distill, "gather", other_ranks)
+    counter = ComputeCounter({"student": 1})
+    settings = distill.RolloutSettings(rows=8, seed=100)
+    rollouts = distill.OnPolicyRollouts(synthetic_prompts(3), None, settings, counter)
+    rollouts.attach(torch.nn.Linear(1, 1), DistEnv(rank=1, world_size=2))
+    rollouts.llm = engine = Engine()
+    monkeypatch.setattr(rollouts, "_engine", lambda: engine)
+    rows = [rollouts.next_row() for _ in range(8)]
+    assert engine.seeds == [104, 105, 106, 107]  # its share only, seeded by the batch-wide serial
+    assert [row.labels[-1] for row in rows] == list(range(100, 108))  # every rank's rows, in rank order
+    assert counter.forward_tokens["student"] == 8 * 3  # all 8 rollouts counted on every rank

@@ -137,3 +137,28 @@ def test_world_preference_pairs_feed_the_reward_model():
     train, held_out = load_pairs(RewardModelConfig(source="world", pairs=8, eval_pairs=4), seed=0)
     assert len(train) == 8 and len(held_out) == 4
     assert all(p.chosen != p.rejected and p.messages for p in train + held_out)
+
+
+def test_a_judge_over_an_openai_url_joins_the_mix_and_its_agreement_is_logged(tmp_path):
+    import threading
+    from http.server import ThreadingHTTPServer
+
+    from .test_judge import _ChatServer
+
+    # The scripted judge passes replies containing "Answer: 5" and answers anything else with garbage: a random
+    # policy never writes that, so every verdict is unparsable (a logged zero) and the judge fails every reply.
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _ChatServer)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        config = table(tmp_path, steps=1, tasks=["world:knowledge"], judge=f"http://127.0.0.1:{server.server_port}/v1",
+                       rewards={"knowledge": {"format": 0.2, "judge": 0.8}})  # fmt: skip
+        run_stage(config, progress=False)
+    finally:
+        server.shutdown()
+    last = json.loads((tmp_path / "metrics.jsonl").read_text().splitlines()[-1])
+    assert last["judge/judged"] == 16 and last["judge/unparsable"] == 16
+    # The judge failed every reply, so it agrees with the rule verifier exactly where that one failed it too.
+    assert last["judge/agreement"] == pytest.approx(1.0 - last["accuracy"])
+    assert last["judge/fail_rule_pass"] == pytest.approx(16 * last["accuracy"])
+    with pytest.raises(SettingsError, match="general_rl.judge is not set"):
+        GeneralRLConfig(rewards={"knowledge": {"judge": 1.0}})

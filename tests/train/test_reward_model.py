@@ -64,3 +64,19 @@ def test_refusals(tmp_path):
         run_stage(rm_table(tmp_path, size=3))
     with pytest.raises(FileNotFoundError, match="not a reward-model directory"):
         RewardModel.load(tmp_path)
+
+
+def test_an_interrupted_run_resumes_to_the_losses_of_an_uninterrupted_one(tmp_path):
+    from qwen3.train.metrics import read_metrics
+
+    common = {"schedule": {"kind": "constant"}, "checkpoint": {"every": 4}}
+    whole = run_stage({**rm_table(tmp_path / "whole", steps=8), **common}, progress=False)
+    run_stage({**rm_table(tmp_path / "cut", steps=4), **common}, progress=False)  # stops after checkpoint 4
+    resumed = run_stage({**rm_table(tmp_path / "cut", steps=8), **common}, resume=True, progress=False)
+    assert resumed.losses == pytest.approx(whole.losses[4:], rel=1e-6)
+    assert [r["loss"] for r in read_metrics(tmp_path / "cut")] == pytest.approx(whole.losses, rel=1e-6)
+    assert resumed.eval_accuracy == pytest.approx(whole.eval_accuracy)
+    with pytest.raises(SettingsError, match="pass --resume or --overwrite"):
+        run_stage({**rm_table(tmp_path / "cut", steps=8), **common}, progress=False)
+    with pytest.raises(SettingsError, match="no complete reward-model checkpoint"):
+        run_stage(rm_table(tmp_path / "empty"), resume=True, progress=False)

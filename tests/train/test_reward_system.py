@@ -46,6 +46,11 @@ EMPTY = "<think>\n\n</think>\n\nAnswer: 5"
         ("2+3?", False, "Answer: 5", 1.0, "no_think obeyed"),
         ("2+3? /think", False, "Answer: 5", 1.0, "no_think obeyed"),  # the hard switch beats the soft flag
         ("2+3?", False, THOUGHT, 0.0, "the prompt closed the thought"),
+        # The hard switch on (enable_thinking=True) leaves the soft flags in charge; without one it thinks.
+        ("2+3?", True, THOUGHT, 1.0, "mode think obeyed"),
+        ("2+3?", True, EMPTY, 0.0, "the think block is empty"),
+        ("2+3? /no_think", True, EMPTY, 1.0, "no_think obeyed"),
+        ("2+3? /no_think", True, THOUGHT, 0.0, "holds a thought"),
     ],
 )
 def test_format_reward(content, enable_thinking, raw, score, why):
