@@ -4,7 +4,9 @@ A recipe file holds ``name``, ``seed`` and one table per concern: ``[data]`` (ho
 generate), ``[tokenizer]``, ``[flagship]`` / ``[student]`` (Qwen3Config fields of the two models), ``[train]``
 (TrainConfig fields shared by every training phase), one table per training phase (``[pretrain]``, ``[stage1]``
 ... ``[stage4]``, ``[distill_off]``, ``[distill_on]``, ``[student_rl]``: TrainConfig fields plus the stage's own
-table, merged over ``[train]``) and ``[eval]``. The recipe fills in what links the phases (run directories,
+table, merged over ``[train]``), ``[eval]`` and, optionally, ``[world]``: task-family knobs (e.g. ``reasoning =
+{ kinds = [...], difficulty = 1 }``) in force for every phase alike, the data, each stage and the evaluation, so
+train and test items come from the same item space. The recipe fills in what links the phases (run directories,
 models, data paths), so a phase table never names a path.
 """
 
@@ -31,6 +33,8 @@ TRAIN_PHASES = (
     "student_rl",
 )
 TABLES = ("data", "tokenizer", "flagship", "student", "train", "eval", *TRAIN_PHASES)
+# [world]: family -> knob values in force for every phase (qwen3.world.registry.knob_defaults)
+OPTIONAL_TABLES = ("world",)
 MODEL_FIELDS = (
     "hidden_size",
     "intermediate_size",
@@ -61,6 +65,10 @@ STAGE_KIND = {
     "student_rl": "grpo",
 }
 ITEM_ID = re.compile(r"\b([a-z]+)-(train|validation|test)-([0-9a-f]{12})\b")
+
+# S2's corpus when [data] names no reasoning_mix: "more STEM, coding, reasoning and synthetic data" (section 3.2)
+REASONING_MIX = {"prose": 0.2, "reasoning": 0.5, "code": 0.3}
+DATA_FIELDS = ("corpus_documents", "corpus_mix", "reasoning_documents", "reasoning_mix", "test_items")
 
 DEFAULT_SUITES = ("reasoning", "knowledge", "counterfact", "ifeval", "lengthctrl", "tooluse", "thinkfollow")
 
@@ -131,6 +139,25 @@ class Recipe:
         return int(self.tables["data"].get("test_items", 20))
 
     @property
+    def corpus_mix(self) -> dict[str, float] | None:
+        """S1's (and S3's) corpus mix of prose / reasoning / code documents (None: the world's default)."""
+        return self.tables["data"].get("corpus_mix")
+
+    @property
+    def reasoning_documents(self) -> int:
+        """Documents of S2's own reasoning-heavy corpus (report section 3.2); 0: S2 reads S1's corpus."""
+        return int(self.tables["data"].get("reasoning_documents", 0))
+
+    @property
+    def reasoning_mix(self) -> dict[str, float]:
+        return self.tables["data"].get("reasoning_mix", dict(REASONING_MIX))
+
+    @property
+    def world(self) -> dict[str, dict[str, Any]]:
+        """[world]: family -> knob values every phase's items are drawn with (empty: the families' defaults)."""
+        return self.tables.get("world", {})
+
+    @property
     def vocab_size(self) -> int:
         return int(self.tables["tokenizer"].get("vocab_size", 1024))
 
@@ -151,7 +178,7 @@ def load_recipe(name_or_path: str | Path) -> Recipe:
         table = tomllib.loads(path.read_text(encoding="utf-8"))
     except tomllib.TOMLDecodeError as err:
         raise SettingsError(f"{path}: {err}") from None
-    unknown = sorted(set(table) - {*TABLES, "name", "seed"})
+    unknown = sorted(set(table) - {*TABLES, *OPTIONAL_TABLES, "name", "seed"})
     if unknown:
         raise SettingsError(f"{path}: unknown table(s) {', '.join(unknown)} (known: {', '.join(TABLES)})")
     missing = [name for name in TABLES if name not in table]
@@ -163,6 +190,8 @@ def load_recipe(name_or_path: str | Path) -> Recipe:
             raise SettingsError(
                 f"{path}: [{which}] unknown field(s) {', '.join(bad)} (known: {', '.join(MODEL_FIELDS)})"
             )
+    check_data(path, table["data"])
+    check_world(path, table.get("world", {}))
     seed = table.get("seed", 0)
     if not isinstance(seed, int) or seed < 0:
         raise SettingsError(f"{path}: seed must be a non-negative integer, got {seed!r}")
@@ -174,6 +203,40 @@ def load_recipe(name_or_path: str | Path) -> Recipe:
         name=str(table.get("name", path.stem)),
         seed=seed,
         source=path,
-        tables={name: table[name] for name in TABLES},
+        tables={name: table[name] for name in (*TABLES, *OPTIONAL_TABLES) if name in table},
         eval=settings,
     )
+
+
+def check_data(path: Path, data: dict[str, Any]) -> None:
+    """[data]: known fields, and corpus mixes the corpus writer accepts (qwen3.world.corpus)."""
+    from qwen3.world.corpus import build_documents
+
+    bad = sorted(set(data) - set(DATA_FIELDS))
+    if bad:
+        raise SettingsError(
+            f"{path}: [data] unknown field(s) {', '.join(bad)} (known: {', '.join(DATA_FIELDS)})"
+        )
+    for name in ("corpus_mix", "reasoning_mix"):
+        if name in data:
+            if not isinstance(data[name], dict):
+                raise SettingsError(
+                    f"{path}: [data] {name} must be a table of kind = share, got {data[name]!r}"
+                )
+            try:
+                build_documents(1, mix=data[name])
+            except ValueError as err:
+                raise SettingsError(f"{path}: [data] {name}: {err}") from None
+    documents = data.get("reasoning_documents", 0)
+    if isinstance(documents, bool) or not isinstance(documents, int) or documents < 0:
+        raise SettingsError(f"{path}: [data] reasoning_documents must be an integer >= 0, got {documents!r}")
+
+
+def check_world(path: Path, world: dict[str, Any]) -> None:
+    """[world]: every family and knob known, every value valid (qwen3.world.registry.check_knobs)."""
+    from qwen3.world.registry import check_knobs
+
+    try:
+        check_knobs(world)
+    except ValueError as err:
+        raise SettingsError(f"{path}: [world] {err}") from None

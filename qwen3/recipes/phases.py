@@ -13,9 +13,26 @@ from qwen3.utils.atomic import atomic_directory, atomic_write_json
 
 EVAL_FAMILIES = ("reasoning", "knowledge", "counterfact", "ifeval", "lengthctrl", "tooluse", "thinkfollow")
 TRAIN_CHECK_ITEMS = 200  # train-split items per family whose hashes are checked against the test split
+REASONING_CORPUS = "corpus_s2.jsonl"  # S2's reasoning-heavy corpus, when [data] reasoning_documents > 0
+
+
+def in_world(phase: Callable[[Any], dict[str, Any]]) -> Callable[[Any], dict[str, Any]]:
+    """The phase run with the recipe's [world] knobs in force (qwen3.world.registry.knob_defaults): the data,
+    every stage and the evaluation draw their items from the same families and difficulty."""
+
+    def run_phase(run) -> dict[str, Any]:
+        from qwen3.world.registry import knob_defaults
+
+        with knob_defaults(run.recipe.world):
+            return phase(run)
+
+    run_phase.__name__ = phase.__name__
+    run_phase.__doc__ = phase.__doc__
+    return run_phase
 
 
 # -- data -----------------------------------------------------------------------------------------------------------
+@in_world
 def make_data(run) -> dict[str, Any]:
     """The pre-training corpus from the task world (train split only) and the hashes of every test item the
     evaluation will use; fails if any training query shares a hash with a test query (qwen3.world.check_disjoint)."""
@@ -23,29 +40,39 @@ def make_data(run) -> dict[str, Any]:
     from qwen3.world.corpus import write_corpus
 
     recipe: Recipe = run.recipe
-    corpus = write_corpus(run.path("data", "corpus.jsonl"), recipe.corpus_documents, seed=recipe.seed)
+    corpus = write_corpus(run.path("data", "corpus.jsonl"), recipe.corpus_documents, seed=recipe.seed,
+                          mix=recipe.corpus_mix)  # fmt: skip
+    corpora = [corpus]
+    if recipe.reasoning_documents:  # S2's own corpus: other train items (seed + 1), reasoning-heavy
+        corpora.append(write_corpus(run.path("data", REASONING_CORPUS), recipe.reasoning_documents,
+                                    seed=recipe.seed + 1, mix=recipe.reasoning_mix))  # fmt: skip
     test = {f: generate(f, "test", recipe.test_items, seed=recipe.seed) for f in EVAL_FAMILIES}
     train = {f: generate(f, "train", TRAIN_CHECK_ITEMS, seed=recipe.seed) for f in EVAL_FAMILIES}
     check_disjoint({"train": [i for items in train.values() for i in items],
                     "test": [i for items in test.values() for i in items]})  # fmt: skip
     test_hashes = sorted(item.query_hash for items in test.values() for item in items)
-    corpus_hashes = {
-        json.loads(line).get("query_hash")
-        for line in Path(corpus["path"]).read_text(encoding="utf-8").splitlines()
-    } - {None}
+    corpus_hashes = set()
+    for written in corpora:
+        corpus_hashes |= {
+            json.loads(line).get("query_hash")
+            for line in Path(written["path"]).read_text(encoding="utf-8").splitlines()
+        } - {None}
     leaked = corpus_hashes & set(test_hashes)
     if leaked:
         from qwen3.world import SplitOverlapError
 
         raise SplitOverlapError(f"{len(leaked)} pre-training documents share a query hash with test items")
     atomic_write_json(run.path("data", "test_hashes.json"), test_hashes)
-    return {
+    out = {
         "corpus_documents": corpus["documents"],
         "by_kind": corpus["by_kind"],
         "test_items": len(test_hashes),
         "train_hashes_checked": len(corpus_hashes) + sum(len(v) for v in train.values()),
         "overlap": 0,
     }
+    if len(corpora) > 1:
+        out["reasoning_corpus"] = {"documents": corpora[1]["documents"], "by_kind": corpora[1]["by_kind"]}
+    return out
 
 
 def test_hashes(run) -> set[str]:
@@ -136,6 +163,9 @@ def phase_table(run, name: str) -> dict[str, Any]:
     if name == "pretrain":
         start = run.path("models", "flagship")
         table.setdefault("data", {})["paths"] = [str(run.path("data", "corpus.jsonl"))]
+        if run.recipe.reasoning_documents:
+            s2 = table.setdefault("stages", {}).setdefault("s2", {})
+            s2.setdefault("data", {})["paths"] = [str(run.path("data", REASONING_CORPUS))]
     else:
         table["stage"] = STAGE_KIND[name]
         start = run.model_of(STARTS_FROM[name]) if name in STARTS_FROM else run.path("models", "student")
@@ -155,7 +185,7 @@ def trainer_phase(name: str) -> Callable[[Any], dict[str, Any]]:
         return {"resumed": resume, **phase_summary(run, name)}
 
     run_phase.__name__ = f"train_{name}"
-    return run_phase
+    return in_world(run_phase)
 
 
 def phase_runs(run, name: str) -> list[Path]:
@@ -204,7 +234,7 @@ def eval_phase(name: str, budget: bool = False, student: bool = False) -> Callab
         }
 
     run_phase.__name__ = f"eval_{name}"
-    return run_phase
+    return in_world(run_phase)
 
 
 # -- outputs --------------------------------------------------------------------------------------------------------

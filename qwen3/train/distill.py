@@ -45,6 +45,7 @@ MODES = ("on_policy", "off_policy_sft", "off_policy_logits")
 THINK_MODES = ("think", "no_think")
 TEACHER_DTYPES = ("float32", "bfloat16")
 STORE_BATCH = 8  # rows the teacher scores per forward when it builds a top-k store
+SYNTHETIC_TASK = "synthetic"  # distill.task: qwen3.train.synthetic's arithmetic chats; else "world:<family>"
 
 
 # ---------------------------------------------------------------------------------------------- divergences
@@ -311,6 +312,44 @@ def synthetic_prompts(count: int, seed: int = 0) -> list[list[dict[str, Any]]]:
     return prompts
 
 
+def prompt_items(spec: DistillConfig) -> list[Any]:
+    """The world items behind ``spec.task = "world:<family>"``: ``spec.prompts`` train-split items of the family
+    (seed ``prompt_seed``), the queries RL trains on for the same task (grpo.task), so Table 21 compares the two
+    on the same prompts; none for the synthetic source."""
+    if spec.task == SYNTHETIC_TASK:
+        return []
+    from qwen3.world import generate
+
+    items = generate(spec.task.split(":", 1)[1], "train", spec.prompts, seed=spec.prompt_seed)
+    with_tools = [item.id for item in items if item.tools]
+    if with_tools:
+        raise SettingsError(
+            f"distill.task {spec.task!r}: item {with_tools[0]} offers tools, which distillation prompts do not carry"
+        )
+    return items
+
+
+def distill_prompts(spec: DistillConfig) -> list[list[dict[str, Any]]]:
+    """The prompts of ``spec.task``: the synthetic arithmetic chats or the world items' queries (module doc)."""
+    if spec.task == SYNTHETIC_TASK:
+        return synthetic_prompts(spec.prompts, spec.prompt_seed)
+    return [copy.deepcopy(item.messages) for item in prompt_items(spec)]
+
+
+def record_prompts(spec: DistillConfig, run_dir: Any) -> None:
+    """RUN_DIR/data/prompts.jsonl: the world items' ids and query hashes, so a caller can check them against a
+    test split (the recipe does); nothing for the synthetic source."""
+    import json
+    from pathlib import Path
+
+    from qwen3.utils.atomic import atomic_write_text
+
+    items = prompt_items(spec)
+    if items:
+        lines = [json.dumps({"id": item.id, "query_hash": item.query_hash}) + "\n" for item in items]
+        atomic_write_text(Path(run_dir) / "data" / "prompts.jsonl", "".join(lines))
+
+
 def prompt_row(prompt_ids: Sequence[int], completion_ids: Sequence[int]) -> Row:
     """A row training on the completion only: inputs ids[:-1], targets ids[1:] from the first completion token."""
     ids = list(prompt_ids) + list(completion_ids)
@@ -534,7 +573,8 @@ class DistillConfig:
       (Hinton et al. 2015, arXiv 1503.02531) of the on-policy loss; the top-k loss is forward KL.
     - ``top_k``: teacher entries kept per position for "off_policy_logits" (TRL issue #3055's ask: not the
       full vocabulary); ``store``: the top-k file (default RUN_DIR/teacher_topk.safetensors).
-    - ``prompts``: synthetic arithmetic prompts (seed ``prompt_seed``); ``modes``: the soft switches each prompt
+    - ``task``: where the prompts come from: "synthetic" (the synthetic arithmetic chats) or "world:<family>"
+      (that family's train-split items, as ``grpo.task``); ``prompts`` of them (seed ``prompt_seed``); ``modes``: the soft switches each prompt
       is asked in, in turn (report: both modes); ``max_new_tokens`` and ``rollout_temperature`` for sampling
       (student on-policy, teacher off-policy); ``rollout_dtype``: the weights of the student's engine copy
       ("auto": bfloat16 under ``precision = "bf16"``, else float32).
@@ -549,6 +589,7 @@ class DistillConfig:
     temperature: float = 1.0
     top_k: int = 32
     store: str | None = None
+    task: str = SYNTHETIC_TASK
     prompts: int = 64
     prompt_seed: int = 0
     modes: list[str] = field(default_factory=lambda: list(THINK_MODES))
@@ -578,6 +619,13 @@ class DistillConfig:
             fail(
                 f"top_k, prompts, max_new_tokens: must be >= 1, got {self.top_k}, {self.prompts}, {self.max_new_tokens}"
             )
+        if self.task != SYNTHETIC_TASK:
+            from qwen3.world import FAMILIES
+
+            family = self.task.split(":", 1)[1] if self.task.startswith("world:") else None
+            if family not in FAMILIES:
+                fail(f"task: {SYNTHETIC_TASK!r} or 'world:<family>' with a family in {', '.join(FAMILIES)}, "
+                     f"got {self.task!r}")  # fmt: skip
         bad = [m for m in self.modes if m not in THINK_MODES]
         if not self.modes or bad:
             fail(f"modes: a non-empty list of {', '.join(THINK_MODES)}, got {self.modes!r}")
@@ -660,7 +708,9 @@ def run_distill(
     from qwen3.model.checkpoint import load_config
 
     counter = ComputeCounter.for_models(student=load_config(config.model.name), teacher=teacher.config)
-    prompts = synthetic_prompts(spec.prompts, spec.prompt_seed)
+    prompts = distill_prompts(spec)
+    if env.is_main:
+        record_prompts(spec, config.run_dir)
     rollouts = None
     if spec.mode == "on_policy":
         settings = RolloutSettings(config.rows_per_step(env.world_size), spec.max_new_tokens,
@@ -691,7 +741,7 @@ def _off_policy(spec: DistillConfig, config: Any, teacher: torch.nn.Module, toke
     from qwen3.train.grpo import loss_chunk_size
     from qwen3.train.loss import make_loss
 
-    prompts = synthetic_prompts(spec.prompts, spec.prompt_seed)
+    prompts = distill_prompts(spec)
     llm = LLM(teacher, tokenizer=tokenizer, max_model_len=config.data.seq_len, max_num_seqs=len(prompts))
     examples = teacher_examples(
         llm, prompts, spec.modes, spec.max_new_tokens, spec.rollout_temperature, config.seed, env

@@ -23,7 +23,7 @@ from typing import Any
 from qwen3.utils.atomic import atomic_write_text
 from qwen3.world.fiction import build_world, describe_entity
 from qwen3.world.items import Item, SplitOverlapError, split_of
-from qwen3.world.registry import generate
+from qwen3.world.registry import default_knobs, generate
 
 KINDS = ("prose", "reasoning", "code")
 DEFAULT_MIX = {"prose": 0.5, "reasoning": 0.3, "code": 0.2}
@@ -38,6 +38,13 @@ def _prose(world_seed: int, rng: random.Random) -> Iterator[dict[str, Any]]:
             describe_entity(world, n) for n in rng.sample(named, min(2, len(named)))
         ]
         yield {"text": "\n\n".join(parts), "kind": "prose", "query_hash": None}
+
+
+def worked_kinds() -> tuple[str, ...]:
+    """The reasoning kinds written as worked problems: those in force (``knob_defaults`` may narrow them) except
+    ``program``, which the code documents carry as scripts; ``program`` alone when it is the only one."""
+    kinds = default_knobs("reasoning")["kinds"]
+    return tuple(kind for kind in kinds if kind != "program") or kinds
 
 
 def _reasoning_text(item: Item) -> str:
@@ -63,13 +70,7 @@ def _from_items(kind: str, count: int, seed: int, world_seed: int) -> list[dict[
     if count == 0:
         return []
     if kind == "reasoning":
-        items = generate(
-            "reasoning",
-            "train",
-            count,
-            seed=seed,
-            kinds=("arithmetic", "multiplication", "equation", "ordering"),
-        )
+        items = generate("reasoning", "train", count, seed=seed, kinds=worked_kinds())
         render = _reasoning_text
     else:
         programs = generate("reasoning", "train", (count + 1) // 2, seed=seed, kinds=("program",))
