@@ -1,27 +1,23 @@
-"""The smoke recipe end to end, the report's schema, resume after a stop in three phases, config errors."""
+"""The smoke recipe end to end, the report's schema, resume after a SIGKILL in three phases, config errors."""
 
 from __future__ import annotations
 
 import json
-import shutil
+import os
+import signal
+import time
 from pathlib import Path
 
 import pytest
 
 from qwen3.recipes.config import load_recipe, presets
 from qwen3.recipes.report import without_timings
-from qwen3.recipes.run import RecipeRun, RecipeStopped
+from qwen3.recipes.run import RecipeRun, RecipeStopped, finished_phases, has_checkpoints
 from qwen3.train.settings import SettingsError
 
+from .processes import kill, recipe_process
+
 TARGET_KEYS = {"target", "report", "measured", "values", "pass", "cause"}
-
-
-@pytest.fixture(scope="module")
-def smoke_run(tmp_path_factory):
-    out = tmp_path_factory.mktemp("recipe") / "smoke"
-    run = RecipeRun(load_recipe("smoke"), out, progress=False, command="qwen3 recipe run smoke")
-    run.run()
-    return out
 
 
 def test_smoke_recipe_completes_with_every_output(smoke_run):
@@ -73,63 +69,68 @@ def test_final_model_loads_in_transformers(smoke_run):
     assert model.config.vocab_size == len(tokenizer)
 
 
-def _stop_then_resume(smoke_run, tmp_path, phase):
+def comparable(out: Path) -> dict:
+    """A run's results.json without what differs between runs of one recipe and seed: the timings and the
+    command (its --out)."""
+    results = without_timings(json.loads((out / "results.json").read_text()))
+    results.pop("command")
+    return results
+
+
+@pytest.mark.slow
+def test_resume_after_stop_gives_the_same_results(smoke_run, tmp_path):
+    """--stop-after ends cleanly at a phase boundary; a new run into the directory needs --resume."""
     out = tmp_path / "resumed"
     with pytest.raises(RecipeStopped):
-        RecipeRun(
-            load_recipe("smoke"), out, progress=False, stop_after=phase, command="qwen3 recipe run smoke"
-        ).run()
+        RecipeRun(load_recipe("smoke"), out, progress=False, stop_after="stage2").run()
     state = json.loads((out / "state.json").read_text())
-    assert list(state["phases"])[-1] == phase and "report" not in state["phases"]
+    assert list(state["phases"])[-1] == "stage2" and "report" not in state["phases"]
     with pytest.raises(Exception, match="--resume"):
         RecipeRun(load_recipe("smoke"), out, progress=False)
     RecipeRun(load_recipe("smoke"), out, resume=True, progress=False, command="qwen3 recipe run smoke").run()
-    expected = without_timings(json.loads((smoke_run / "results.json").read_text()))
-    got = without_timings(json.loads((out / "results.json").read_text()))
-    assert got == expected
-    shutil.rmtree(out)
+    assert comparable(out) == comparable(smoke_run)
 
 
-@pytest.mark.parametrize(
-    "phase",
-    [
-        "stage2",
-        pytest.param("pretrain", marks=pytest.mark.slow),
-        pytest.param("distill_off", marks=pytest.mark.slow),
-    ],
-)
-def test_resume_after_stop_gives_the_same_results(smoke_run, tmp_path, phase):
-    _stop_then_resume(smoke_run, tmp_path, phase)
+KILLED_IN = ("pretrain", "stage2", "distill_off")  # the pre-training chain, an RL stage, a distillation phase
+POLL_S = 0.02
 
 
-class SimulatedKill(BaseException):
-    """Not an Exception: nothing on the way out may catch it and save (as with SIGKILL)."""
+def kill_inside(process, out: Path, phase: str) -> None:
+    """SIGKILL the run once ``phase`` has written a checkpoint and has not finished. The process is stopped
+    (SIGSTOP) before the last look, so what the test saw is what the kill interrupted."""
+    while process.poll() is None:
+        if has_checkpoints(out, phase) and phase not in finished_phases(out):
+            os.killpg(process.pid, signal.SIGSTOP)
+            inside = phase not in finished_phases(out)
+            kill(process)
+            assert inside, f"{phase} finished between the test's look and the kill"
+            return
+        assert phase not in finished_phases(out), f"{phase} finished before the test saw a checkpoint of it"
+        time.sleep(POLL_S)
+    pytest.fail(f"the run exited ({process.returncode}) before the test could kill it inside {phase}")
 
 
-@pytest.mark.parametrize("link", ["s1", pytest.param("stage2", marks=pytest.mark.slow)])
-def test_resume_after_a_kill_inside_a_phase(smoke_run, tmp_path, monkeypatch, link):
-    """Killed at step 3 of a phase that checkpointed at step 2: --resume continues from step 2 of that phase."""
-    from qwen3.train.trainer import Trainer
-
-    original = Trainer.run_step
-
-    def run_step(self, rows, started=None):
-        if Path(self.config.run_dir).name == link and self.step == 2:
-            raise SimulatedKill(link)
-        return original(self, rows, started)
-
+def test_resume_after_sigkill_in_three_phases(smoke_run, tmp_path):
+    """`qwen3 recipe run smoke` SIGKILLed inside pre-training, stage 2 and off-policy distillation, each time
+    continued with --resume: each phase continues from its checkpoint and the results equal an uninterrupted
+    run's."""
     out = tmp_path / "killed"
-    monkeypatch.setattr(Trainer, "run_step", run_step)
-    with pytest.raises(SimulatedKill):
-        RecipeRun(load_recipe("smoke"), out, progress=False, command="qwen3 recipe run smoke").run()
-    monkeypatch.setattr(Trainer, "run_step", original)
-    run = RecipeRun(load_recipe("smoke"), out, resume=True, progress=False, command="qwen3 recipe run smoke")
-    phase = "pretrain" if link == "s1" else link
-    assert run.resumable(phase)
-    run.run()
-    assert json.loads((out / "state.json").read_text())["phases"][phase]["result"].get("resumed") is True
-    expected = without_timings(json.loads((smoke_run / "results.json").read_text()))
-    assert without_timings(json.loads((out / "results.json").read_text())) == expected
+    process = recipe_process(out, log=tmp_path / "run-0.log")
+    for attempt, phase in enumerate(KILLED_IN, start=1):
+        kill_inside(process, out, phase)
+        assert process.returncode == -signal.SIGKILL
+        done = finished_phases(out)
+        assert phase not in done and "report" not in done
+        process = recipe_process(out, "--resume", log=tmp_path / f"run-{attempt}.log")
+    assert process.wait(timeout=900) == 0, (tmp_path / f"run-{len(KILLED_IN)}.log").read_text()
+    state = json.loads((out / "state.json").read_text())
+    for attempt, phase in enumerate(KILLED_IN, start=1):
+        assert state["phases"][phase]["result"]["resumed"] is True, phase
+        log = (tmp_path / f"run-{attempt}.log").read_text()
+        resumed = [line for line in log.splitlines() if line.startswith("resumed from")]
+        assert any(f"runs/{phase}/" in line for line in resumed), log  # from the phase's checkpoint
+    assert not list(out.glob(".tmp-*"))  # no leftover of an interrupted atomic write
+    assert comparable(out) == comparable(smoke_run)
 
 
 def test_recipe_errors_name_the_problem(tmp_path):
