@@ -65,6 +65,9 @@ def run_recipe(args: argparse.Namespace) -> int:
     except RecipeStopped as stop:
         print(f"{stop}; continue with: {command} --resume", file=sys.stderr)
         return 0
+    except KeyboardInterrupt:
+        print(f"interrupted; continue with: {command} --resume", file=sys.stderr)
+        return 130
     print(f"wrote {run.path('report.md')}")
     return 0
 
