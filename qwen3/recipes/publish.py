@@ -35,11 +35,6 @@ def markers(block: str) -> tuple[str, str]:
     return f"<!-- qwen3 recipe publish: {block} -->", f"<!-- /qwen3 recipe publish: {block} -->"
 
 
-def minutes(seconds: float) -> str:
-    whole = round(seconds)
-    return f"{whole // 60} min {whole % 60:02d} s"
-
-
 # -- what the blocks say --------------------------------------------------------------------------------------------
 def load_published(directory: Path) -> dict[str, Any]:
     path = directory / "results.json"
@@ -52,7 +47,7 @@ def load_published(directory: Path) -> dict[str, Any]:
 
 def machine_line(results: dict[str, Any]) -> str:
     """The run's total wall time, the CPUs and the load it ran under (1-minute load average at each phase's end)."""
-    from qwen3.recipes.report import machine_words
+    from qwen3.recipes.report import machine_words, minutes
 
     loads = list(results.get("load_avg", {}).values())
     load = f", load average {min(loads):.1f}-{max(loads):.1f} during the run" if loads else ""

@@ -217,14 +217,17 @@ def table21_markdown(rows: dict[str, Any]) -> str:
     titles = {"distill_off": "Off-policy distillation (start)", "student_rl": "+ RL alone",
               "distill_on": "+ On-policy distillation"}  # fmt: skip
     k = rows["distill_on"]["k"]
+    rl = rows["student_rl"]["flops"]
     lines = [
-        f"| Student | Reasoning pass@1 (thinking) | pass@{k} (thinking) | pass@1 (non-thinking) | compute (FLOPs) |",
-        "|---|---|---|---|---|",
+        f"| Student | Reasoning pass@1 (thinking) | pass@{k} (thinking) | pass@1 (non-thinking) | steps | "
+        "compute (FLOPs) | compute / RL alone |",
+        "|---|---:|---:|---:|---:|---:|---:|",
     ]
     for phase, row in rows.items():
+        ratio = f"{row['flops'] / rl:.2f}" if rl else "-"
         lines.append(
             f"| {titles[phase]} | {pct(row['think_pass@1'], row['stderr'])} | {pct(row[f'think_pass@{k}'])} | "
-            f"{pct(row['no_think_pass@1'])} | {row['flops']:.3g} |"
+            f"{pct(row['no_think_pass@1'])} | {row['steps']} | {row['flops']:.3g} | {ratio} |"
         )
     return "\n".join(lines)
 
@@ -315,6 +318,18 @@ def write_outputs(run) -> dict[str, Any]:
     return {"targets_passed": passed, "targets": len(results["targets"])}
 
 
+def minutes(seconds: float) -> str:
+    whole = round(seconds)
+    return f"{whole // 60} min {whole % 60:02d} s"
+
+
+CURVE_CAPTIONS = {
+    "loss": "Training loss of every training phase by optimizer step (pre-training S1-S3 as one chain).",
+    "reward_mean": "Mean reward of the RL phases (stage 2, stage 4, the student's RL alone).",
+    "entropy": "Policy entropy of the phases that log it.",
+}
+
+
 def machine_words(results: dict[str, Any]) -> str:
     machine = results.get("machine", {})
     if not machine:
@@ -335,7 +350,7 @@ def render(run, results: dict[str, Any]) -> str:
         "",
         f"Reproduce: `{results['command'] or 'qwen3 recipe run ' + results['recipe']}` (seed {results['seed']}; "
         f"recipe file `{run.recipe.source.name}`; `--resume` continues it after an interruption). Every number "
-        f"below was measured by this run, in {sum(wall.values()) / 60:.1f} minutes on {machine_words(results)}; "
+        f"below was measured by this run, in {minutes(sum(wall.values()))} on {machine_words(results)}; "
         "docs/recipe.md explains the phases.",
         "",
         "## Targets (issue 14)",
@@ -371,8 +386,12 @@ def render(run, results: dict[str, Any]) -> str:
         "",
         "## Training curves",
         "",
-        *[f"![{metric}]({path})" for metric, path in results["plots"].items() if metric != "budget"],
-        "",
+        *[
+            line
+            for metric, path in results["plots"].items()
+            if metric != "budget"
+            for line in (CURVE_CAPTIONS.get(metric, metric), "", f"![{metric}]({path})", "")
+        ],
         "## Models",
         "",
         "| model | parameters | config |",
@@ -387,7 +406,8 @@ def render(run, results: dict[str, Any]) -> str:
         "",
         "## Data",
         "",
-        f"Pre-training corpus: {data['corpus_documents']} documents from the task world ({data['by_kind']}), "
+        f"Pre-training corpus: {data['corpus_documents']} documents from the task world "
+        f"({', '.join(f'{n} {kind}' for kind, n in data['by_kind'].items())}), "
         f"tokenised by the trained byte-level BPE ({data['tokenizer']['vocab_size']} tokens, "
         f"{data['tokenizer']['chars_per_token']:.2f} characters per token). Test split: {data['test_items']} items; "
         f"{data['train_hashes_checked']} training query hashes checked against them "

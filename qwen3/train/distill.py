@@ -562,7 +562,9 @@ def _off_policy(spec: DistillConfig, config: Any, teacher: torch.nn.Module, toke
         rows = example_rows(examples, tokenizer, config.data.seq_len)
         store = build_topk_store(teacher, rows, path, spec.top_k, spec.temperature, label,
                                  pad_id=tokenizer.pad_token_id)  # fmt: skip
-        counter.forward("teacher", sum(len(row.input_ids) for row in rows))
+    # The teacher scored every stored position once, whether this process built the store or an interrupted
+    # one did (a restart before the first checkpoint reuses the store: its compute still counts).
+    counter.forward("teacher", sum(len(sequence.input_ids) for sequence in store.sequences))
     source = ListRows([sequence.to_row() for sequence in store.sequences], config.data.seed)
     return CountedRows(source, counter), distill_topk(store.temperature, loss_chunk_size(config))
 

@@ -144,3 +144,36 @@ def test_recipe_errors_name_the_problem(tmp_path):
     bad.write_text(load_recipe("smoke").source.read_text().replace("hidden_size = 32", "hidden_sise = 32"))
     with pytest.raises(SettingsError, match=r"\[flagship\] unknown field"):
         load_recipe(bad)
+
+
+def test_the_display_counts_each_phase_steps_once(smoke_run):
+    """The live display's step of a finished phase is its step count (checkpoints' copies of metrics.jsonl and
+    the chain's links are not counted twice)."""
+    from qwen3.recipes.progress import latest_step
+    from qwen3.recipes.run import build_phases
+
+    for phase in build_phases(load_recipe("smoke")):
+        if phase.steps:
+            assert latest_step(smoke_run / "runs" / phase.name) == phase.steps, phase.name
+
+
+def test_a_distillation_restarted_before_its_first_checkpoint_counts_the_same_compute(tmp_path):
+    """Killed after the teacher's top-k store was written but before a checkpoint, the phase starts again
+    (overwrite) and reuses the store: the teacher's scoring of it still counts (Table 21's compute), so the
+    restarted run logs what an uninterrupted one does."""
+    from qwen3.train.distill import run_distill
+
+    table = {
+        "run_dir": str(tmp_path), "stage": "distill", "steps": 1, "micro_batch_size": 4, "log_every": 1000,
+        "model": {"name": "qwen3-debug-tiny"}, "data": {"kind": "sft", "synthetic": "chat", "seq_len": 64},
+        "checkpoint": {"every": 0, "save_final": False},
+        "distill": {"mode": "off_policy_logits", "teacher": "qwen3-debug-tiny", "teacher_seed": 1, "top_k": 4,
+                    "prompts": 4, "max_new_tokens": 8},
+    }  # fmt: skip
+    logged = []
+    for overwrite in (False, True):  # the second run finds the first one's store
+        run_distill(table, overwrite=overwrite, progress=False)
+        logged.append(json.loads((tmp_path / "metrics.jsonl").read_text().splitlines()[-1]))
+    assert (tmp_path / "teacher_topk.safetensors").is_file()
+    assert logged[1]["teacher_forward_tokens"] == logged[0]["teacher_forward_tokens"] > 0
+    assert without_timings(logged[1]) == without_timings(logged[0])
