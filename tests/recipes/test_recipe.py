@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import time
 from pathlib import Path
@@ -177,3 +178,36 @@ def test_a_distillation_restarted_before_its_first_checkpoint_counts_the_same_co
     assert (tmp_path / "teacher_topk.safetensors").is_file()
     assert logged[1]["teacher_forward_tokens"] == logged[0]["teacher_forward_tokens"] > 0
     assert without_timings(logged[1]) == without_timings(logged[0])
+
+
+def table_after(report: str, heading: str) -> list[list[str]]:
+    """The cells of the first markdown table after ``heading`` (header row first, the rule row dropped)."""
+    section = report.split(heading, 1)[1]
+    block = []
+    for line in section.splitlines()[1:]:
+        if line.startswith("|"):
+            block.append(line)
+        elif block:
+            break
+    assert block, heading
+    return [
+        [cell.strip() for cell in line.strip("|").split("|")] for line in block if not line.startswith("|---")
+    ]
+
+
+def test_report_tables_have_the_report_layout(smoke_run):
+    """Table 22: a row per suite, a column per mode x stage; Table 21: the three student phases with steps and
+    compute; the wall-time table: every phase with its load average; every image link resolves."""
+    report = (smoke_run / "report.md").read_text()
+    recipe = load_recipe("smoke")
+    t22 = table_after(report, "## Table 22 analogue")
+    assert len(t22) == 1 + len(recipe.eval.suites) and all(len(row) == 1 + 2 * 5 for row in t22)
+    assert t22[0][1].startswith("Thinking") and t22[0][-1].startswith("Non-thinking")
+    t21 = table_after(report, "## Table 21 analogue")
+    assert len(t21) == 4 and "compute (FLOPs)" in t21[0] and "steps" in t21[0]
+    wall = table_after(report, "## Wall time")
+    state = json.loads((smoke_run / "state.json").read_text())
+    assert [row[0] for row in wall[1:-1]] == list(state["phases"])
+    assert all(row[2] for row in wall[1:-2])  # a load average beside every measured phase time
+    for image in re.findall(r"!\[[^\]]*\]\(([^)]+)\)", report):
+        assert (smoke_run / image).is_file(), image
