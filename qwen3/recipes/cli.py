@@ -1,4 +1,4 @@
-"""``qwen3 recipe run NAME|FILE.toml --out DIR [--resume]`` and ``qwen3 recipe list``."""
+"""``qwen3 recipe run NAME|FILE.toml --out DIR [--resume]``, ``qwen3 recipe publish DIR`` and ``qwen3 recipe list``."""
 
 from __future__ import annotations
 
@@ -24,6 +24,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--stop-after", metavar="PHASE", help="stop after this phase (resume later with --resume)"
     )
     run.set_defaults(handler=run_recipe)
+    publish = commands.add_parser(
+        "publish", help="copy a finished run to docs/results/NAME and show its tables in README.md"
+    )
+    publish.add_argument(
+        "run_dir", help="the finished run's --out directory (report.md, results.json, plots/)"
+    )
+    publish.add_argument("--name", help="docs/results/NAME (default: the recipe's name)")
+    publish.add_argument("--repo", default=".", help="the repository's root, holding README.md (default: .)")
+    publish.set_defaults(handler=publish_run)
     listing = commands.add_parser("list", help="list the shipped recipe presets")
     listing.set_defaults(handler=list_recipes)
     parser.set_defaults(handler=lambda args: parser.print_help() or 2)
@@ -56,5 +65,20 @@ def run_recipe(args: argparse.Namespace) -> int:
     except RecipeStopped as stop:
         print(f"{stop}; continue with: {command} --resume", file=sys.stderr)
         return 0
+    except KeyboardInterrupt:
+        print(f"interrupted; continue with: {command} --resume", file=sys.stderr)
+        return 130
     print(f"wrote {run.path('report.md')}")
+    return 0
+
+
+def publish_run(args: argparse.Namespace) -> int:
+    from qwen3.cli import UserFacingError
+    from qwen3.recipes.publish import PublishError, publish
+
+    try:
+        target = publish(args.run_dir, args.repo, args.name)
+    except PublishError as err:
+        raise UserFacingError(str(err)) from None
+    print(f"published {args.run_dir} to {target} and rewrote {target.parents[2] / 'README.md'}")
     return 0

@@ -14,12 +14,25 @@ from typing import Any
 POLL_S = 0.5
 
 
+def metrics_files(run_dir: Path) -> list[Path]:
+    """The live metrics.jsonl of a phase: its run directory's, or each chain link's (``s1/``, ``s2/``, ...);
+    not the copies that checkpoints carry (``checkpoints/step-N/metrics.jsonl``)."""
+    from qwen3.model.run_dir import checkpoints_dir
+    from qwen3.train.metrics import METRICS_FILE
+
+    if not run_dir.is_dir():
+        return []
+    skip = checkpoints_dir(run_dir).name
+    dirs = [run_dir, *sorted(d for d in run_dir.iterdir() if d.is_dir() and d.name != skip)]
+    return [d / METRICS_FILE for d in dirs if (d / METRICS_FILE).is_file()]
+
+
 def latest_step(run_dir: Path) -> int:
-    """The highest step logged in any metrics.jsonl under ``run_dir`` (0 when none yet); chain links add up."""
+    """The highest step logged in the phase's metrics.jsonl (0 when none yet); chain links add up."""
     from qwen3.train.metrics import read_metrics
 
     total = 0
-    for path in sorted(run_dir.rglob("metrics.jsonl")) if run_dir.is_dir() else []:
+    for path in metrics_files(run_dir):
         steps = [r["step"] for r in read_metrics(path) if isinstance(r.get("step"), int)]
         total += max(steps, default=0)
     return total
@@ -34,6 +47,7 @@ class RecipeDisplay:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.progress: Any = None
+        self.run_dir: Path | None = None
 
     def __enter__(self) -> RecipeDisplay:
         if self.enabled:
@@ -72,6 +86,7 @@ class RecipeDisplay:
         self.progress.reset(
             self.step_task, total=phase.steps, completed=0, visible=True, description=f"{phase.name} step"
         )
+        self.run_dir = run_dir
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._poll, args=(run_dir, self._stop), daemon=True)
         self._thread.start()
@@ -87,7 +102,10 @@ class RecipeDisplay:
             self._thread = None
 
     def finish(self, phase: Any) -> None:
+        self._stop_polling()
         if self.progress is not None:
+            if phase.steps and self.run_dir is not None:
+                self.progress.update(self.step_task, completed=latest_step(self.run_dir))
             self.progress.advance(self.overall)
 
     def log(self, text: str) -> None:

@@ -22,6 +22,7 @@ STAGE_TITLES = {
     "stage3": "Stage 3 fusion",
     "stage4": "Stage 4 general RL",
 }
+STAGE_COLUMNS = {"pretrain": "Base", "stage1": "St.1", "stage2": "St.2", "stage3": "St.3", "stage4": "St.4"}
 MODES = {"think": "Thinking", "no_think": "Non-thinking"}
 SCHEMA_VERSION = 1
 # results.json keys that vary between runs of the same recipe and seed (timings, and whether a phase was resumed);
@@ -33,6 +34,8 @@ VOLATILE_KEYS = {
     "rollout_tokens_per_s",
     "update_tokens_per_s",
     "resumed",
+    "load_avg",
+    "machine",
 }
 
 
@@ -189,31 +192,42 @@ def targets(run, evals: dict[str, Any], table21: dict[str, Any]) -> list[dict[st
 
 # -- tables ---------------------------------------------------------------------------------------------------------
 def table22(evals: dict[str, Any], suites: list[str]) -> str:
+    """Benchmarks x modes x stages, grouped by mode as the report's Table 22 is (short column names, legend in
+    ``TABLE22_LEGEND``)."""
     from qwen3.eval.runner import SUITES
 
     stages = [s for s in STAGE_TITLES if s in evals]
     head = (
-        "| Benchmark | " + " | ".join(f"{STAGE_TITLES[s]} {MODES[m]}" for s in stages for m in MODES) + " |"
+        "| Benchmark | " + " | ".join(f"{MODES[m]} {STAGE_COLUMNS[s]}" for m in MODES for s in stages) + " |"
     )
-    lines = [head, "|---|" + "---|" * (2 * len(stages))]
+    lines = [head, "|---|" + "---:|" * (2 * len(stages))]
     for suite in suites:
-        cells = [pct(*score(evals, s, suite, m)) for s in stages for m in MODES]
+        cells = [pct(*score(evals, s, suite, m)) for m in MODES for s in stages]
         lines.append(f"| {SUITES[suite][1]} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+TABLE22_LEGEND = (
+    "Base: after pre-training S1-S3; St.1-St.4: after post-training stage 1 (long-CoT cold start), 2 (reasoning "
+    "RL), 3 (thinking-mode fusion), 4 (general RL). Percent ± one standard error."
+)
 
 
 def table21_markdown(rows: dict[str, Any]) -> str:
     titles = {"distill_off": "Off-policy distillation (start)", "student_rl": "+ RL alone",
               "distill_on": "+ On-policy distillation"}  # fmt: skip
     k = rows["distill_on"]["k"]
+    rl = rows["student_rl"]["flops"]
     lines = [
-        f"| Student | Reasoning pass@1 (thinking) | pass@{k} (thinking) | pass@1 (non-thinking) | compute (FLOPs) |",
-        "|---|---|---|---|---|",
+        f"| Student | Reasoning pass@1 (thinking) | pass@{k} (thinking) | pass@1 (non-thinking) | steps | "
+        "compute (FLOPs) | compute / RL alone |",
+        "|---|---:|---:|---:|---:|---:|---:|",
     ]
     for phase, row in rows.items():
+        ratio = f"{row['flops'] / rl:.2f}" if rl else "-"
         lines.append(
             f"| {titles[phase]} | {pct(row['think_pass@1'], row['stderr'])} | {pct(row[f'think_pass@{k}'])} | "
-            f"{pct(row['no_think_pass@1'])} | {row['flops']:.3g} |"
+            f"{pct(row['no_think_pass@1'])} | {row['steps']} | {row['flops']:.3g} | {ratio} |"
         )
     return "\n".join(lines)
 
@@ -280,6 +294,8 @@ def build_results(run) -> dict[str, Any]:
         "table21": table21,
         "targets": targets(run, evals, table21),
         "wall_s": {name: phases[name]["wall_s"] for name in phases},
+        "load_avg": {name: phases[name]["load_avg"] for name in phases if "load_avg" in phases[name]},
+        "machine": run.state.get("machine", {}),
     }
 
 
@@ -302,10 +318,30 @@ def write_outputs(run) -> dict[str, Any]:
     return {"targets_passed": passed, "targets": len(results["targets"])}
 
 
+def minutes(seconds: float) -> str:
+    whole = round(seconds)
+    return f"{whole // 60} min {whole % 60:02d} s"
+
+
+CURVE_CAPTIONS = {
+    "loss": "Training loss of every training phase by optimizer step (pre-training S1-S3 as one chain).",
+    "reward_mean": "Mean reward of the RL phases (stage 2, stage 4, the student's RL alone).",
+    "entropy": "Policy entropy of the phases that log it.",
+}
+
+
+def machine_words(results: dict[str, Any]) -> str:
+    machine = results.get("machine", {})
+    if not machine:
+        return "an unrecorded machine"
+    return f"{machine['cpus']} CPU cores with {machine['torch_threads']} torch thread(s)"
+
+
 def render(run, results: dict[str, Any]) -> str:
     models = results["models"]
     data = results["data"]
     wall = results["wall_s"]
+    load = results.get("load_avg", {})
     evals = results["evals"]
     suites = [s for s in run.recipe.eval.suites if s in evals["stage4"]["suites"]]
     curve = evals["stage4"]["budget"]
@@ -313,7 +349,8 @@ def render(run, results: dict[str, Any]) -> str:
         f"# The miniature Qwen3: recipe `{results['recipe']}`",
         "",
         f"Reproduce: `{results['command'] or 'qwen3 recipe run ' + results['recipe']}` (seed {results['seed']}; "
-        f"recipe file `{run.recipe.source.name}`). Every number below was measured by this run; "
+        f"recipe file `{run.recipe.source.name}`; `--resume` continues it after an interruption). Every number "
+        f"below was measured by this run, in {minutes(sum(wall.values()))} on {machine_words(results)}; "
         "docs/recipe.md explains the phases.",
         "",
         "## Targets (issue 14)",
@@ -327,7 +364,8 @@ def render(run, results: dict[str, Any]) -> str:
         "",
         table22(evals, suites),
         "",
-        "ThinkFollow is scored once per stage (its items carry their own flags), as in the report.",
+        f"{TABLE22_LEGEND} ThinkFollow is scored once per stage (its items carry their own flags, so both "
+        "modes show that score), as in the report.",
         "",
         "## Table 21 analogue: the student, distillation vs RL alone",
         "",
@@ -348,8 +386,12 @@ def render(run, results: dict[str, Any]) -> str:
         "",
         "## Training curves",
         "",
-        *[f"![{metric}]({path})" for metric, path in results["plots"].items() if metric != "budget"],
-        "",
+        *[
+            line
+            for metric, path in results["plots"].items()
+            if metric != "budget"
+            for line in (CURVE_CAPTIONS.get(metric, metric), "", f"![{metric}]({path})", "")
+        ],
         "## Models",
         "",
         "| model | parameters | config |",
@@ -364,7 +406,8 @@ def render(run, results: dict[str, Any]) -> str:
         "",
         "## Data",
         "",
-        f"Pre-training corpus: {data['corpus_documents']} documents from the task world ({data['by_kind']}), "
+        f"Pre-training corpus: {data['corpus_documents']} documents from the task world "
+        f"({', '.join(f'{n} {kind}' for kind, n in data['by_kind'].items())}), "
         f"tokenised by the trained byte-level BPE ({data['tokenizer']['vocab_size']} tokens, "
         f"{data['tokenizer']['chars_per_token']:.2f} characters per token). Test split: {data['test_items']} items; "
         f"{data['train_hashes_checked']} training query hashes checked against them "
@@ -374,10 +417,13 @@ def render(run, results: dict[str, Any]) -> str:
         "",
         "## Wall time",
         "",
-        "| phase | seconds |",
-        "|---|---|",
-        *[f"| {name} | {seconds:.1f} |" for name, seconds in wall.items()],
-        f"| **total** | {sum(wall.values()):.1f} |",
+        f"On {machine_words(results)}; the load average is the machine's 1-minute load when the phase ended "
+        "(other jobs included). A phase resumed after a kill shows its last attempt.",
+        "",
+        "| phase | seconds | load average |",
+        "|---|---:|---:|",
+        *[f"| {name} | {seconds:.1f} | {load.get(name, '')} |" for name, seconds in wall.items()],
+        f"| **total** | {sum(wall.values()):.1f} | |",
         "",
     ]
     return "\n".join(lines)

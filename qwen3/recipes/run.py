@@ -9,12 +9,15 @@ model directories), ``plots/``, ``results.json`` and ``report.md``.
 Resume: a phase recorded in state.json is skipped; the first unfinished one is started again with its trainer's
 own ``resume`` (continuing from its newest checkpoint), so an interrupted run ends with the same results as an
 uninterrupted one for the same seed (wall times aside). Evaluation, data and tokenizer phases are deterministic
-functions of their inputs and simply run again.
+functions of their inputs and simply run again. Leftovers of atomic writes a kill interrupted are removed first.
+Each phase's record also keeps the 1-minute load average at its end, and the state the machine (CPUs, torch
+threads), so measured times can be read with the load they ran under.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import time
 from collections.abc import Callable
@@ -24,9 +27,11 @@ from typing import Any
 
 from qwen3.recipes import phases as p
 from qwen3.recipes.config import FLAGSHIP_STAGES, STUDENT_PHASES, Recipe
-from qwen3.utils.atomic import atomic_write_json
+from qwen3.utils.atomic import atomic_write_json, remove_stale_temporaries
 
 STATE_FILE = "state.json"
+# where a killed run can leave temporaries of atomic writes (run directories clean their own checkpoints)
+OUTPUT_DIRS = (".", "data", "tokenizer", "models", "eval", "plots")
 
 
 class RecipeStopped(Exception):
@@ -76,7 +81,10 @@ class RecipeRun:
                 f"{self.out} holds a run of recipe {self.state.get('recipe')!r} seed {self.state.get('seed')}, "
                 f"not {recipe.name!r} seed {recipe.seed}"
             )
-        self.state.update(recipe=recipe.name, seed=recipe.seed, source=str(recipe.source))
+        self.state.update(recipe=recipe.name, seed=recipe.seed, source=str(recipe.source), machine=machine())
+        if resume:
+            for directory in OUTPUT_DIRS:
+                remove_stale_temporaries(self.out / directory)
         self.progress = progress
         self.display: Any = None
 
@@ -106,7 +114,11 @@ class RecipeRun:
                 display.start(phase, self.run_dir(phase.name) if phase.steps else None)
                 started = time.perf_counter()
                 result = phase.run(self)
-                self.state["phases"][phase.name] = {"wall_s": time.perf_counter() - started, "result": result}
+                self.state["phases"][phase.name] = {
+                    "wall_s": time.perf_counter() - started,
+                    "load_avg": round(os.getloadavg()[0], 2),
+                    "result": result,
+                }
                 atomic_write_json(self.path(STATE_FILE), self.state)
                 display.finish(phase)
                 if phase.name == self.stop_after:
@@ -115,11 +127,28 @@ class RecipeRun:
 
     def resumable(self, phase: str) -> bool:
         """Whether ``phase``'s run directory holds checkpoints to continue from."""
-        from qwen3.model.run_dir import list_checkpoints
+        return has_checkpoints(self.out, phase)
 
-        root = self.run_dir(phase)
-        dirs = [root / link for link in ("s1", "s2", "s3")] if phase == "pretrain" else [root]
-        return any(d.is_dir() and list_checkpoints(d) for d in dirs)
+
+def has_checkpoints(out: Path, phase: str) -> bool:
+    """Whether the training ``phase`` of the run in ``out`` has written a checkpoint (any link of the chain)."""
+    from qwen3.model.run_dir import list_checkpoints
+
+    root = Path(out) / "runs" / phase
+    dirs = [root / link for link in ("s1", "s2", "s3")] if phase == "pretrain" else [root]
+    return any(d.is_dir() and list_checkpoints(d) for d in dirs)
+
+
+def finished_phases(out: Path) -> list[str]:
+    """The phases ``out/state.json`` records as finished, in order (none before the first is done)."""
+    path = Path(out) / STATE_FILE
+    return list(json.loads(path.read_text())["phases"]) if path.is_file() else []
+
+
+def machine() -> dict[str, int]:
+    import torch
+
+    return {"cpus": os.cpu_count() or 1, "torch_threads": torch.get_num_threads()}
 
 
 # -- phases ---------------------------------------------------------------------------------------------------------

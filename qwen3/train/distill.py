@@ -751,13 +751,16 @@ def _off_policy(spec: DistillConfig, config: Any, teacher: torch.nn.Module, toke
         data = dataclasses.replace(config.data, kind="sft", synthetic=None)
         source = build_rows(data, tokenizer, teacher.config.vocab_size, examples)
         return CountedRows(source, counter), make_loss(config.loss.type, **config.loss.options)
-    store = _topk_store(spec, config, teacher, tokenizer, examples, counter, env)
+    store = _topk_store(spec, config, teacher, tokenizer, examples, env)
+    # The teacher scored every stored position once, whether this process built the store or an interrupted one
+    # did (a restart before the first checkpoint reuses the store: its compute still counts).
+    counter.forward("teacher", sum(len(sequence.input_ids) for sequence in store.sequences))
     source = ListRows([sequence.to_row() for sequence in store.sequences], config.data.seed)
     return CountedRows(source, counter), distill_topk(store.temperature, loss_chunk_size(config))
 
 
 def _topk_store(spec: DistillConfig, config: Any, teacher: torch.nn.Module, tokenizer: Any,
-                examples: list[dict[str, Any]], counter: ComputeCounter, env: Any) -> Any:  # fmt: skip
+                examples: list[dict[str, Any]], env: Any) -> Any:  # fmt: skip
     """The run's top-k store: reused when it holds this teacher, k and temperature, else built. Under torchrun
     rank 0 alone decides and writes; each rank scores its share of the rows, the shares are gathered, and the
     others wait for the file at a barrier (one writer, no race)."""
@@ -789,7 +792,6 @@ def _topk_store(spec: DistillConfig, config: Any, teacher: torch.nn.Module, toke
         store.save(path)
     if env is not None and env.distributed:
         torch.distributed.barrier()
-    counter.forward("teacher", sum(len(row.input_ids) for row in rows))
     return store
 
 
