@@ -58,13 +58,17 @@ def pct(value: float, se: float | None = None) -> str:
     return f"{100 * value:.1f}" + (f" ± {100 * se:.1f}" if se is not None else "")
 
 
-def miss_cause(delta: float, se: float, values: list[float]) -> str:
-    """Why a comparison missed, from the numbers alone."""
+def miss_cause(delta: float, se: float, values: list[float], margin: float = 0.0) -> str:
+    """Why a comparison "delta > margin" missed, from the numbers alone."""
     if all(v == 0 for v in values):
         return "every score is 0: the model solves no item at this scale"
-    if abs(delta) <= 2 * se:
-        return f"the difference ({pct(delta)}) is within 2 standard errors ({pct(2 * se)}): not resolved at this n"
-    return f"measured decrease of {pct(-delta)} points"
+    if delta < 0 and abs(delta) > 2 * se:
+        return f"measured decrease of {pct(-delta)} points"
+    if abs(delta - margin) <= 2 * se:
+        return f"the difference ({pct(delta)}) is within 2 standard errors ({pct(2 * se)}) of the {pct(margin)}-point bar: not resolved at this n"
+    return (
+        f"the difference ({pct(delta)}) is {pct(margin - delta)} points short of the {pct(margin)}-point bar"
+    )
 
 
 def compare(name: str, report: str, after: tuple[float, float], before: tuple[float, float],
@@ -79,7 +83,7 @@ def compare(name: str, report: str, after: tuple[float, float], before: tuple[fl
         "measured": f"{pct(*after)} vs {pct(*before)} (Δ {pct(delta, se)})",
         "values": {"after": after[0], "before": before[0], "delta": delta, "stderr": se},
         "pass": passed,
-        "cause": "" if passed else miss_cause(delta - margin, se, [after[0], before[0]]),
+        "cause": "" if passed else miss_cause(delta, se, [after[0], before[0]], margin),
     }
 
 
