@@ -51,6 +51,20 @@ def python_command(*args: str) -> list[str]:
     return [sys.executable, *args]
 
 
+def torchrun_config(table: dict, config_file: Path, processes: int = 2) -> None:
+    """Run a training config (written to ``config_file``) under torchrun with ``processes`` gloo ranks."""
+    import json
+    import subprocess
+
+    config_file.write_text(json.dumps(table))
+    command = python_command(
+        "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(processes),
+        "-m", "qwen3.train", str(config_file), "--no-progress",
+    )  # fmt: skip
+    done = subprocess.run(command, env=child_env(), capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-4000:]
+
+
 @pytest.fixture
 def cpu_threads():
     """Pin intra-op threads (the golden numbers were produced with 2)."""

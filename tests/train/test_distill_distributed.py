@@ -3,15 +3,12 @@ rank its own engine, the top-k store written once; the same losses and compute t
 
 from __future__ import annotations
 
-import json
-import subprocess
-
 import pytest
 
 from qwen3.train.distill import run_distill
 from qwen3.train.metrics import read_metrics
 
-from .conftest import child_env, python_command
+from .conftest import torchrun_config
 from .test_distill import distill_table
 
 pytestmark = pytest.mark.distributed
@@ -20,14 +17,7 @@ COUNTERS = ("student_train_tokens", "student_forward_tokens", "teacher_forward_t
 
 
 def torchrun(table, tmp_path):
-    config_file = tmp_path / f"{table['distill']['mode']}.json"
-    config_file.write_text(json.dumps(table))
-    command = python_command(
-        "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-        "-m", "qwen3.train", str(config_file), "--no-progress",
-    )  # fmt: skip
-    done = subprocess.run(command, env=child_env(), capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stderr[-4000:]
+    torchrun_config(table, tmp_path / f"{table['distill']['mode']}.json")
 
 
 @pytest.mark.parametrize("mode", ["on_policy", "off_policy_logits", "off_policy_sft"])

@@ -4,14 +4,13 @@ rewards and losses as one process."""
 from __future__ import annotations
 
 import json
-import subprocess
 
 import pytest
 
 from qwen3.train.grpo import run_grpo
 from qwen3.train.metrics import read_metrics
 
-from .conftest import child_env, python_command
+from .conftest import torchrun_config
 from .test_grpo import small
 
 pytestmark = pytest.mark.distributed
@@ -21,14 +20,7 @@ OPTIONS = ("steps=4", "grpo.num_iterations=2", "grpo.beta=0.05", "grpo.eval_ever
 
 
 def torchrun(table, tmp_path, name):
-    config_file = tmp_path / f"{name}.json"
-    config_file.write_text(json.dumps(table))
-    command = python_command(
-        "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-        "-m", "qwen3.train", str(config_file), "--no-progress",
-    )  # fmt: skip
-    done = subprocess.run(command, env=child_env(), capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stderr[-4000:]
+    torchrun_config(table, tmp_path / f"{name}.json")
 
 
 def assert_same_run(one, two):
