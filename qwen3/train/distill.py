@@ -35,7 +35,7 @@ from torch.profiler import record_function
 
 from qwen3.train.batch import IGNORE, Batch, Row
 from qwen3.train.flops import ComputeCounter
-from qwen3.train.loss import LossFn, LossOutput, register_loss
+from qwen3.train.loss import LossFn, LossOutput, add_head_grads, register_loss
 from qwen3.train.settings import SettingsError
 from qwen3.train.stages import register_stage
 from qwen3.train.topk_store import unpack_topk
@@ -133,12 +133,8 @@ class _LinearDivergence(torch.autograd.Function):
                 t = torch.log_softmax((th @ tw.T).float().div_(temperature), dim=-1)
                 value, grad = divergence_and_grad(s, t, kind, beta)
                 total += value.sum()
-                grad = grad.div_(temperature).to(compute)
-                grad_hidden[start : start + chunk_size] = (grad @ w).to(hidden.dtype)
-                if compute == torch.float32:
-                    grad_weight.addmm_(grad.T, h)
-                else:
-                    grad_weight += (grad.T @ h).float()
+                add_head_grads(grad.div_(temperature).to(compute), h, w, grad_hidden,
+                               slice(start, start + chunk_size), grad_weight)  # fmt: skip
         ctx.save_for_backward(grad_hidden, grad_weight.to(weight.dtype))
         return total
 

@@ -209,6 +209,18 @@ def linear_cross_entropy(hidden: Tensor, weight: Tensor, labels: Tensor, chunk_s
     return _LinearCrossEntropy.apply(hidden, weight, labels, chunk_size)
 
 
+def add_head_grads(
+    grad: Tensor, h: Tensor, w: Tensor, grad_hidden: Tensor, rows: Any, grad_weight: Tensor
+) -> None:
+    """One chunk's share of a fused LM-head loss's gradients, given ``grad`` wrt its logits (``h @ w.T``):
+    ``grad_hidden[rows] = grad @ w`` and ``grad_weight += grad.T @ h`` (accumulated in fp32)."""
+    grad_hidden[rows] = (grad @ w).to(grad_hidden.dtype)
+    if grad.dtype == torch.float32:
+        grad_weight.addmm_(grad.T, h)
+    else:
+        grad_weight += (grad.T @ h).float()
+
+
 class _LinearCrossEntropy(torch.autograd.Function):
     """Forward computes the loss and both gradients chunk by chunk (grad of CE wrt logits = softmax - onehot);
     backward only scales them by the incoming gradient."""
@@ -235,12 +247,7 @@ class _LinearCrossEntropy(torch.autograd.Function):
                 total += (norm.log() + peak - target_logit).sum()
                 grad.div_(norm)
                 grad[torch.arange(len(chunk), device=grad.device), target] -= 1.0
-                grad = grad.to(compute)
-                grad_hidden[chunk] = (grad @ w).to(hidden.dtype)
-                if compute == torch.float32:
-                    grad_weight.addmm_(grad.T, h)
-                else:
-                    grad_weight += (grad.T @ h).float()
+                add_head_grads(grad.to(compute), h, w, grad_hidden, chunk, grad_weight)
         ctx.save_for_backward(grad_hidden, grad_weight.to(weight.dtype))
         return total
 
