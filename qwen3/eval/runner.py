@@ -121,8 +121,14 @@ def request_seed(seed: int, *parts: Any) -> int:
 
 
 def gen_params(mode: str, options: EvalOptions, seed: int, budget: int | None = None) -> GenParams:
+    """The request's sampling settings. Under a thinking budget the reply may run to ``budget + max_tokens``: the
+    budget caps the thought and ``max_tokens`` stays the room for what follows it (the forced stop-thinking text
+    and the answer), so that a budget at or above ``max_tokens`` still measures the budget, not the length cap."""
     values = GREEDY if options.sampling == "greedy" else PRESETS[mode]
-    return GenParams(**values, max_tokens=options.max_tokens, seed=seed, thinking_budget=budget)
+    max_tokens = options.max_tokens
+    if budget is not None and max_tokens is not None:
+        max_tokens += budget
+    return GenParams(**values, max_tokens=max_tokens, seed=seed, thinking_budget=budget)
 
 
 def mode_switch(mode: str, item) -> tuple[bool | None, str]:

@@ -64,7 +64,13 @@ def time_block(results: dict[str, Any] | None, link: str | None) -> str:
 
 
 def results_block(results: dict[str, Any] | None, link: str | None) -> str:
-    from qwen3.recipes.report import TABLE22_LEGEND, table21_markdown, table22, targets_markdown
+    from qwen3.recipes.report import (
+        TABLE22_LEGEND,
+        examples_markdown,
+        table21_markdown,
+        table22,
+        targets_markdown,
+    )
 
     if results is None:
         return (
@@ -80,6 +86,8 @@ def results_block(results: dict[str, Any] | None, link: str | None) -> str:
         f"Full report, with Figure 2, the training curves, the model sizes and the wall time of every phase: "
         f"[{link}]({link}).",
         "",
+        *(["**Asked to think, told not to.**", "", *examples_markdown(results["examples"])]
+          if "examples" in results else []),
         f"**Targets**: {passed} of {len(targets)} of the report's claims pass at this scale; each miss gives its "
         "measured cause.",
         "",

@@ -278,6 +278,58 @@ def plots(run) -> dict[str, str]:
 
 
 # -- outputs --------------------------------------------------------------------------------------------------------
+EXAMPLE_FLAGS = ("/think", "/no_think")
+
+
+def mode_examples(run) -> dict[str, Any]:
+    """The final flagship's replies to one validation reasoning question (never trained on), asked once with
+    ``/think`` and once with ``/no_think``, greedy, with the evaluation's reply limit: the report's first sight of
+    the switch. Deterministic, so a resumed run writes the same report."""
+    from qwen3 import LLM
+    from qwen3.engine.sampling_params import SamplingParams
+    from qwen3.world import generate
+    from qwen3.world.registry import knob_defaults
+
+    with knob_defaults(run.recipe.world):
+        item = generate("reasoning", "validation", 1, seed=run.recipe.seed)[0]
+    question = item.messages[-1]["content"]
+    conversations = [
+        [*item.messages[:-1], {"role": "user", "content": f"{question} {flag}"}] for flag in EXAMPLE_FLAGS
+    ]
+    llm = LLM(str(run.path("final")), seed=run.recipe.seed)
+    params = SamplingParams(temperature=0.0, max_tokens=run.recipe.eval.max_tokens)
+    outputs = llm.chat(conversations, params, progress=False)
+    return {
+        "item": item.id,
+        "question": question,
+        "replies": [{"flag": flag, "text": out.outputs[0].text} for flag, out in zip(EXAMPLE_FLAGS, outputs)],
+    }
+
+
+def fenced(text: str) -> list[str]:
+    """``text`` as a Markdown code block; its four-backtick fence keeps the question's own ``` blocks inside."""
+    return ["````text", text.replace("````", "` ` ` `"), "````", ""]
+
+
+def examples_markdown(examples: dict[str, Any]) -> list[str]:
+    lines = [
+        "The final flagship (`final/`), greedy, on a validation question it never trained on, asked once with "
+        "`/think` and once with `/no_think`; the raw completions.",
+        "",
+    ]
+    for reply in examples["replies"]:
+        question = f"{examples['question']} {reply['flag']}"
+        lines += [
+            f"User, with `{reply['flag']}`:",
+            "",
+            *fenced(question),
+            "Model:",
+            "",
+            *fenced(reply["text"]),
+        ]
+    return lines
+
+
 def load_evals(run) -> dict[str, Any]:
     return {path.stem: json.loads(path.read_text()) for path in sorted(run.path("eval").glob("*.json"))}
 
@@ -314,6 +366,7 @@ def without_timings(value: Any) -> Any:
 
 def write_outputs(run) -> dict[str, Any]:
     results = build_results(run)
+    results["examples"] = mode_examples(run)
     results["plots"] = plots(run)
     results["wall_s"]["report"] = 0.0
     atomic_write_json(run.path("results.json"), results)
@@ -364,6 +417,9 @@ def render(run, results: dict[str, Any]) -> str:
         f"{sum(t['pass'] for t in results['targets'])} of {len(results['targets'])} targets pass. Scores are "
         f"percent ± one standard error over {run.recipe.test_items} test items per suite.",
         "",
+        "## Asked to think, told not to",
+        "",
+        *examples_markdown(results["examples"]),
         "## Table 22 analogue: benchmarks x stages x modes",
         "",
         table22(evals, suites),

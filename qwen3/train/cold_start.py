@@ -37,6 +37,7 @@ from qwen3.train.filters import (
     LanguageMixing,
     NotSolvedWithoutThinking,
     Repetition,
+    ThinkTags,
     ValidationOverlap,
     Verifiable,
     apply_filters,
@@ -345,6 +346,7 @@ def query_filters(config: ColdStartConfig, validation: Sequence[Any], llm: Any, 
 
 def response_filters(config: ColdStartConfig, validation: Sequence[Any]) -> list:
     return [
+        ThinkTags(),
         CorrectAnswer(),
         Repetition(config.repetition_n, config.max_repetition, config.max_line_repeats),
         Guesswork(config.min_thought_words),

@@ -13,7 +13,8 @@ Query filters see ``qwen3.world.Item``s:
 - ``HeldOut``: drop queries that are (by hash) in the validation set kept out of training.
 
 Response filters see ``Candidate``s (an item plus one teacher reply):
-- ``CorrectAnswer`` (graded by ``qwen3.eval.grade``), ``Repetition`` (n-gram repetition rate), ``Guesswork`` (an
+- ``ThinkTags`` (a ``<think>`` or ``</think>`` left inside the thought or the answer: a broken format),
+  ``CorrectAnswer`` (graded by ``qwen3.eval.grade``), ``Repetition`` (n-gram repetition rate), ``Guesswork`` (an
   answer no reasoning leads to), ``Consistency`` (the thought concludes one answer, the summary gives another),
   ``LanguageMixing`` (letters of a second script), ``ValidationOverlap`` (n-gram overlap with validation items).
 """
@@ -232,6 +233,24 @@ def no_think_pass_rates(llm: Any, items: Sequence[Any], k: int, max_tokens: int,
 
 
 # --------------------------------------------------------------------------------------------- response filters
+@dataclass
+class ThinkTags:
+    """Drop responses with a think tag inside the thought or the answer (a second ``</think>`` in the content, a
+    ``<think>`` reopened): the chat format allows one think block, which the template writes around the thought.
+    Such a reply can still end in a right answer, so ``CorrectAnswer`` alone keeps it."""
+
+    name: str = "think_tags"
+
+    def keep(self, candidate: Candidate) -> Verdict:
+        from qwen3.tokenizer.special import THINK_END, THINK_START
+
+        for part, text in (("thought", candidate.reasoning), ("answer", candidate.content)):
+            for tag in (THINK_START, THINK_END):
+                if tag in text:
+                    return False, f"{tag} inside the {part}"
+        return KEPT
+
+
 @dataclass
 class CorrectAnswer:
     """Drop responses whose final answer ``qwen3.eval.grade`` marks wrong (or that never close the thought)."""

@@ -4,7 +4,8 @@ Continual SFT of the stage-2 model on a mix of thinking and non-thinking data, i
 ``/think`` and ``/no_think`` flags switch between them. Here:
 
 - Thinking data: rejection sampling on stage-1 queries with the model being fine-tuned (the stage-2 model
-  itself), a reply kept only when ``qwen3.eval.grade`` verifies it (``rejection_sample``); a query with no
+  itself), a reply kept only when ``qwen3.eval.grade`` verifies it and no think tag is left inside its thought or
+  answer (``qwen3.train.filters.ThinkTags``; ``rejection_sample``); a query with no
   verified sample may fall back to its worked solution (``solution_fallback``, also verified; counted apart).
 - Non-thinking data: direct answers (an empty think block) for the world's reasoning, knowledge, instruction
   following, tool use and length tasks (``qwen3.world.sft.chat_example(item, "no_think")`` when the world has it,
@@ -40,7 +41,7 @@ from qwen3.train.cold_start import (
     sampled_candidates,
     task_items,
 )
-from qwen3.train.filters import Candidate, CorrectAnswer
+from qwen3.train.filters import Candidate, CorrectAnswer, ThinkTags
 from qwen3.train.settings import SettingsError
 from qwen3.train.stages import register_stage
 from qwen3.utils.atomic import atomic_write_json, atomic_write_text
@@ -171,6 +172,10 @@ def direct_sample(item: Any, task: str) -> Sample:
     return Sample(_query_messages(item.messages), reply, "no_think", f"non_thinking:{task}", item.tools)
 
 
+def passes(candidate: Candidate, checks: Sequence[Any]) -> bool:
+    return all(check.keep(candidate)[0] for check in checks)
+
+
 @dataclass
 class RejectionStats:
     queries: int = 0
@@ -185,22 +190,22 @@ def rejection_sample(
     llm: Any, items: Sequence[Any], config: FusionConfig
 ) -> tuple[list[Sample], RejectionStats]:
     """Thinking samples: for each query the first of ``samples_per_query`` model replies that is a real thought
-    (non-empty, closed) with a verified answer; else the worked solution when ``solution_fallback`` (verified)."""
+    (non-empty, closed, no stray think tag) with a verified answer; else the worked solution when ``solution_fallback`` (verified)."""
     stats = RejectionStats(queries=len(items))
-    verify = CorrectAnswer()
+    checks = (ThinkTags(), CorrectAnswer())
     groups = sampled_candidates(llm, items, config.samples_per_query, config.max_new_tokens, config.temperature,
                                 config.seed) if llm is not None else [[] for _ in items]  # fmt: skip
     samples = []
     for item, group in zip(items, groups):
         stats.samples += len(group)
-        good = [c for c in group if c.reasoning.strip() and c.meta.get("closed", True) and verify.keep(c)[0]]
+        good = [c for c in group if c.reasoning.strip() and c.meta.get("closed", True) and passes(c, checks)]
         stats.verified += len(good)
         if good:
             stats.queries_verified += 1
             samples.append(thinking_sample(good[0], "thinking_sampled"))
             continue
         fallback = Candidate(item, item.solution or "", item.direct or "", "solution")
-        if config.solution_fallback and fallback.reasoning.strip() and verify.keep(fallback)[0]:
+        if config.solution_fallback and fallback.reasoning.strip() and passes(fallback, checks):
             stats.solution_fallbacks += 1
             samples.append(thinking_sample(fallback, "thinking_solution"))
         else:

@@ -87,6 +87,18 @@ def test_no_think_preset_and_greedy():
     assert greedy.requests[0].params.temperature == 0.0
 
 
+def test_a_budget_point_keeps_max_tokens_of_room_after_its_thought():
+    # Budget 64 with --max-tokens 32: a cap of 32 would end every thought before the budget could.
+    backend = Scripted(lambda r: Reply.from_text("<think>\nt\n</think>\n\nAnswer: 0"))
+    options = EvalOptions(max_tokens=32, budgets=(8, 64))
+    results = run_suites(
+        backend, ["budget"], ["think"], options, {"reasoning": REASONING}, log=lambda _: None
+    )
+    caps = sorted({(r.params.thinking_budget, r.params.max_tokens) for r in backend.requests}, key=str)
+    assert caps == [(64, 96), (8, 40), (None, 32)]
+    assert [point["budget"] for point in results["budget"]["think"]] == [8, 64]
+
+
 def test_seeds_do_not_depend_on_the_other_items():
     seeds = {}
     for limit in (4, 2):

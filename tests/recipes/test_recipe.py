@@ -48,12 +48,15 @@ def test_results_schema(smoke_run):
     assert results["data"]["overlap"] == 0 and results["data"]["test_items"] > 0
     assert results["models"]["student"]["parameters"] < results["models"]["flagship"]["parameters"]
     assert results["table21"]["distill_on"]["flops"] > 0 and results["table21"]["student_rl"]["flops"] > 0
+    examples = results["examples"]
+    assert [reply["flag"] for reply in examples["replies"]] == ["/think", "/no_think"]
+    assert examples["item"].startswith("reasoning-validation-") and examples["question"]
 
 
 def test_report_has_the_tables(smoke_run):
     report = (smoke_run / "report.md").read_text()
     for heading in ("## Targets", "## Table 22 analogue", "## Table 21 analogue", "## Figure 2 analogue",
-                    "## Training curves", "## Models", "## Wall time"):  # fmt: skip
+                    "## Training curves", "## Models", "## Wall time", "## Asked to think, told not to"):  # fmt: skip
         assert heading in report
     assert "qwen3 recipe run smoke" in report and "seed 0" in report
     results = json.loads((smoke_run / "results.json").read_text())

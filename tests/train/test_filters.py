@@ -24,6 +24,7 @@ from qwen3.train.filters import (
     LanguageMixing,
     NotSolvedWithoutThinking,
     Repetition,
+    ThinkTags,
     ValidationOverlap,
     Verifiable,
     apply_filters,
@@ -52,6 +53,16 @@ def test_correct_answer_drops_wrong_and_unanswered_keeps_right():
     assert flt.keep(candidate()) == (True, "kept")
     assert flt.keep(candidate(content="Answer: 39")) == (False, "wrong final answer")
     assert flt.keep(candidate(content=""))[0] is False
+
+
+def test_think_tags_drop_a_second_think_block_even_with_a_right_answer():
+    flt = ThinkTags()
+    assert flt.keep(candidate()) == (True, "kept")
+    # The stage-2 model's reply that fusion once kept: a stray thought and </think> before a right answer.
+    stray = candidate(content="x = -20. The loop ran 2 times.\n</think>\nx = 38.\nAnswer: 38")
+    assert CorrectAnswer().keep(stray) == (True, "kept")
+    assert flt.keep(stray) == (False, "</think> inside the answer")
+    assert flt.keep(candidate(reasoning="First.<think>Again.")) == (False, "<think> inside the thought")
 
 
 def test_repetition_rate_and_filter():

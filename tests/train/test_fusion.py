@@ -131,14 +131,14 @@ def test_rejection_sampling_keeps_only_verified_thoughts():
     llm = fake_llm([
         [("I worked it out.", "Answer: -999", True), ("Careful work.", right[0], True)],
         [("", right[1], True), ("cut off", right[1], False)],  # no thought / never closed: rejected
-        [("Wrong.", "Answer: -998", True)],
+        [("Wrong.", "Answer: -998", True), ("Stray tag.", f"x\n</think>\n\n{right[2]}", True)],
     ])  # fmt: skip
     config = FusionConfig(samples_per_query=2, solution_fallback=False)
     kept, stats = rejection_sample(llm, items, config)
     assert [s.reply[0]["reasoning_content"] for s in kept] == ["Careful work."]
     assert (stats.queries, stats.samples, stats.verified, stats.queries_verified, stats.unsolved) == (
         3,
-        5,
+        6,
         1,
         1,
         2,
