@@ -17,7 +17,10 @@ MODEL = "models/qwen3-0.6b"
 
 
 def code_blocks(language: str) -> list[str]:
-    return re.findall(rf"```{language}\n(.*?)```", README, flags=re.DOTALL)
+    """The README's ``` blocks of ``language``, outside the ```` blocks that quote a model's transcript (which
+    may hold ``` blocks of their own)."""
+    outside_quotes = re.sub(r"^````\w*\n.*?^````$", "", README, flags=re.DOTALL | re.MULTILINE)
+    return re.findall(rf"```{language}\n(.*?)```", outside_quotes, flags=re.DOTALL)
 
 
 def command_lines() -> list[list[str]]:
