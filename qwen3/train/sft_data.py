@@ -7,19 +7,23 @@ A row's inputs are ``ids[:-1]`` and targets ``ids[1:]`` where the target token i
 
 Packing (``pack=True``) fills rows of ``seq_len`` with whole examples in stream order (next-fit: an example that
 does not fit starts the next row); each example is its own document, so attention and positions stay within it.
-Examples longer than ``seq_len`` are truncated (or skipped, ``overlong="skip"``); either way they are counted.
+Examples longer than ``seq_len`` are truncated (or skipped, ``overlong="skip"``); either way they are counted, and
+the first one dropped is logged as a warning (a kind of example too long for ``seq_len`` is otherwise never trained).
 The saved position is the stream position before the example waiting for the next row plus the counters as they
 were then (that example is read and counted again on resume).
 """
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from typing import Any
 
 from qwen3.train.batch import IGNORE, Row
 from qwen3.train.corpus import DataError, Document
 from qwen3.train.data import DocumentStream
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -117,6 +121,13 @@ class PackedConversations:
                 self.truncated += 1
                 return before, cut
             self.dropped += 1
+            if self.dropped == 1:  # once: the count goes on in the metrics (overlong_dropped)
+                log.warning(
+                    "an SFT example of %d tokens is dropped: it does not fit data.seq_len %d (overlong=%s; "
+                    "'truncate' drops only examples whose targets all lie past the cut). Examples like it are "
+                    "never trained on unless data.seq_len is raised; overlong_dropped counts them",
+                    len(example.input_ids), self.seq_len, self.overlong,
+                )  # fmt: skip
 
     def next_row(self) -> Row:
         _, example = self._take()

@@ -79,7 +79,7 @@ def test_packing_keeps_examples_whole_as_separate_documents(tokenizer):
     assert unpacked.document_ids is None and unpacked.input_ids == singles[0].input_ids
 
 
-def test_overlong_examples_are_truncated_or_dropped_and_counted(tokenizer):
+def test_overlong_examples_are_truncated_or_dropped_and_counted(tokenizer, caplog):
     long = conversation("question", "answer " * 60)
     prompt_only = conversation("question " * 60, "answer")  # truncation would leave no target
     short = conversation("q", "a")
@@ -91,6 +91,9 @@ def test_overlong_examples_are_truncated_or_dropped_and_counted(tokenizer):
     dropping = rows_of(tokenizer, [long, short], seq_len=48, pack=False, overlong="skip")
     assert dropping.next_row().input_ids == conversation_example(Document(short, ""), tokenizer).input_ids
     assert dropping.dropped == 1
+    # The first drop is said once (here once per row source), naming the limit to raise.
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warnings) == 2 and all("data.seq_len 48" in w for w in warnings)
 
 
 def test_sft_rows_resume_exactly(tokenizer):
