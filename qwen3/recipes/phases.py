@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import shutil
 from collections.abc import Callable
@@ -20,14 +21,13 @@ def in_world(phase: Callable[[Any], dict[str, Any]]) -> Callable[[Any], dict[str
     """The phase run with the recipe's [world] knobs in force (qwen3.world.registry.knob_defaults): the data,
     every stage and the evaluation draw their items from the same families and difficulty."""
 
+    @functools.wraps(phase)
     def run_phase(run) -> dict[str, Any]:
         from qwen3.world.registry import knob_defaults
 
         with knob_defaults(run.recipe.world):
             return phase(run)
 
-    run_phase.__name__ = phase.__name__
-    run_phase.__doc__ = phase.__doc__
     return run_phase
 
 
@@ -188,9 +188,17 @@ def trainer_phase(name: str) -> Callable[[Any], dict[str, Any]]:
     return in_world(run_phase)
 
 
+PRETRAIN_LINKS = ("s1", "s2", "s3")
+
+
+def chain_dirs(root: Path, name: str) -> list[Path]:
+    """The run directories of phase ``name`` under its ``root`` (runs/<name>): the pre-training chain's links, in
+    order, or the one run of any other phase."""
+    return [root / link for link in PRETRAIN_LINKS] if name == "pretrain" else [root]
+
+
 def phase_runs(run, name: str) -> list[Path]:
-    root = run.run_dir(name)
-    return [root / link for link in ("s1", "s2", "s3")] if name == "pretrain" else [root]
+    return chain_dirs(run.run_dir(name), name)
 
 
 def phase_summary(run, name: str) -> dict[str, Any]:
@@ -206,7 +214,35 @@ def phase_summary(run, name: str) -> dict[str, Any]:
 
 
 # -- evaluation -----------------------------------------------------------------------------------------------------
-def eval_phase(name: str, budget: bool = False, student: bool = False) -> Callable[[Any], dict[str, Any]]:
+EXAMPLES_FILE = "examples.json"  # the stage-4 flagship on /think and /no_think, shown first in report.md
+EXAMPLE_FLAGS = ("/think", "/no_think")
+
+
+def mode_examples(run, backend) -> dict[str, Any]:
+    """The flagship's replies to one validation reasoning question (never trained on), asked once with ``/think``
+    and once with ``/no_think``, greedy, with the evaluation's reply limit: the report's first sight of the
+    switch. Deterministic, so a resumed run writes the same report."""
+    from qwen3.eval.backends import ChatRequest, GenParams
+    from qwen3.world import generate
+
+    item = generate("reasoning", "validation", 1, seed=run.recipe.seed)[0]
+    question = item.messages[-1]["content"]
+    params = GenParams(temperature=0.0, max_tokens=run.recipe.eval.max_tokens)
+    requests = [
+        ChatRequest([*item.messages[:-1], {"role": "user", "content": f"{question} {flag}"}], params)
+        for flag in EXAMPLE_FLAGS
+    ]
+    replies = backend.complete(requests)
+    return {
+        "item": item.id,
+        "question": question,
+        "replies": [{"flag": flag, "text": reply.raw} for flag, reply in zip(EXAMPLE_FLAGS, replies)],
+    }
+
+
+def eval_phase(
+    name: str, budget: bool = False, student: bool = False, examples: bool = False
+) -> Callable[[Any], dict[str, Any]]:
     def run_phase(run) -> dict[str, Any]:
         from qwen3.eval.backends import InProcessBackend
         from qwen3.eval.runner import EvalOptions, run_suites
@@ -228,6 +264,8 @@ def eval_phase(name: str, budget: bool = False, student: bool = False) -> Callab
         results = run_suites(backend, suites, options=options, log=run.display.log)
         results["model"] = name
         atomic_write_json(run.path("eval", f"{name}.json"), results)
+        if examples:
+            atomic_write_json(run.path(EXAMPLES_FILE), mode_examples(run, backend))
         return {
             suite: {mode: round(summary["score"], 6) for mode, summary in modes.items()}
             for suite, modes in results["suites"].items()

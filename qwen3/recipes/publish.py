@@ -137,9 +137,11 @@ def readme_text(text: str, repo: Path, name: str | None) -> str:
     """The README ``text`` as publishing ``docs/results/<name>`` (None: nothing published) makes it."""
     if name is None:
         return replace_blocks(text, render_blocks(None, None))
-    results = load_published(repo / RESULTS_DIR / name)
-    link = (RESULTS_DIR / name / "report.md").as_posix()
-    return replace_blocks(text, render_blocks(results, link))
+    return replace_blocks(text, render_blocks(load_published(repo / RESULTS_DIR / name), report_link(name)))
+
+
+def report_link(name: str) -> str:
+    return (RESULTS_DIR / name / "report.md").as_posix()
 
 
 # -- publishing -----------------------------------------------------------------------------------------------------
@@ -176,5 +178,7 @@ def publish(run_dir: str | Path, repo: str | Path = ".", name: str | None = None
             (tmp / "plots").mkdir()
             for plot in plots:
                 shutil.copy2(plot, tmp / "plots" / plot.name)
-    atomic_write_text(readme, readme_text(text, repo, name))
+    atomic_write_text(
+        readme, replace_blocks(text, render_blocks(results, report_link(name)))
+    )  # as readme_text makes it from the copy
     return target

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from qwen3.recipes.config import FLAGSHIP_STAGES, STUDENT_PHASES
+from qwen3.recipes.phases import EXAMPLES_FILE
 from qwen3.utils.atomic import atomic_write_json, atomic_write_text
 
 STAGE_TITLES = {
@@ -278,34 +279,6 @@ def plots(run) -> dict[str, str]:
 
 
 # -- outputs --------------------------------------------------------------------------------------------------------
-EXAMPLE_FLAGS = ("/think", "/no_think")
-
-
-def mode_examples(run) -> dict[str, Any]:
-    """The final flagship's replies to one validation reasoning question (never trained on), asked once with
-    ``/think`` and once with ``/no_think``, greedy, with the evaluation's reply limit: the report's first sight of
-    the switch. Deterministic, so a resumed run writes the same report."""
-    from qwen3 import LLM
-    from qwen3.engine.sampling_params import SamplingParams
-    from qwen3.world import generate
-    from qwen3.world.registry import knob_defaults
-
-    with knob_defaults(run.recipe.world):
-        item = generate("reasoning", "validation", 1, seed=run.recipe.seed)[0]
-    question = item.messages[-1]["content"]
-    conversations = [
-        [*item.messages[:-1], {"role": "user", "content": f"{question} {flag}"}] for flag in EXAMPLE_FLAGS
-    ]
-    llm = LLM(str(run.path("final")), seed=run.recipe.seed)
-    params = SamplingParams(temperature=0.0, max_tokens=run.recipe.eval.max_tokens)
-    outputs = llm.chat(conversations, params, progress=False)
-    return {
-        "item": item.id,
-        "question": question,
-        "replies": [{"flag": flag, "text": out.outputs[0].text} for flag, out in zip(EXAMPLE_FLAGS, outputs)],
-    }
-
-
 def fenced(text: str) -> list[str]:
     """``text`` as a Markdown code block; its four-backtick fence keeps the question's own ``` blocks inside."""
     return ["````text", text.replace("````", "` ` ` `"), "````", ""]
@@ -366,7 +339,7 @@ def without_timings(value: Any) -> Any:
 
 def write_outputs(run) -> dict[str, Any]:
     results = build_results(run)
-    results["examples"] = mode_examples(run)
+    results["examples"] = json.loads(run.path(EXAMPLES_FILE).read_text())
     results["plots"] = plots(run)
     results["wall_s"]["report"] = 0.0
     atomic_write_json(run.path("results.json"), results)

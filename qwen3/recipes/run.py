@@ -99,8 +99,7 @@ class RecipeRun:
         """The Hugging Face directory a finished phase left (its run's newest checkpoint's model)."""
         from qwen3.model.run_dir import resolve_model_dir
 
-        run_dir = self.run_dir(phase) / "s3" if phase == "pretrain" else self.run_dir(phase)
-        return resolve_model_dir(run_dir)
+        return resolve_model_dir(p.chain_dirs(self.run_dir(phase), phase)[-1])
 
     # -- running -------------------------------------------------------------------------------------------------
     def run(self) -> dict[str, Any]:
@@ -135,7 +134,7 @@ def has_checkpoints(out: Path, phase: str) -> bool:
     from qwen3.model.run_dir import list_checkpoints
 
     root = Path(out) / "runs" / phase
-    dirs = [root / link for link in ("s1", "s2", "s3")] if phase == "pretrain" else [root]
+    dirs = p.chain_dirs(root, phase)
     return any(d.is_dir() and list_checkpoints(d) for d in dirs)
 
 
@@ -156,7 +155,9 @@ def build_phases(recipe: Recipe) -> list[Phase]:
     out = [Phase("data", p.make_data), Phase("tokenizer", p.make_tokenizer), Phase("init", p.init_models)]
     for name in FLAGSHIP_STAGES:
         out.append(Phase(name, p.trainer_phase(name), steps=p.phase_steps(recipe, name)))
-        out.append(Phase(f"eval_{name}", p.eval_phase(name, budget=name == "stage4")))
+        out.append(
+            Phase(f"eval_{name}", p.eval_phase(name, budget=name == "stage4", examples=name == "stage4"))
+        )
     out.append(Phase("final", p.export_phase("stage4", "final")))
     for name in STUDENT_PHASES:
         out.append(Phase(name, p.trainer_phase(name), steps=p.phase_steps(recipe, name)))

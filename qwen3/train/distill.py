@@ -126,15 +126,16 @@ class _LinearDivergence(torch.autograd.Function):
         total = torch.zeros((), dtype=torch.float32, device=hidden.device)
         with torch.autocast(device, enabled=False), torch.no_grad(), record_function("distill.divergence"):
             w, tw = weight.to(compute), teacher_weight
-            for start in range(0, hidden.shape[0], chunk_size or max(hidden.shape[0], 1)):
-                h = hidden[start : start + chunk_size].to(compute)
-                th = teacher_hidden[start : start + chunk_size].to(tw.dtype)
+            size = chunk_size or max(hidden.shape[0], 1)  # 0: one chunk of every row
+            for start in range(0, hidden.shape[0], size):
+                h = hidden[start : start + size].to(compute)
+                th = teacher_hidden[start : start + size].to(tw.dtype)
                 s = torch.log_softmax((h @ w.T).float().div_(temperature), dim=-1)
                 t = torch.log_softmax((th @ tw.T).float().div_(temperature), dim=-1)
                 value, grad = divergence_and_grad(s, t, kind, beta)
                 total += value.sum()
                 add_head_grads(grad.div_(temperature).to(compute), h, w, grad_hidden,
-                               slice(start, start + chunk_size), grad_weight)  # fmt: skip
+                               slice(start, start + size), grad_weight)  # fmt: skip
         ctx.save_for_backward(grad_hidden, grad_weight.to(weight.dtype))
         return total
 

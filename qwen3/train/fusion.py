@@ -41,7 +41,7 @@ from qwen3.train.cold_start import (
     sampled_candidates,
     task_items,
 )
-from qwen3.train.filters import Candidate, CorrectAnswer, ThinkTags
+from qwen3.train.filters import Candidate, CorrectAnswer, ThinkTags, apply_filters
 from qwen3.train.settings import SettingsError
 from qwen3.train.stages import register_stage
 from qwen3.utils.atomic import atomic_write_json, atomic_write_text
@@ -172,10 +172,6 @@ def direct_sample(item: Any, task: str) -> Sample:
     return Sample(_query_messages(item.messages), reply, "no_think", f"non_thinking:{task}", item.tools)
 
 
-def passes(candidate: Candidate, checks: Sequence[Any]) -> bool:
-    return all(check.keep(candidate)[0] for check in checks)
-
-
 @dataclass
 class RejectionStats:
     queries: int = 0
@@ -198,14 +194,19 @@ def rejection_sample(
     samples = []
     for item, group in zip(items, groups):
         stats.samples += len(group)
-        good = [c for c in group if c.reasoning.strip() and c.meta.get("closed", True) and passes(c, checks)]
+        thoughts = [c for c in group if c.reasoning.strip() and c.meta.get("closed", True)]
+        good = apply_filters(checks, thoughts, "fusion")[0]
         stats.verified += len(good)
         if good:
             stats.queries_verified += 1
             samples.append(thinking_sample(good[0], "thinking_sampled"))
             continue
         fallback = Candidate(item, item.solution or "", item.direct or "", "solution")
-        if config.solution_fallback and fallback.reasoning.strip() and passes(fallback, checks):
+        if (
+            config.solution_fallback
+            and fallback.reasoning.strip()
+            and apply_filters(checks, [fallback], "fusion")[0]
+        ):
             stats.solution_fallbacks += 1
             samples.append(thinking_sample(fallback, "thinking_solution"))
         else:
