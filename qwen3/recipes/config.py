@@ -64,6 +64,9 @@ STAGE_KIND = {
     "distill_on": "distill",
     "student_rl": "grpo",
 }
+EXAMPLES_FILE = (
+    "examples.json"  # OUT/: the stage-4 flagship on /think and /no_think, shown first in report.md
+)
 ITEM_ID = re.compile(r"\b([a-z]+)-(train|validation|test)-([0-9a-f]{12})\b")
 
 # S2's corpus when [data] names no reasoning_mix: "more STEM, coding, reasoning and synthetic data" (section 3.2)

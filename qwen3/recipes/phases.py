@@ -9,7 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from qwen3.recipes.config import ITEM_ID, STAGE_KIND, STARTS_FROM, Recipe
+from qwen3.recipes.config import EXAMPLES_FILE, ITEM_ID, STAGE_KIND, STARTS_FROM, Recipe
 from qwen3.utils.atomic import atomic_directory, atomic_write_json
 
 EVAL_FAMILIES = ("reasoning", "knowledge", "counterfact", "ifeval", "lengthctrl", "tooluse", "thinkfollow")
@@ -214,7 +214,6 @@ def phase_summary(run, name: str) -> dict[str, Any]:
 
 
 # -- evaluation -----------------------------------------------------------------------------------------------------
-EXAMPLES_FILE = "examples.json"  # the stage-4 flagship on /think and /no_think, shown first in report.md
 EXAMPLE_FLAGS = ("/think", "/no_think")
 
 

@@ -12,8 +12,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-from qwen3.recipes.config import FLAGSHIP_STAGES, STUDENT_PHASES
-from qwen3.recipes.phases import EXAMPLES_FILE
+from qwen3.recipes.config import EXAMPLES_FILE, FLAGSHIP_STAGES, STUDENT_PHASES
 from qwen3.utils.atomic import atomic_write_json, atomic_write_text
 
 STAGE_TITLES = {
