@@ -477,17 +477,18 @@ class OnPolicyRollouts:
 
     def _engine(self) -> Any:
         from qwen3.engine.llm import LLM
+        from qwen3.train.grpo import inference_copy
 
         if self.policy is None:
             raise RuntimeError("OnPolicyRollouts.attach(model) must be called before rows are drawn")
         if self.llm is None:
-            copy_ = copy.deepcopy(self.policy).to(
-                "cpu" if not torch.cuda.is_available() else self.policy.lm_head.weight.device,
-                dtype=self.settings.dtype,
-            )
-            self.llm = LLM(copy_, tokenizer=self.tokenizer, **self.engine_options)
-        else:  # the updated weights, converted to the engine's dtype; the engine's layouts are rebuilt
-            self.llm.engine.load_weights(self.policy.state_dict().items())
+            # GRPO's engine copy, not a cast of the policy: casting would take RoPE's fp32 inv_freq to bf16 too.
+            device = self.policy.lm_head.weight.device if torch.cuda.is_available() else torch.device("cpu")
+            dtype = self.settings.dtype or self.policy.lm_head.weight.dtype
+            self.llm = LLM(inference_copy(self.policy, device, dtype), tokenizer=self.tokenizer,
+                           **self.engine_options)  # fmt: skip
+        # The current weights, converted to the engine's dtype; the engine's layouts are rebuilt.
+        self.llm.engine.load_weights(self.policy.state_dict().items())
         return self.llm
 
     @torch.no_grad()

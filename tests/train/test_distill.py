@@ -314,3 +314,25 @@ def test_under_torchrun_a_rank_samples_only_its_share_and_receives_every_rank_s_
     assert engine.seeds == [104, 105, 106, 107]  # its share only, seeded by the batch-wide serial
     assert [row.labels[-1] for row in rows] == list(range(100, 108))  # every rank's rows, in rank order
     assert counter.forward_tokens["student"] == 8 * 3  # all 8 rollouts counted on every rank
+
+
+def test_a_bf16_engine_copy_of_the_student_keeps_its_rotary_buffers_in_fp32():
+    # The engine's copy is GRPO's ``inference_copy`` loaded with the student's weights: parameters in bf16, but
+    # RoPE's inv_freq stays fp32 (a cast copy would round the frequencies and misplace every position).
+    from qwen3.train.distill import OnPolicyRollouts, RolloutSettings
+    from qwen3.train.flops import ComputeCounter
+    from qwen3.train.grpo import inference_copy
+
+    student = init_model(get_preset("qwen3-debug-tiny"), seed=0)
+    settings = RolloutSettings(rows=2, dtype=torch.bfloat16)
+    rollouts = OnPolicyRollouts(synthetic_prompts(1), tokenizer_for_vocab(512), settings,
+                                ComputeCounter({"student": 1}), {"max_model_len": 64, "max_num_seqs": 2})  # fmt: skip
+    rollouts.attach(student)
+    engine_model = rollouts._engine().model
+    expected = inference_copy(student, torch.device("cpu"), torch.bfloat16)
+    buffers = dict(expected.named_buffers())
+    assert {n: b.dtype for n, b in engine_model.named_buffers()} == {n: b.dtype for n, b in buffers.items()}
+    assert engine_model.model.rotary_emb.inv_freq.dtype == torch.float32
+    assert torch.equal(engine_model.model.rotary_emb.inv_freq, student.model.rotary_emb.inv_freq)
+    for name, weight in student.state_dict().items():
+        assert torch.equal(engine_model.state_dict()[name], weight.to(torch.bfloat16)), name
