@@ -3,7 +3,8 @@
 A checkpoint directory holds
 
 - ``model/``: the Hugging Face model directory (``qwen3.save_model``; plus the tokenizer when one is used), so
-  ``qwen3.load_model``, the engine and transformers read it directly;
+  ``qwen3.load_model``, the engine and transformers read it directly (a reward model's checkpoint holds
+  ``reward_model/`` instead: ``write_checkpoint`` writes any model's);
 - ``optimizer.pt``: the full AdamW state keyed by parameter name (any world size can load it);
 - ``rng.pt``: Python, NumPy and torch (CPU, CUDA) generator states;
 - ``trainer_state.json``: step, data position, counters; written last;
@@ -20,6 +21,7 @@ import os
 import random
 import shutil
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -60,17 +62,39 @@ def save_checkpoint(
     """Write checkpoint ``step`` (rank 0 only; ``model`` is an unwrapped ``Qwen3ForCausalLM`` with full weights)."""
     from qwen3.model.checkpoint import save_model
 
-    target = step_dir(run_dir, step)
-    with atomic_directory(target) as tmp:
+    def write_model(tmp: Path) -> None:
         save_model(model, tmp / "model")
         if tokenizer is not None:
             _save_tokenizer(tokenizer, tmp / "model")
+
+    state = {**trainer_state, "step": step, "saved_at": time.time()}
+    return write_checkpoint(
+        run_dir, step, write_model, optimizer_state, state, config, metrics_text, keep_last
+    )
+
+
+def write_checkpoint(
+    run_dir: str | Path,
+    step: int,
+    write_model: Callable[[Path], Any],
+    optimizer_state: dict[str, Any],
+    state: dict[str, Any],
+    config: dict[str, Any],
+    metrics_text: str,
+    keep_last: int = 3,
+) -> Path:
+    """The layout of every checkpoint, whatever model it holds: ``write_model(tmp)`` writes the weights into the
+    temporary directory, then come the optimizer, RNG, config and log files, and ``state`` (the trainer-state
+    file) last, so a directory without it is an incomplete save."""
+    target = step_dir(run_dir, step)
+    with atomic_directory(target) as tmp:
+        write_model(tmp)
         torch.save(optimizer_state, tmp / "optimizer.pt")
         torch.save(rng_state(), tmp / "rng.pt")
         atomic_write_json(tmp / CONFIG_FILE, config)
         atomic_write_text(tmp / "metrics.jsonl", metrics_text)
         _pause_for_tests(step)
-        atomic_write_json(tmp / STATE_FILE, {**trainer_state, "step": step, "saved_at": time.time()})
+        atomic_write_json(tmp / STATE_FILE, state)
     prune(run_dir, keep_last)
     return target
 

@@ -312,22 +312,17 @@ def run_stage(table: dict[str, Any], *, resume: bool = False, overwrite: bool = 
 
 def _save_checkpoint(config: Any, step: int, rm: RewardModel, optimizer: Any, rng: random.Random,
                      metrics: Any) -> Path:  # fmt: skip
-    """``RUN_DIR/checkpoints/step-N/``: ``reward_model/`` (a directory ``RewardModel.load`` reads), the optimizer,
-    the RNG, the sampler's state and the log; the trainer-state file last, all in one atomic directory."""
+    """``RUN_DIR/checkpoints/step-N/``: the trainer's checkpoint layout (``checkpoint.write_checkpoint``) with
+    ``reward_model/`` (a directory ``RewardModel.load`` reads) for the weights and the pair sampler's state in
+    the trainer-state file."""
     from qwen3.train import checkpoint
 
-    target = checkpoint.step_dir(config.run_dir, step)
-    with atomic_directory(target) as tmp:
-        rm.save(tmp / "reward_model")
-        torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
-        torch.save(checkpoint.rng_state(), tmp / "rng.pt")
-        atomic_write_json(tmp / checkpoint.CONFIG_FILE, config.to_dict())
-        (tmp / "metrics.jsonl").write_text(metrics.text(), encoding="utf-8")
-        version, internal, gauss = rng.getstate()
-        atomic_write_json(tmp / checkpoint.STATE_FILE, {"step": step, "stage": config.stage,
-                                                        "sampler": [version, list(internal), gauss]})  # fmt: skip
-    checkpoint.prune(config.run_dir, config.checkpoint.keep_last)
-    return target
+    version, internal, gauss = rng.getstate()
+    state = {"step": step, "stage": config.stage, "sampler": [version, list(internal), gauss]}
+    return checkpoint.write_checkpoint(
+        config.run_dir, step, lambda tmp: rm.save(tmp / "reward_model"), optimizer.state_dict(), state,
+        config.to_dict(), metrics.text(), config.checkpoint.keep_last,
+    )  # fmt: skip
 
 
 def _restore(latest: Path, optimizer: Any, rng: random.Random, metrics: Any) -> int:
@@ -335,7 +330,10 @@ def _restore(latest: Path, optimizer: Any, rng: random.Random, metrics: Any) -> 
     from qwen3.train import checkpoint
 
     state = checkpoint.load_trainer_state(latest)
-    optimizer.load_state_dict(torch.load(latest / "optimizer.pt", map_location="cpu", weights_only=True))
+    optimizer_state = checkpoint.load_optimizer_file(latest)
+    if optimizer_state is None:  # a complete checkpoint has it: it is written before the trainer-state file
+        raise FileNotFoundError(f"{latest / 'optimizer.pt'}: the checkpoint has no optimizer state")
+    optimizer.load_state_dict(optimizer_state)
     checkpoint.load_rng_file(latest)
     version, internal, gauss = state["sampler"]
     rng.setstate((version, tuple(internal), gauss))
