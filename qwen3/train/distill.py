@@ -764,7 +764,7 @@ def _topk_store(spec: DistillConfig, config: Any, teacher: torch.nn.Module, toke
     others wait for the file at a barrier (one writer, no race)."""
     from pathlib import Path
 
-    from qwen3.train.topk_store import TopKStore, teacher_topk
+    from qwen3.train.topk_store import TopKStore, topk_sequences
 
     path = Path(spec.store or Path(config.run_dir) / "teacher_topk.safetensors")
     label, main = teacher_label(spec), env is None or env.is_main
@@ -780,11 +780,8 @@ def _topk_store(spec: DistillConfig, config: Any, teacher: torch.nn.Module, toke
     if reusable:
         return store if store is not None else TopKStore.load(path)
     rows = example_rows(examples, tokenizer, config.data.seq_len)
-    mine = shard(rows, env)
-    sequences = []
-    for start in range(0, len(mine), STORE_BATCH):
-        sequences += teacher_topk(teacher, mine[start : start + STORE_BATCH], spec.top_k, spec.temperature,
-                                  tokenizer.pad_token_id)  # fmt: skip
+    sequences = topk_sequences(teacher, shard(rows, env), spec.top_k, spec.temperature, STORE_BATCH,
+                               tokenizer.pad_token_id)  # fmt: skip
     store = TopKStore(gather(sequences, env), spec.top_k, spec.temperature, teacher.config.vocab_size, label)
     if main:
         store.save(path)

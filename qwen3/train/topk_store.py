@@ -161,6 +161,23 @@ def teacher_topk(
     return out
 
 
+def topk_sequences(
+    teacher: torch.nn.Module,
+    rows: Iterable[Row],
+    k: int,
+    temperature: float = 1.0,
+    batch_size: int = 8,
+    pad_id: int = 0,
+) -> list[TopKSequence]:
+    """``teacher_topk`` over every row, ``batch_size`` rows a forward (padding a whole list at once would hold
+    the logits of every row)."""
+    rows = list(rows)
+    sequences: list[TopKSequence] = []
+    for start in range(0, len(rows), batch_size):
+        sequences += teacher_topk(teacher, rows[start : start + batch_size], k, temperature, pad_id)
+    return sequences
+
+
 def build_topk_store(
     teacher: torch.nn.Module,
     rows: Iterable[Row],
@@ -172,10 +189,7 @@ def build_topk_store(
     pad_id: int = 0,
 ) -> TopKStore:
     """Score every row with the teacher (batches of ``batch_size``) and write the store to ``path``."""
-    rows = list(rows)
-    sequences: list[TopKSequence] = []
-    for start in range(0, len(rows), batch_size):
-        sequences += teacher_topk(teacher, rows[start : start + batch_size], k, temperature, pad_id)
+    sequences = topk_sequences(teacher, rows, k, temperature, batch_size, pad_id)
     store = TopKStore(sequences, k, temperature, teacher.config.vocab_size, teacher_name)
     store.save(path)
     return store
