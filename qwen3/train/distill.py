@@ -34,6 +34,7 @@ from torch import Tensor
 from torch.profiler import record_function
 
 from qwen3.train.batch import IGNORE, Batch, Row
+from qwen3.train.distributed import gather, shard
 from qwen3.train.flops import ComputeCounter
 from qwen3.train.loss import LossFn, LossOutput, add_head_grads, register_loss
 from qwen3.train.settings import SettingsError
@@ -352,26 +353,6 @@ def prompt_row(prompt_ids: Sequence[int], completion_ids: Sequence[int]) -> Row:
     ids = list(prompt_ids) + list(completion_ids)
     labels = [IGNORE] * (len(prompt_ids) - 1) + list(completion_ids)
     return Row(ids[:-1], labels)
-
-
-# ------------------------------------------------------------------------------------------- torchrun
-def shard(values: Sequence[Any], env: Any) -> list[Any]:
-    """This rank's contiguous share of ``values`` (all of them in a world of one; shares differ by at most one
-    when the count does not divide): the ranks' shares in rank order are ``values``."""
-    values = list(values)
-    if env is None or env.world_size == 1:
-        return values
-    world = env.world_size
-    return values[len(values) * env.rank // world : len(values) * (env.rank + 1) // world]
-
-
-def gather(values: list[Any], env: Any) -> list[Any]:
-    """Every rank's list, concatenated in rank order: the single-process list of the same work."""
-    if env is None or env.world_size == 1:
-        return values
-    boxes: list[Any] = [None] * env.world_size
-    torch.distributed.all_gather_object(boxes, values)
-    return [value for box in boxes for value in box]
 
 
 # ------------------------------------------------------------------------------------------- row sources

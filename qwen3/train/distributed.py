@@ -15,7 +15,7 @@ from __future__ import annotations
 import contextlib
 import datetime
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -126,6 +126,26 @@ def broadcast_object(obj: Any, env: DistEnv) -> Any:
     box = [obj]
     dist.broadcast_object_list(box, src=0)
     return box[0]
+
+
+def shard(values: Sequence[Any], env: DistEnv | None) -> list[Any]:
+    """This rank's contiguous share of ``values`` (all of them in a world of one; shares differ by at most one
+    when the count does not divide): the ranks' shares in rank order are ``values``, so work split with
+    ``shard`` and joined with ``gather`` is the single-process list."""
+    values = list(values)
+    if env is None or env.world_size == 1:
+        return values
+    world = env.world_size
+    return values[len(values) * env.rank // world : len(values) * (env.rank + 1) // world]
+
+
+def gather(values: list[Any], env: DistEnv | None) -> list[Any]:
+    """Every rank's list, concatenated in rank order: the single-process list of the same work."""
+    if env is None or env.world_size == 1:
+        return values
+    boxes: list[Any] = [None] * env.world_size
+    dist.all_gather_object(boxes, values)
+    return [value for box in boxes for value in box]
 
 
 def _is_sharded(module: nn.Module) -> bool:

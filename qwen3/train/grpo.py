@@ -46,6 +46,7 @@ import torch
 from torch import Tensor
 
 from qwen3.train.batch import IGNORE, Batch, Row, collate
+from qwen3.train.distributed import gather, shard
 from qwen3.train.flops import ComputeCounter, matmul_params
 from qwen3.train.logprobs import token_logprobs
 from qwen3.train.loss import (
@@ -590,11 +591,9 @@ class GRPORows:
 
     def _sample_groups(self, count: int) -> list[list[Rollout]]:
         """``count`` queries from the stream, this rank's share generated and scored here, all ranks' gathered."""
-        env = self.trainer.env
-        draws = list(range(self.drawn, self.drawn + count))
+        # prompts_per_step divides by the world size (bind): every rank an equal share, as GRPO's groups need.
+        mine = shard(range(self.drawn, self.drawn + count), self.trainer.env)
         self.drawn += count
-        share = count // env.world_size
-        mine = draws[env.rank * share : (env.rank + 1) * share]
         items = [self._item(draw) for draw in mine]
         groups = self.engine.generate(
             [item.messages for item in items],
@@ -660,9 +659,7 @@ class GRPORows:
         need_old = config.num_iterations > 1 or config.tis_cap is not None
         if not need_old and self.reference is None:
             return
-        env = self.trainer.env
-        share = len(rows) // env.world_size
-        mine = range(env.rank * share, (env.rank + 1) * share)
+        mine = shard(range(len(rows)), self.trainer.env)  # prompts_per_step whole groups: even shares
         computed: dict[str, list[list[float]]] = {}
         scored = sum(len(rows[i]["input_ids"]) for i in mine)
         assert self.scorer is not None and self.counter is not None
@@ -713,12 +710,7 @@ class GRPORows:
     # -- collectives -----------------------------------------------------------------------------------------
     def _gather(self, values: list[Any]) -> list[Any]:
         """Every rank's list, concatenated in rank order (the single-process order of the same work)."""
-        env = self.trainer.env
-        if not env.distributed:
-            return values
-        boxes: list[Any] = [None] * env.world_size
-        torch.distributed.all_gather_object(boxes, values)
-        return [value for box in boxes for value in box]
+        return gather(values, self.trainer.env)
 
     def _gather_sum(self, value: float) -> float:
         return float(sum(self._gather([value])))
