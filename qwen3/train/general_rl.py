@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from qwen3.train.grpo import GRPORows
-from qwen3.train.reward_system import DEFAULT_WEIGHTS, RewardMix
+from qwen3.train.reward_system import DEFAULT_WEIGHTS, RewardMix, RewardResult
 from qwen3.train.rollout import Rollout
 from qwen3.train.settings import SettingsError
 from qwen3.train.stages import register_stage
@@ -176,14 +176,13 @@ def judge_metrics(rollouts: Sequence[Any], judge: Any) -> dict[str, float]:
     """With a judge in the mix: its pass/fail agreement with the rule verifier (``correct``) over the batch's
     judged rollouts (report: a model-based reward "where both apply" is checked against the rules), and the
     run's count of unparsable or failed verdicts (scored 0)."""
-    from qwen3.train.judge import Agreement
+    from qwen3.train.judge import agreement
 
     judged = [r for r in rollouts if getattr(r, "judge_score", None) is not None]
     if judge is None or not judged:
         return {}
-    pairs = [(r.judge_score >= 0.5, bool(r.correct)) for r in judged]
-    result = Agreement(len(pairs), sum(a == b for a, b in pairs), sum(a and not b for a, b in pairs),
-                       sum(b and not a for a, b in pairs))  # fmt: skip
+    # A rollout stands for its own grade: its ``correct`` is the rule verifier's pass/fail, all agreement reads.
+    result = agreement([RewardResult(r.judge_score, "judge") for r in judged], judged)
     return {"judge/agreement": result.rate, "judge/judged": float(result.items),
             "judge/pass_rule_fail": float(result.judge_pass_rule_fail),
             "judge/fail_rule_pass": float(result.judge_fail_rule_pass),
