@@ -213,7 +213,7 @@ def load_recipe(name_or_path: str | Path) -> Recipe:
 
 def check_data(path: Path, data: dict[str, Any]) -> None:
     """[data]: known fields, and corpus mixes the corpus writer accepts (qwen3.world.corpus)."""
-    from qwen3.world.corpus import build_documents
+    from qwen3.world.corpus import mix_counts
 
     bad = sorted(set(data) - set(DATA_FIELDS))
     if bad:
@@ -227,7 +227,7 @@ def check_data(path: Path, data: dict[str, Any]) -> None:
                     f"{path}: [data] {name} must be a table of kind = share, got {data[name]!r}"
                 )
             try:
-                build_documents(1, mix=data[name])
+                mix_counts(1, data[name])
             except ValueError as err:
                 raise SettingsError(f"{path}: [data] {name}: {err}") from None
     documents = data.get("reasoning_documents", 0)

@@ -91,7 +91,9 @@ def _from_items(kind: str, count: int, seed: int, world_seed: int) -> list[dict[
     ]
 
 
-def _counts(documents: int, mix: dict[str, float]) -> dict[str, int]:
+def mix_counts(documents: int, mix: dict[str, float]) -> dict[str, int]:
+    """Documents of each kind for ``mix`` (shares of ``KINDS``; the largest share takes the rounding); the
+    ValueError of a bad mix, which is all a check of a mix needs (no document is built)."""
     unknown = sorted(set(mix) - set(KINDS))
     if unknown:
         raise ValueError(f"corpus mix: unknown kind {unknown[0]!r} (known: {', '.join(KINDS)})")
@@ -109,7 +111,7 @@ def build_documents(
     """The corpus's documents (``{"text", "kind", "query_hash"}``), prose and item documents interleaved."""
     if isinstance(documents, bool) or not isinstance(documents, int) or documents < 1:
         raise ValueError(f"documents must be a positive integer, got {documents!r}")
-    counts = _counts(documents, DEFAULT_MIX if mix is None else mix)
+    counts = mix_counts(documents, DEFAULT_MIX if mix is None else mix)
     rng = random.Random(f"corpus/{seed}/{world_seed}")
     prose = _prose(world_seed, rng)
     docs = [next(prose) for _ in range(counts["prose"])]

@@ -59,6 +59,7 @@ def test_data_phase_draws_under_the_world_knobs_and_writes_the_s2_corpus(tmp_pat
         ("[world]\nnosuch = { x = 1 }\n", "", r"\[world\] unknown family 'nosuch'"),
         ("", "corpus_mixx = 1\n", r"\[data\] unknown field\(s\) corpus_mixx"),
         ("", "reasoning_mix = { poetry = 1.0 }\n", r"\[data\] reasoning_mix: .*unknown kind 'poetry'"),
+        ("", "corpus_mix = { prose = 0.0 }\n", r"\[data\] corpus_mix: .*not all zero"),
         ("", "reasoning_documents = -1\n", r"\[data\] reasoning_documents must be an integer >= 0"),
     ],
 )
