@@ -85,6 +85,16 @@ class RotaryEmbedding(nn.Module):
         inv_freq, self.attention_scaling = rope_parameters(config, "cpu")
         self.register_buffer("inv_freq", inv_freq, persistent=False)
 
+    def _apply(self, fn, recurse: bool = True):
+        # Module.to(dtype) / .half() / .bfloat16() cast every floating buffer; rounded frequencies would misplace
+        # every position (at position 10,000 a bf16 inv_freq is off by whole radians), so a dtype cast leaves
+        # inv_freq in fp32, as init_model builds it and as transformers keeps it. Moves between devices apply.
+        saved = self.inv_freq
+        super()._apply(fn, recurse)
+        if self.inv_freq.dtype != saved.dtype:
+            self.inv_freq = saved.to(self.inv_freq.device)
+        return self
+
     def reset_buffers(self, device: torch.device | str) -> None:
         """Recompute inv_freq on ``device`` (after building the model on the meta device)."""
         self.inv_freq = rope_parameters(self.config, device)[0]
