@@ -605,7 +605,7 @@ class GRPORows:
         for item, group in zip(items, groups):
             for rollout in group:
                 self._score(item, rollout)
-        return self._gather(groups)
+        return gather(groups, self.trainer.env)
 
     def _score(self, item: Any, rollout: Rollout) -> None:
         config = self.config
@@ -670,7 +670,7 @@ class GRPORows:
             computed["ref_logprob"] = self._logprobs(self.reference, [rows[i] for i in mine])
             self.counter.forward("reference", int(self._gather_sum(scored)))
         for name, values in computed.items():
-            for row, value in zip(rows, self._gather(values)):
+            for row, value in zip(rows, gather(values, self.trainer.env)):
                 row["extras"][name] = value
         if config.tis_cap is not None:
             for row, rollout in zip(rows, rollouts):
@@ -708,12 +708,8 @@ class GRPORows:
         return self._gather_sum(correct) / len(self.eval_items)
 
     # -- collectives -----------------------------------------------------------------------------------------
-    def _gather(self, values: list[Any]) -> list[Any]:
-        """Every rank's list, concatenated in rank order (the single-process order of the same work)."""
-        return gather(values, self.trainer.env)
-
     def _gather_sum(self, value: float) -> float:
-        return float(sum(self._gather([value])))
+        return float(sum(gather([value], self.trainer.env)))
 
 
 def inference_copy(model: torch.nn.Module, device: torch.device, dtype: torch.dtype) -> torch.nn.Module:
