@@ -8,11 +8,11 @@ import json
 
 import pytest
 
-from qwen3.recipes.config import load_recipe
+from qwen3.recipes.config import load_recipe, presets
 from qwen3.recipes.run import RecipeRun, RecipeStopped
 
 
-@pytest.mark.parametrize("name", ["tiny", "small"])
+@pytest.mark.parametrize("name", presets())
 def test_a_shipped_preset_trains_its_tokenizer(name, tmp_path):
     recipe = load_recipe(name)
     with pytest.raises(RecipeStopped):
